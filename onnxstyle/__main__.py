@@ -1,0 +1,3 @@
+from onnxstyle.cli import main
+
+main()

@@ -1,0 +1,24 @@
+"""Every default hyper-parameter in one place; the API and the CLI both read them from here."""
+
+from __future__ import annotations
+
+# Layers: Gatys, Ecker & Bethge 2015, section 3 / the seed program (gatys_tf.md).
+CONTENT_LAYERS: dict[str, float] = {"conv4_2": 1.0}
+STYLE_LAYERS: dict[str, float] = {
+    # w_l = 1/5 per layer: the paper (Fig. 2 caption); the seed's code forgets to apply them.
+    "conv1_1": 0.2, "conv2_1": 0.2, "conv3_1": 0.2, "conv4_1": 0.2, "conv5_1": 0.2,
+}  # fmt: skip
+
+# Global weights, tuned here for the Gatys-normalised VGG19 (whose activations are far larger
+# than the Caffe VGG19's, so the seed's style weight 2e2 does not carry over). Chosen by a sweep
+# on astronaut/chelsea x starry_night/the_scream at 256-512 px: see docs/defaults.md.
+CONTENT_WEIGHT = 1.0  # the seed's alpha = 1
+STYLE_WEIGHT = 1e3  # see docs/defaults.md
+TV_WEIGHT = 0.0  # the paper uses no TV term; peers default to small smoothing
+
+SIZE = 512  # longer side in px: jcjohnson/neural-style's -image_size default
+ITERATIONS = 500  # L-BFGS iterations: jcjohnson/neural-style's -num_iterations default
+NOISE_RATIO = 0.1  # seed: input_noise = 0.1 (noise blended into the content canvas)
+INIT = "noise"  # seed: noise-blended content as the initial canvas
+SEED = 0
+LBFGS_MEMORY = 10  # scipy's L-BFGS-B maxcor default

@@ -1,0 +1,36 @@
+"""The exceptions onnxstyle raises, so a caller can map them to responses.
+
+OnnxStyleError
+  InputError       bad arguments or images from the caller
+  WeightsError     a weights file that cannot or must not be read
+  ModelError       a missing, corrupt, foreign or outdated .onnx model
+  DeviceError      the asked-for device cannot run
+  NumericalError   NaN or Inf appeared in the loss or gradient
+  Cancelled        a run stopped by its callback or cancel token (carries the best image)
+"""
+
+from __future__ import annotations
+
+
+class OnnxStyleError(Exception):
+    """Base class: one clear, one-line message."""
+
+
+class InputError(OnnxStyleError, ValueError):
+    pass
+
+
+class WeightsError(OnnxStyleError):
+    pass
+
+
+class ModelError(OnnxStyleError):
+    pass
+
+
+class DeviceError(OnnxStyleError):
+    pass
+
+
+class NumericalError(OnnxStyleError):
+    pass

@@ -1,0 +1,30 @@
+"""Names and versions of the exported graph's interface, shared by exporter and runtime."""
+
+from __future__ import annotations
+
+LAYOUT_VERSION = "1"  # bump when inputs, outputs or their meaning change
+OPSET = 17  # loads in onnxruntime 1.31 (gpu) and 1.32
+IR_VERSION = 8  # onnx 1.23 writes IR 11 by default; onnxruntime-gpu 1.31 refuses it
+
+IMAGE = "image"
+WEIGHTS = "weights"  # [content_weight, style_weight, tv_weight]
+CONTENT_LAYER_W = "content_layer_weights"
+STYLE_LAYER_W = "style_layer_weights"
+LOSS, CONTENT, STYLE, TV, GRAD = "loss", "content", "style", "tv", "grad"
+
+# Metadata keys written into the model.
+META_LAYOUT = "onnxstyle.layout"
+META_WEIGHTS = "onnxstyle.weights"
+META_WEIGHTS_SHA256 = "onnxstyle.weights_sha256"
+
+
+def content_target(layer: str) -> str:
+    return f"content_{layer}"
+
+
+def gram_target(layer: str) -> str:
+    return f"gram_{layer}"
+
+
+def feature(layer: str) -> str:
+    return f"feat_{layer}"

@@ -1,0 +1,170 @@
+"""The style-transfer objective: loss and gradient of an image, from the exported graph."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from onnxstyle import defaults
+from onnxstyle.errors import InputError, NumericalError
+from onnxstyle.layers import CHANNELS, LAYERS, canonical
+from onnxstyle.runtime import layout, models, session
+from onnxstyle.runtime.images import as_rgb_array
+
+TERMS = ("content", "style", "tv", "total")
+
+
+def layer_weights(spec: Mapping[str, float] | Sequence[str] | None, default: Mapping[str, float],
+                  what: str) -> dict[str, float]:  # fmt: skip
+    """{'conv4_2': 1.0} from a mapping, a list of names (equal weights) or None (default)."""
+    if spec is None:
+        spec = default
+    if not isinstance(spec, Mapping):
+        names = list(spec)
+        spec = {name: 1.0 / max(1, len(names)) for name in names}
+    out: dict[str, float] = {}
+    for name, w in spec.items():
+        try:
+            key = canonical(name)
+        except ValueError as e:
+            raise InputError(f"{what} layers: {e}") from None
+        w = float(w)
+        if not np.isfinite(w) or w < 0:
+            raise InputError(f"{what} layer {name}: weight {w} must be finite and >= 0")
+        out[key] = w
+    if not out:
+        raise InputError(f"{what} layers: none given")
+    return out
+
+
+def check_weight(name: str, value: float) -> float:
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise InputError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+class Objective:
+    """loss, grad = Objective(content, style)(x) for x an H x W x 3 RGB array in 0..255.
+
+    Uses the images as given (no resizing). `style` is one image or a list of images, whose Gram
+    targets are averaged with `style_blend` (equal weights by default). Immutable once built and
+    safe to call from many threads at once.
+    """
+
+    def __init__(
+        self,
+        content,
+        style,
+        content_weight: float = defaults.CONTENT_WEIGHT,
+        style_weight: float = defaults.STYLE_WEIGHT,
+        tv_weight: float = defaults.TV_WEIGHT,
+        model: str | os.PathLike | None = None,
+        device: str = "auto",
+        content_layers: Mapping[str, float] | Sequence[str] | None = None,
+        style_layers: Mapping[str, float] | Sequence[str] | None = None,
+        style_blend: Sequence[float] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.engine = session.load(models.resolve(model), device, threads)
+        self.content_layers = layer_weights(content_layers, defaults.CONTENT_LAYERS, "content")
+        self.style_layers = layer_weights(style_layers, defaults.STYLE_LAYERS, "style")
+        weights = [check_weight(n, v) for n, v in (("content weight", content_weight),
+                   ("style weight", style_weight), ("tv weight", tv_weight))]  # fmt: skip
+        self.weights = np.array(weights, np.float32)
+
+        content = as_rgb_array(content)
+        styles = [as_rgb_array(s) for s in (style if isinstance(style, list | tuple) else [style])]
+        if not styles:
+            raise InputError("at least one style image is needed")
+        blend = self._blend(style_blend, len(styles))
+        self.shape = content.shape
+        for img in (content, *styles):
+            if min(img.shape[:2]) < 16:
+                raise InputError(f"image of {img.shape[1]}x{img.shape[0]} px: each side must be >= 16")
+
+        feed = self._base_feed()
+        cfeat = self.features(content, list(self.content_layers))
+        for name in self.content_layers:
+            feed[layout.content_target(name)] = cfeat[name]
+        grams = {name: np.zeros((CHANNELS[name],) * 2, np.float64) for name in self.style_layers}
+        for img, w in zip(styles, blend, strict=True):
+            feats = self.features(img, list(self.style_layers))
+            for name in self.style_layers:
+                f = feats[name].reshape(CHANNELS[name], -1).astype(np.float64)
+                grams[name] += w * (f @ f.T) / f.shape[1]
+        for name, g in grams.items():
+            feed[layout.gram_target(name)] = g.astype(np.float32)
+        feed[layout.WEIGHTS] = self.weights
+        feed[layout.CONTENT_LAYER_W] = np.array([self.content_layers.get(n, 0.0) for n in LAYERS], np.float32)
+        feed[layout.STYLE_LAYER_W] = np.array([self.style_layers.get(n, 0.0) for n in LAYERS], np.float32)
+        self._feed = feed
+
+    @staticmethod
+    def _blend(blend: Sequence[float] | None, n: int) -> np.ndarray:
+        if blend is None:
+            return np.full(n, 1.0 / n)
+        b = np.asarray([float(v) for v in blend], np.float64)
+        if b.shape != (n,):
+            raise InputError(f"style blend has {b.size} weights for {n} style images")
+        if not np.isfinite(b).all() or (b < 0).any() or b.sum() <= 0:
+            raise InputError("style blend weights must be finite, >= 0 and not all zero")
+        return b / b.sum()
+
+    @staticmethod
+    def _base_feed() -> dict[str, np.ndarray]:
+        feed: dict[str, np.ndarray] = {
+            layout.WEIGHTS: np.zeros(3, np.float32),
+            layout.CONTENT_LAYER_W: np.zeros(len(LAYERS), np.float32),
+            layout.STYLE_LAYER_W: np.zeros(len(LAYERS), np.float32),
+        }
+        for name in LAYERS:
+            n = CHANNELS[name]
+            feed[layout.content_target(name)] = np.zeros((1, n, 1, 1), np.float32)
+            feed[layout.gram_target(name)] = np.zeros((n, n), np.float32)
+        return feed
+
+    @property
+    def provider(self) -> str:
+        return self.engine.provider
+
+    def features(self, image, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        """The image's VGG features after ReLU at `layers`, each [1, N, h, w] float32."""
+        feed = self._base_feed()
+        feed[layout.IMAGE] = np.ascontiguousarray(as_rgb_array(image), np.float32)
+        names = [layout.feature(canonical(n)) for n in layers]
+        outs = self.engine.session.run(names, feed)
+        return {canonical(n): o for n, o in zip(layers, outs, strict=True)}
+
+    def _run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+        x = np.asarray(x)
+        if x.shape != self.shape:
+            x = x.reshape(self.shape) if x.size == np.prod(self.shape) else x
+        if x.shape != self.shape:
+            raise InputError(f"image of shape {x.shape}, the objective was built for {self.shape}")
+        feed = dict(self._feed)
+        feed[layout.IMAGE] = np.ascontiguousarray(x, dtype=np.float32)
+        return self.engine.session.run(outputs, feed)
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """(total loss, its gradient as float64 of x's shape)."""
+        loss, grad = self._run(x, [layout.LOSS, layout.GRAD])
+        loss = float(loss)
+        if not np.isfinite(loss) or not np.isfinite(grad).all():
+            raise NumericalError("the loss or its gradient is NaN or Inf")
+        return loss, grad.astype(np.float64).reshape(np.shape(x))
+
+    def evaluate(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        """Terms (content/style/tv unweighted, total weighted) and the gradient, in one run."""
+        loss, c, s, tv, grad = self._run(x, [layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV,
+                                             layout.GRAD])  # fmt: skip
+        terms = {"content": float(c), "style": float(s), "tv": float(tv), "total": float(loss)}
+        if not all(np.isfinite(v) for v in terms.values()) or not np.isfinite(grad).all():
+            raise NumericalError("the loss or its gradient is NaN or Inf")
+        return terms, grad
+
+    def terms(self, x: np.ndarray) -> dict[str, float]:
+        """{"content", "style", "tv", "total"}; content/style/tv unweighted."""
+        return self.evaluate(x)[0]

@@ -1,0 +1,60 @@
+"""An independent float64 NumPy forward of the contract's math (no ONNX), for the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxstyle.layers import ARCH
+
+
+def conv3x3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x [C, H, W], w [O, C, 3, 3], zero padding 1."""
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(1, 2))  # C, H, W, 3, 3
+    return np.einsum("chwij,ocij->ohw", win, w, optimize=True) + b[:, None, None]
+
+
+def avgpool_same(x: np.ndarray) -> np.ndarray:
+    c, h, w = x.shape
+    out = np.zeros((c, -(-h // 2), -(-w // 2)))
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            out[:, i, j] = x[:, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].mean(axis=(1, 2))
+    return out
+
+
+def features(image: np.ndarray, weights) -> dict[str, np.ndarray]:
+    """image [H, W, 3] RGB 0..255 -> {layer: [N, h, w]} after ReLU."""
+    x = np.asarray(image, np.float64)
+    z = x @ weights.pre_w.T.astype(np.float64) + weights.pre_b
+    h = z.transpose(2, 0, 1)
+    out = {}
+    for name, _, _ in ARCH:
+        if name.startswith("pool"):
+            h = avgpool_same(h)
+        else:
+            w, b = weights.convs[name]
+            h = np.maximum(conv3x3(h, w.astype(np.float64), b.astype(np.float64)), 0)
+            out[name] = h
+    return out
+
+
+def gram(f: np.ndarray) -> np.ndarray:
+    f2 = f.reshape(f.shape[0], -1)
+    return f2 @ f2.T / f2.shape[1]
+
+
+def terms(x, content_feats, style_grams, weights, content_layers, style_layers) -> dict:
+    fx = features(x, weights)
+    content = 0.0
+    for layer, lw in content_layers.items():
+        n, hh, ww = fx[layer].shape
+        m = hh * ww
+        content += lw * ((fx[layer] - content_feats[layer]) ** 2).sum() / (2 * np.sqrt(n) * np.sqrt(m))
+    style = 0.0
+    for layer, lw in style_layers.items():
+        n = fx[layer].shape[0]
+        style += lw * ((gram(fx[layer]) - style_grams[layer]) ** 2).sum() / (4 * n * n)
+    x64 = np.asarray(x, np.float64)
+    tv = (np.diff(x64, axis=0) ** 2).sum() + (np.diff(x64, axis=1) ** 2).sum()
+    return {"content": content, "style": style, "tv": tv}
