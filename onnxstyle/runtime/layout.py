@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-LAYOUT_VERSION = "1"  # bump when inputs, outputs or their meaning change
+LAYOUT_VERSION = "2"  # bump when inputs, outputs or their meaning change
 OPSET = 17  # loads in onnxruntime 1.31 (gpu) and 1.32
 IR_VERSION = 8  # onnx 1.23 writes IR 11 by default; onnxruntime-gpu 1.31 refuses it
 
@@ -10,7 +10,11 @@ IMAGE = "image"
 WEIGHTS = "weights"  # [content_weight, style_weight, tv_weight]
 CONTENT_LAYER_W = "content_layer_weights"
 STYLE_LAYER_W = "style_layer_weights"
+STYLE_MASKED = "style_masked"  # bool: use STYLE_MASKS
+STYLE_MASKS = "style_masks"  # [K, H, W] each style's region
+STYLE_BLEND = "style_blend"  # [K] each masked style's weight
 LOSS, CONTENT, STYLE, TV, GRAD = "loss", "content", "style", "tv", "grad"
+META_POOL = "onnxstyle.pool"
 
 # Metadata keys written into the model.
 META_LAYOUT = "onnxstyle.layout"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from onnxstyle.errors import ModelError
+from onnxstyle.errors import InputError, ModelError
 
 DEFAULT_NAME = "vgg19_gatys.onnx"
+NAMES = {"avg": DEFAULT_NAME, "max": "vgg19_gatys_maxpool.onnx"}  # one graph per pooling
 ENV_HOME = "ONNXSTYLE_HOME"  # overrides the directory for exported graphs
 
 
@@ -22,18 +23,20 @@ def models_dir() -> Path:
     return Path(cache) / "onnxstyle"
 
 
-def default_model() -> Path:
-    return models_dir() / DEFAULT_NAME
+def default_model(pool: str = "avg") -> Path:
+    if pool not in NAMES:
+        raise InputError(f"unknown pool {pool!r}: expected avg or max")
+    return models_dir() / NAMES[pool]
 
 
-def resolve(model: str | os.PathLike | None, export_missing: bool = True) -> Path:
+def resolve(model: str | os.PathLike | None, export_missing: bool = True, pool: str = "avg") -> Path:
     """The model to load: `model` as given, or the default graph (exported on first use)."""
     if model is not None:
         path = Path(model)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         return path
-    path = default_model()
+    path = default_model(pool)
     if path.is_file():
         return path
     if not export_missing:
@@ -45,4 +48,4 @@ def resolve(model: str | os.PathLike | None, export_missing: bool = True) -> Pat
             f"{path}: no exported graph, and exporting needs `pip install 'onnxstyle[export]'`"
             " (or copy an exported .onnx here)"
         ) from None
-    return export(path)
+    return export(path, pool=pool)

@@ -66,6 +66,7 @@ class Objective:
         content_layers: Mapping[str, float] | Sequence[str] | None = None,
         style_layers: Mapping[str, float] | Sequence[str] | None = None,
         style_blend: Sequence[float] | None = None,
+        style_masks: Sequence[np.ndarray | None] | None = None,
         threads: int | None = None,
     ) -> None:
         self.engine = session.load(models.resolve(model), device, threads)
@@ -89,14 +90,25 @@ class Objective:
         cfeat = self.features(content, list(self.content_layers))
         for name in self.content_layers:
             feed[layout.content_target(name)] = cfeat[name]
-        grams = {name: np.zeros((CHANNELS[name],) * 2, np.float64) for name in self.style_layers}
-        for img, w in zip(styles, blend, strict=True):
+        masks = self._masks(style_masks, len(styles), content.shape[:2])
+        # Unmasked: one target, the blend-weighted mean of the styles' Grams. Masked: one per style.
+        k = 1 if masks is None else len(styles)
+        grams = {name: np.zeros((k, CHANNELS[name], CHANNELS[name])) for name in self.style_layers}
+        for i, (img, w) in enumerate(zip(styles, blend, strict=True)):
             feats = self.features(img, list(self.style_layers))
             for name in self.style_layers:
                 f = feats[name].reshape(CHANNELS[name], -1).astype(np.float64)
-                grams[name] += w * (f @ f.T) / f.shape[1]
+                gram = (f @ f.T) / f.shape[1]
+                if masks is None:
+                    grams[name][0] += w * gram
+                else:
+                    grams[name][i] = gram
         for name, g in grams.items():
             feed[layout.gram_target(name)] = g.astype(np.float32)
+        if masks is not None:
+            feed[layout.STYLE_MASKED] = np.array(True)
+            feed[layout.STYLE_MASKS] = masks
+            feed[layout.STYLE_BLEND] = blend.astype(np.float32)
         feed[layout.WEIGHTS] = self.weights
         feed[layout.CONTENT_LAYER_W] = np.array([self.content_layers.get(n, 0.0) for n in LAYERS], np.float32)
         feed[layout.STYLE_LAYER_W] = np.array([self.style_layers.get(n, 0.0) for n in LAYERS], np.float32)
@@ -114,8 +126,31 @@ class Objective:
         return b / b.sum()
 
     @staticmethod
+    def _masks(masks, n: int, hw: tuple[int, int]) -> np.ndarray | None:
+        """[K, H, W] float32 in 0..1 (a missing mask is all ones), or None when none is given."""
+        if masks is None or all(m is None for m in masks):
+            return None
+        if len(masks) != n:
+            raise InputError(f"{len(masks)} style masks for {n} style images")
+        out = np.ones((n, *hw), np.float32)
+        for i, m in enumerate(masks):
+            if m is None:
+                continue
+            m = np.asarray(m, np.float32)
+            if m.ndim == 3:
+                m = m.mean(axis=2)
+            if m.shape != tuple(hw):
+                raise InputError(f"style mask {i + 1} is {m.shape[1]}x{m.shape[0]}, the image "
+                                 f"{hw[1]}x{hw[0]}")  # fmt: skip
+            out[i] = m / 255.0 if m.max() > 1.0 else m
+        return out
+
+    @staticmethod
     def _base_feed() -> dict[str, np.ndarray]:
         feed: dict[str, np.ndarray] = {
+            layout.STYLE_MASKED: np.array(False),
+            layout.STYLE_MASKS: np.ones((1, 1, 1), np.float32),
+            layout.STYLE_BLEND: np.ones(1, np.float32),
             layout.WEIGHTS: np.zeros(3, np.float32),
             layout.CONTENT_LAYER_W: np.zeros(len(LAYERS), np.float32),
             layout.STYLE_LAYER_W: np.zeros(len(LAYERS), np.float32),
@@ -123,7 +158,7 @@ class Objective:
         for name in LAYERS:
             n = CHANNELS[name]
             feed[layout.content_target(name)] = np.zeros((1, n, 1, 1), np.float32)
-            feed[layout.gram_target(name)] = np.zeros((n, n), np.float32)
+            feed[layout.gram_target(name)] = np.zeros((1, n, n), np.float32)
         return feed
 
     @property

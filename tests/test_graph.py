@@ -1,0 +1,167 @@
+"""The exported graph against an independent NumPy oracle and against finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import oracle
+import pytest
+from conftest import load
+
+from onnxstyle import Objective
+from onnxstyle.runtime.stylize import initial_canvas
+
+STYLE_LAYERS = {"conv1_1": 0.2, "conv2_1": 0.2, "conv3_1": 0.2, "conv4_1": 0.2, "conv5_1": 0.2}
+
+
+def crop(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    return np.ascontiguousarray(img[:h, :w])
+
+
+@pytest.fixture(scope="module")
+def images():
+    content = crop(load("astronaut.png"), 41, 35)  # odd sizes on purpose
+    style = crop(load("starry_night.jpg"), 48, 60)  # a different size from the content
+    return content, style
+
+
+def rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(a), abs(b), 1e-12)
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_terms_match_numpy_oracle(images, weights, model_path, maxpool_model_path, pool):
+    content, style = images
+    model = model_path if pool == "avg" else maxpool_model_path
+    cl = {"conv4_2": 1.0, "conv2_2": 0.5}
+    obj = Objective(content, style, content_weight=2.0, style_weight=50.0, tv_weight=0.01,
+                    model=model, content_layers=cl, style_layers=STYLE_LAYERS)  # fmt: skip
+    x = initial_canvas(content, "noise", seed=1)
+    got = obj.terms(x)
+
+    fc = oracle.features(content, weights, pool)
+    fs = oracle.features(style, weights, pool)
+    want = oracle.terms(x, fc, {k: oracle.gram(fs[k]) for k in STYLE_LAYERS}, weights, cl,
+                        STYLE_LAYERS, pool)  # fmt: skip
+    for key in ("content", "style", "tv"):
+        assert rel(got[key], want[key]) < 1e-4, (key, got[key], want[key])
+    total = 2.0 * want["content"] + 50.0 * want["style"] + 0.01 * want["tv"]
+    assert rel(got["total"], total) < 1e-4
+    assert want["content"] > 0 and want["style"] > 0
+
+
+def test_features_match_oracle_at_odd_size(images, weights, model_path):
+    content, style = images
+    obj = Objective(content, style, model=model_path)
+    got = obj.features(content, ["conv1_1", "conv3_2", "conv5_1"])
+    want = oracle.features(content, weights)
+    for name, f in got.items():
+        assert f.shape[1:] == want[name].shape
+        err = np.abs(f[0] - want[name]).max() / np.abs(want[name]).max()
+        assert err < 1e-5, name
+
+
+def test_masked_style_matches_oracle(images, weights, model_path):
+    content, style = images
+    style2 = crop(load("the_scream.jpg"), 50, 44)
+    h, w = content.shape[:2]
+    left = np.zeros((h, w), np.float32)
+    left[:, : w // 2] = 1.0
+    masks = [left, 1.0 - left]
+    obj = Objective(content, [style, style2], style_weight=1.0, content_weight=0.0,
+                    model=model_path, style_masks=masks, style_blend=[0.7, 0.3])  # fmt: skip
+    x = initial_canvas(content, "noise", seed=2)
+    got = obj.terms(x)
+    fs = [oracle.features(s, weights) for s in (style, style2)]
+    targets = {k: [oracle.gram(f[k]) for f in fs] for k in STYLE_LAYERS}
+    want = oracle.terms(x, {}, targets, weights, {}, STYLE_LAYERS, masks=np.stack(masks),
+                        blend=[0.7, 0.3])  # fmt: skip
+    assert rel(got["style"], want["style"]) < 1e-4
+
+
+def directional_errors(obj: Objective, x: np.ndarray, eps: float = 0.1) -> list[float]:
+    """Relative error of grad . v against the central difference of the loss along v, for v the
+    gradient's direction mixed with 0, 0.5 and 1 parts of a random direction (RMS 1 per pixel)."""
+    rng = np.random.default_rng(0)
+    _, grad = obj(x)
+    errs = []
+    for mix in (0.0, 0.5, 1.0):
+        r = rng.standard_normal(x.shape)
+        v = grad / np.linalg.norm(grad) + mix * r / np.linalg.norm(r)
+        v *= np.sqrt(v.size) / np.linalg.norm(v)
+        fd = (obj(x + eps * v)[0] - obj(x - eps * v)[0]) / (2 * eps)
+        errs.append(rel(fd, float((grad * v).sum())))
+    return errs
+
+
+@pytest.mark.parametrize("term", ["content", "style", "tv", "total"])
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_gradient_matches_finite_differences(images, model_path, maxpool_model_path, term, pool):
+    content, style = images
+    w = {"content": (1.0, 0.0, 0.0), "style": (0.0, 1e3, 0.0), "tv": (0.0, 0.0, 1e-3),
+         "total": (1.0, 1e3, 1e-3)}[term]  # fmt: skip
+    model = model_path if pool == "avg" else maxpool_model_path
+    obj = Objective(content, style, content_weight=w[0], style_weight=w[1], tv_weight=w[2],
+                    model=model)  # fmt: skip
+    # From a random canvas: near the content, ReLU kinks at the step's scale blur the differences.
+    x = initial_canvas(content, "random", seed=3).astype(np.float64)
+    errs = directional_errors(obj, x)
+    assert max(errs) < 5e-3, errs
+
+
+def test_masked_gradient_matches_finite_differences(images, model_path):
+    content, style = images
+    h, w = content.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    mask[h // 3 :, :] = 1.0
+    obj = Objective(content, [style, style], style_weight=1e3, model=model_path,
+                    style_masks=[mask, 1 - mask], style_blend=[0.5, 0.5])  # fmt: skip
+    x = initial_canvas(content, "random", seed=4).astype(np.float64)
+    assert max(directional_errors(obj, x)) < 5e-3
+
+
+@pytest.mark.parametrize("w", [(1.0, 0.0, 0.0), (0.0, 1e3, 0.0), (1.0, 1e3, 1e-3)])
+def test_gradient_matches_autograd(images, weights, model_path, w):
+    torch = pytest.importorskip("torch")
+    content, style = images
+    obj = Objective(content, style, content_weight=w[0], style_weight=w[1], tv_weight=w[2],
+                    model=model_path)  # fmt: skip
+    x = initial_canvas(content, "noise", seed=5)
+    loss, grad = obj(x)
+
+    import torch.nn.functional as F  # noqa: N812
+
+    def feats(img):
+        t = torch.as_tensor(img, dtype=torch.float64).permute(2, 0, 1)[None]
+        h = F.conv2d(t, torch.as_tensor(weights.pre_w, dtype=torch.float64)[:, :, None, None],
+                     torch.as_tensor(weights.pre_b, dtype=torch.float64))  # fmt: skip
+        out = {}
+        from onnxstyle.layers import ARCH
+
+        for name, _, _ in ARCH:
+            if name.startswith("pool"):
+                h = F.avg_pool2d(h, 2, 2, ceil_mode=True, count_include_pad=False)
+            else:
+                w, b = weights.convs[name]
+                h = torch.relu(F.conv2d(h, torch.as_tensor(w, dtype=torch.float64),
+                                        torch.as_tensor(b, dtype=torch.float64), padding=1))  # fmt: skip
+                out[name] = h
+        return out
+
+    def gram(f):
+        f2 = f.reshape(f.shape[1], -1)
+        return f2 @ f2.T / f2.shape[1]
+
+    with torch.no_grad():
+        fc, fs = feats(content), feats(style)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    fx = feats(xt)
+    n, m = fx["conv4_2"].shape[1], fx["conv4_2"][0, 0].numel()
+    c = ((fx["conv4_2"] - fc["conv4_2"]) ** 2).sum() / (2 * n**0.5 * m**0.5)
+    s = sum(0.2 * ((gram(fx[k]) - gram(fs[k])) ** 2).sum() / (4 * fx[k].shape[1] ** 2)
+            for k in STYLE_LAYERS)  # fmt: skip
+    tv = ((xt[1:] - xt[:-1]) ** 2).sum() + ((xt[:, 1:] - xt[:, :-1]) ** 2).sum()
+    total = w[0] * c + w[1] * s + w[2] * tv
+    total.backward()
+    ref = xt.grad.numpy()
+    assert rel(loss, float(total)) < 1e-4
+    assert np.abs(grad - ref).max() / np.abs(ref).max() < 1e-3
