@@ -287,7 +287,7 @@ def max_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
 POOLS = ("avg", "max")
 
 
-def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
+def build_model(weights: VGGWeights, pool: str = "avg", feature_outputs: bool = True) -> onnx.ModelProto:
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}")
     weights.check()
@@ -367,7 +367,7 @@ def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
     for out, src in ((layout.LOSS, total), (layout.CONTENT, content), (layout.STYLE, style),
                      (layout.TV, tv), (layout.GRAD, g_hwc)):  # fmt: skip
         b.nodes.append(helper.make_node("Identity", [src], [out], name=out))
-    for name, feat in feats.items():
+    for name, feat in feats.items() if feature_outputs else ():
         b.nodes.append(helper.make_node("Identity", [feat], [layout.feature(name)]))
 
     info = helper.make_tensor_value_info
@@ -386,7 +386,7 @@ def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
         inputs.append(info(layout.gram_target(name), FLOAT, ["K", n, n]))
     outputs = [info(o, FLOAT, []) for o in (layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV)]
     outputs.append(info(layout.GRAD, FLOAT, ["H", "W", 3]))
-    for name in LAYERS:
+    for name in LAYERS if feature_outputs else ():
         outputs.append(info(layout.feature(name), FLOAT, [1, CHANNELS[name], f"fh_{name}", f"fw_{name}"]))
 
     graph = helper.make_graph(b.nodes, "onnxstyle_gatys", inputs, outputs, b.inits)

@@ -1,0 +1,135 @@
+"""Regenerate the README pictures and docs/gallery.md from ../shared/data at 512 px.
+
+    python docs/make_gallery.py            # everything (about an hour on 2 CPU cores)
+    python docs/make_gallery.py --only readme --quick
+
+Each picture runs a 256 -> 512 coarse-to-fine ladder with the library's defaults unless the
+control under test says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+import onnxstyle
+from onnxstyle.runtime import images, sheet
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+OUT = HERE / "gallery"
+C = {n: DATA / "content" / f"{n}.png" for n in ("astronaut", "chelsea")}
+S = {n: DATA / "style" / f"{n}.jpg" for n in ("starry_night", "the_scream", "woman-with-hat-matisse")}
+
+
+def half_mask(path: Path, side: str) -> np.ndarray:
+    h, w = images.load_rgb(path).shape[:2]
+    m = np.zeros((h, w), np.float32)
+    if side == "left":
+        m[:, : w // 2] = 1
+    else:
+        m[:, w // 2 :] = 1
+    return m
+
+
+def pictures() -> dict[str, list[tuple[str, str, dict]]]:
+    """group -> [(file stem, caption, stylize kwargs)]."""
+    a, ch = C["astronaut"], C["chelsea"]
+    sn, sc, mt = S["starry_night"], S["the_scream"], S["woman-with-hat-matisse"]
+    return {
+        "readme": [
+            ("astronaut_starry_night", "astronaut x The Starry Night", dict(content=a, style=sn)),
+            ("chelsea_the_scream", "chelsea x The Scream", dict(content=ch, style=sc)),
+            ("astronaut_matisse", "astronaut x Woman with a Hat", dict(content=a, style=mt)),
+        ],
+        "gallery": [
+            ("blend", "1. two styles, --style-blend 0.5,0.5 (Starry Night + The Scream)",
+             dict(content=ch, style=[sn, sc], style_blend=[0.5, 0.5])),
+            ("scale_05", "2. --style-scale 0.5", dict(content=a, style=sn, style_scale=0.5)),
+            ("scale_2", "2. --style-scale 2", dict(content=a, style=sn, style_scale=2.0)),
+            ("layers_low", "3. --style-layers conv1_1,conv2_1 (fine texture only)",
+             dict(content=a, style=sn, style_layers={"conv1_1": 0.5, "conv2_1": 0.5})),
+            ("layers_high", "3. --style-layers conv3_1,conv4_1,conv5_1 (large structures)",
+             dict(content=a, style=sn, style_layers={"conv3_1": 1 / 3, "conv4_1": 1 / 3,
+                                                     "conv5_1": 1 / 3})),
+            ("colors_luminance", "4. --preserve-colors luminance",
+             dict(content=a, style=sn, preserve_colors="luminance")),
+            ("colors_match", "4. --preserve-colors match (pca)",
+             dict(content=a, style=sn, preserve_colors="match")),
+            ("tv_high", "5. --tv-weight 0.05 (smoother)", dict(content=a, style=sn, tv_weight=0.05)),
+            ("init_random", "6. --init random", dict(content=a, style=sn, init="random")),
+            ("pool_max", "7. --pool max", dict(content=a, style=sn, pool="max")),
+            ("single_scale", "8. single scale at 512 (same iteration budget as the ladder)",
+             dict(content=a, style=sn, scales=None)),
+            ("masks", "9. --style-mask: Starry Night left, The Scream right",
+             dict(content=ch, style=[sn, sc], style_masks=[half_mask(ch, "left"),
+                                                           half_mask(ch, "right")])),
+        ],
+    }
+
+
+def label(img: np.ndarray, text: str) -> Image.Image:
+    im = Image.fromarray(img)
+    draw = ImageDraw.Draw(im)
+    draw.rectangle([0, im.height - 14, im.width, im.height], fill="white")
+    draw.text((3, im.height - 13), text, fill="black")
+    return im
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=["readme", "gallery", "sheet"], default=None)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    size = 96 if args.quick else 512
+    scales = [48, 96] if args.quick else [256, 512]
+    iters = [5, 3] if args.quick else [200, 80]
+    lines = ["# Gallery", "", "Made by `python docs/make_gallery.py` from `../shared/data` at 512 px "
+             f"(256 -> 512 ladder, {iters[0]} + {iters[1]} L-BFGS iterations, defaults otherwise; "
+             "image credits in `../shared/data/README.md` and the README).", ""]  # fmt: skip
+    for group, items in pictures().items():
+        if args.only and args.only != group:
+            continue
+        for stem, caption, kw in items:
+            kw = dict(kw)
+            ladder = kw.pop("scales", scales)
+            t = time.perf_counter()
+            if ladder is None:
+                r = onnxstyle.stylize(size=size, iterations=sum(iters), **kw)
+            else:
+                r = onnxstyle.stylize(size=None if not args.quick else None, scales=ladder,
+                                      iterations=iters, **kw)  # fmt: skip
+            secs = time.perf_counter() - t
+            path = OUT / f"{stem}.jpg"
+            images.save(r.image, path)
+            print(f"{stem}: {secs:.0f} s, loss {r.initial['total']:.4g} -> {r.final['total']:.4g}")
+            lines += [f"## {caption}", "", f"![{stem}](gallery/{stem}.jpg)", "",
+                      f"{r.image.shape[1]}x{r.image.shape[0]}, {r.iterations} iterations, "
+                      f"{secs:.0f} s on {r.provider}; loss {r.initial['total']:.4g} -> "
+                      f"{r.final['total']:.4g}", ""]  # fmt: skip
+    if not args.only or args.only == "sheet":
+        shots: list[tuple[np.ndarray, str]] = []
+        every = 1 if args.quick else 20
+
+        def keep(p):
+            if p.iteration % every == 0:
+                shots.append((p.image, f"it {p.iteration} loss {p.terms['total']:.3g}"))
+
+        r = onnxstyle.stylize(C["chelsea"], S["starry_night"], size=size // 2,
+                              iterations=sum(iters) // 2 if not args.quick else 4, callback=keep)  # fmt: skip
+        images.save_pil(sheet.contact_sheet([s for s, _ in shots], [t for _, t in shots]),
+                        OUT / "sheet.png")  # fmt: skip
+        images.save_pil(sheet.loss_plot(r.history), OUT / "losses.png")
+        lines += ["## 10. Checkpoints: contact sheet and loss curve", "",
+                  "![sheet](gallery/sheet.png)", "", "![losses](gallery/losses.png)", ""]  # fmt: skip
+    if not args.only:
+        (HERE / "gallery.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
