@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -285,15 +286,19 @@ def download(url: str, cache: Path | None = None, *, expect: Release | None = No
     try:
         if bar is not None:
             bar.start()
-        for _ in range(max(1, attempts)):
+        for i in range(max(1, attempts)):
+            if i:
+                time.sleep(min(4.0, 0.25 * 2**i))  # back off a little before resuming
             try:
                 if _attempt(url, part, timeout, bar):
                     break
             except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets
                 problem = str(getattr(e, "reason", "") or e) or type(e).__name__
         else:
-            got = part.stat().st_size / 1e6 if part.exists() else 0.0
-            raise WeightsError(f"{url}: download interrupted after {got:.1f} MB ({problem}); "
+            got = part.stat().st_size if part.exists() else 0
+            if not got:
+                raise WeightsError(f"{url}: download failed ({problem})")
+            raise WeightsError(f"{url}: download interrupted after {got / 1e6:.1f} MB ({problem}); "
                                "run the same command again to resume")  # fmt: skip
     finally:
         if bar is not None:
