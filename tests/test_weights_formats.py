@@ -381,8 +381,12 @@ def test_hostile_pickle_is_refused_and_runs_nothing(work):
     marker = work / "pwned"
     payload = pickle.dumps({"features.0.weight": Boom(marker)}, protocol=2)
     legacy = work / "hostile_legacy.pth"  # torch's legacy magic, then the hostile state dict
-    legacy.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
-                       + pickle.dumps(1001, protocol=2) + pickle.dumps({}, protocol=2) + payload)
+    legacy.write_bytes(
+        pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+        + pickle.dumps(1001, protocol=2)
+        + pickle.dumps({}, protocol=2)
+        + payload
+    )
     zipped = work / "hostile_zip.pth"
     with zipfile.ZipFile(zipped, "w") as z:
         z.writestr("archive/data.pkl", payload)
@@ -510,9 +514,11 @@ def test_unknown_file_warns(vgg, work):
 def test_zip_with_wrong_storage_size_refused(work):
     # A zip checkpoint whose storage is shorter than the pickle says.
     buf = io.BytesIO()
-    pk = (b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01ctorch._utils\n_rebuild_tensor_v2\nq\x02"
-          b"((X\x07\x00\x00\x00storageq\x03ctorch\nFloatStorage\nq\x04X\x01\x00\x00\x000q\x05"
-          b"X\x03\x00\x00\x00cpuq\x06K\x10tq\x07QK\x00K\x10\x85K\x01\x85\x89)tq\x08Rq\x09s.")
+    pk = (
+        b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01ctorch._utils\n_rebuild_tensor_v2\nq\x02"
+        b"((X\x07\x00\x00\x00storageq\x03ctorch\nFloatStorage\nq\x04X\x01\x00\x00\x000q\x05"
+        b"X\x03\x00\x00\x00cpuq\x06K\x10tq\x07QK\x00K\x10\x85K\x01\x85\x89)tq\x08Rq\x09s."
+    )
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("a/data.pkl", pk)
         z.writestr("a/data/0", struct.pack("<4f", 1, 2, 3, 4))
