@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,13 @@ HERE = Path(__file__).parent
 DATA = HERE / "data"
 SHARED = HERE.parent.parent / "shared" / "data"  # ../shared/data beside the checkout
 sys.path.insert(0, str(HERE))  # for `import oracle`
+
+
+def pytest_configure(config):
+    """Export the graphs of *this* checkout into a fresh directory for the whole run (subprocesses
+    inherit ONNXSTYLE_HOME), so no test runs against a stale models/ file."""
+    if "ONNXSTYLE_TEST_KEEP_HOME" not in os.environ:
+        os.environ["ONNXSTYLE_HOME"] = tempfile.mkdtemp(prefix="onnxstyle-test-")
 
 
 @pytest.fixture(scope="session")

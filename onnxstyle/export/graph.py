@@ -281,6 +281,32 @@ def max_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
     return y, backward
 
 
+def content_for(feat: str, target: str, n: int) -> Callable[[Builder, str], tuple[str, str]]:
+    def term(s: Builder, coef: str) -> tuple[str, str]:
+        loss, backward = content_term(s, feat, target, n)
+        return loss, backward(coef)
+
+    return term
+
+
+def style_for(feat: str, target: str, mask: str, n: int, name: str) -> Callable[[Builder, str], tuple[str, str]]:
+    """Masked and plain Grams behind one interface: an If on style_masked."""
+
+    def term(s: Builder, coef: str) -> tuple[str, str]:
+        def plain(ss: Builder) -> list[str]:
+            loss, backward = style_term(ss, feat, ss.op("Reshape", [target, ss.ints(n, n)]), n)
+            return [loss, backward(coef)]
+
+        def masked(ss: Builder) -> list[str]:
+            loss, backward = masked_style_term(ss, feat, mask, target, layout.STYLE_BLEND, n)
+            return [loss, backward(coef)]
+
+        loss, g = branch(s, layout.STYLE_MASKED, masked, plain, f"style_{name}_mask")
+        return loss, g
+
+    return term
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -328,27 +354,10 @@ def build_model(weights: VGGWeights, pool: str = "avg", feature_outputs: bool = 
             feat, n, i = feats[name], CHANNELS[name], b.const(idx[name], "k", np.int64)
             lw_c = b.op("Gather", [layout.CONTENT_LAYER_W, i])
             lw_s = b.op("Gather", [layout.STYLE_LAYER_W, i])
-            target = layout.gram_target(name)
-
-            def content(s: Builder, coef: str, f=feat, n=n, t=layout.content_target(name)):
-                loss, backward = content_term(s, f, t, n)
-                return loss, backward(coef)
-
-            def style(s: Builder, coef: str, f=feat, n=n, t=target, m=layer_masks[name]):
-                # Masked and plain Grams share one interface: an If on style_masked.
-                def plain(ss: Builder) -> list[str]:
-                    loss, backward = style_term(ss, f, ss.op("Reshape", [t, ss.ints(n, n)]), n)
-                    return [loss, backward(coef)]
-
-                def masked(ss: Builder) -> list[str]:
-                    loss, backward = masked_style_term(ss, f, m, t, layout.STYLE_BLEND, n)
-                    return [loss, backward(coef)]
-
-                loss, g = branch(s, layout.STYLE_MASKED, masked, plain, f"style_{name}_mask")
-                return loss, g
-
             coef_c = b.op("Mul", [w_content, lw_c], f"coef_c_{name}")
             coef_s = b.op("Mul", [w_style, lw_s], f"coef_s_{name}")
+            content = content_for(feat, layout.content_target(name), n)
+            style = style_for(feat, layout.gram_target(name), layer_masks[name], n, name)
             g, lc = gated_term(b, content, coef_c, lw_c, g, feat, f"content_{name}")
             g, ls = gated_term(b, style, coef_s, lw_s, g, feat, f"style_{name}")
             content_losses.append(lc)

@@ -137,7 +137,7 @@ def ladder(size: int | None, scales: Sequence[int] | None) -> list[int | None]:
     for v in sizes:
         if v is not None and not 16 <= v <= 8192:
             raise InputError(f"size {v} must be within 16..8192 px")
-    if any(a is not None and b is not None and b < a for a, b in zip(sizes, sizes[1:])):
+    if any(a is not None and b is not None and b < a for a, b in zip(sizes, sizes[1:], strict=False)):
         raise InputError(f"scales {sizes} must grow from coarse to fine")
     return sizes
 
@@ -210,7 +210,7 @@ def stylize(
     result: Result | None = None
     stats: list[dict] = []
     start = time.perf_counter()
-    for i, (sz, n_iter) in enumerate(zip(sizes, iters, strict=True)):
+    for sz, n_iter in zip(sizes, iters, strict=True):
         hw = images.fit_size(c.shape, sz) if sz else c.shape[:2]
         cz = images.resize(c, hw)
         sz_style = None if sz is None else max(16, round(sz * style_scale))
