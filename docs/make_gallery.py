@@ -1,7 +1,8 @@
 """Regenerate the README pictures and docs/gallery.md from ../shared/data at 512 px.
 
     python docs/make_gallery.py            # everything (about an hour on 2 CPU cores)
-    python docs/make_gallery.py --only readme --quick
+    python docs/make_gallery.py --only readme            # the README's three pictures
+    python docs/make_gallery.py --only gallery sheet     # docs/gallery.md
 
 Each picture runs a 256 -> 512 coarse-to-fine ladder with the library's defaults unless the
 control under test says otherwise.
@@ -82,18 +83,18 @@ def label(img: np.ndarray, text: str) -> Image.Image:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["readme", "gallery", "sheet"], default=None)
+    ap.add_argument("--only", nargs="+", choices=["readme", "gallery", "sheet"], default=None)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     size = 96 if args.quick else 512
     scales = [48, 96] if args.quick else [256, 512]
-    iters = [5, 3] if args.quick else [200, 80]
+    iters = [5, 3] if args.quick else ([200, 80] if args.only == ["readme"] else [100, 30])
     lines = ["# Gallery", "", "Made by `python docs/make_gallery.py` from `../shared/data` at 512 px "
              f"(256 -> 512 ladder, {iters[0]} + {iters[1]} L-BFGS iterations, defaults otherwise; "
              "image credits in `../shared/data/README.md` and the README).", ""]  # fmt: skip
     for group, items in pictures().items():
-        if args.only and args.only != group:
+        if args.only and group not in args.only:
             continue
         for stem, caption, kw in items:
             kw = dict(kw)
@@ -112,7 +113,7 @@ def main() -> None:
                       f"{r.image.shape[1]}x{r.image.shape[0]}, {r.iterations} iterations, "
                       f"{secs:.0f} s on {r.provider}; loss {r.initial['total']:.4g} -> "
                       f"{r.final['total']:.4g}", ""]  # fmt: skip
-    if not args.only or args.only == "sheet":
+    if not args.only or "sheet" in args.only:
         shots: list[tuple[np.ndarray, str]] = []
         every = 1 if args.quick else 20
 
@@ -127,7 +128,7 @@ def main() -> None:
         images.save_pil(sheet.loss_plot(r.history), OUT / "losses.png")
         lines += ["## 10. Checkpoints: contact sheet and loss curve", "",
                   "![sheet](gallery/sheet.png)", "", "![losses](gallery/losses.png)", ""]  # fmt: skip
-    if not args.only:
+    if not args.only or "gallery" in args.only:
         (HERE / "gallery.md").write_text("\n".join(lines))
 
 
