@@ -43,20 +43,10 @@ def friendly(fn):
 
 
 def check_output(path: Path, overwrite: bool) -> None:
-    """Refuse a bad output path before any work starts."""
-    from PIL import Image
+    """Refuse a bad output path before any work starts (InputError, one line)."""
+    from onnxstyle.runtime import guard
 
-    if path.exists() and path.is_dir():
-        raise fail(f"{path}: is a directory; give an image file name")
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise fail(f"{path}: unknown image extension {path.suffix!r} (use .png or .jpg)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise fail(f"{path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise fail(f"{path}: directory {parent} is not writable")
-    if path.exists() and not overwrite:
-        raise fail(f"{path}: already exists (use --overwrite to replace it)")
+    guard.check_output(path, overwrite)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -89,45 +79,80 @@ def export(
 def run_stylize(content, style, output: Path, *, size: int, iterations: int, content_weight: float,
                 style_weight: float, tv_weight: float, init: str, seed: int, device: str,
                 checkpoint_every: int, report: Path | None, model: Path | None,
-                overwrite: bool, alpha=None) -> None:  # fmt: skip
+                overwrite: bool, alpha=None, resume: Path | None = None) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from onnxstyle.runtime import images
+    from onnxstyle.errors import NumericalError
+    from onnxstyle.runtime import checkpoint, guard, images
     from onnxstyle.runtime.stylize import stylize
 
+    guard.check_options(size=size, iterations=iterations, content_weight=content_weight,
+                        style_weight=style_weight, tv_weight=tv_weight, device=device, init=init,
+                        checkpoint_every=checkpoint_every)  # fmt: skip
     check_output(output, overwrite)
-    if report is not None and not report.parent.is_dir():
-        raise fail(f"{report}: directory {report.parent} does not exist")
-    if checkpoint_every < 0:
-        raise fail(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
-    if iterations < 1:
-        raise fail(f"--iterations must be >= 1, got {iterations}")
+    if report is not None:
+        guard.check_writable_dir(report, "report ")
+    # Run state for --resume: options that change the result, and which images went in.
+    run_options = {"size": size, "content_weight": content_weight, "style_weight": style_weight,
+                   "tv_weight": tv_weight, "init": init, "seed": seed,
+                   "model": str(model) if model else None}  # fmt: skip
+    inputs = {"content": checkpoint.digest(content), "style": checkpoint.digest(style)}
+    state = checkpoint.load(resume) if resume is not None else None
+    if state is not None:
+        checkpoint.check_compatible(state, run_options, inputs, resume)
+        want = images.fit_size(content.shape, size)
+        if state.image.shape[:2] != want:
+            got = f"{state.image.shape[1]}x{state.image.shape[0]}"
+            raise fail(f"{resume}: checkpoint image is {got}, this run is {want[1]}x{want[0]}")
+    rec = checkpoint.Recorder(checkpoint.path_for(output), run_options, seed, inputs,
+                              checkpoint_every, state)  # fmt: skip
+    remaining = iterations - rec.offset
+    if remaining < 1:  # the checkpoint already holds the whole run
+        images.save(state.image, output, alpha)
+        typer.echo(f"wrote {output} (the checkpoint had {rec.offset} of {iterations} iterations)")
+        return
 
     columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[losses]}"))  # fmt: skip
     with Progress(*columns, transient=False) as bar:
-        task = bar.add_task("run", total=iterations, losses="exporting/loading...")
+        task = bar.add_task("run", total=iterations, completed=rec.offset,
+                            losses="exporting/loading...")  # fmt: skip
 
         def on_progress(p) -> None:
             t = p.terms
-            bar.update(task, completed=p.iteration,
+            rec.update(p)
+            bar.update(task, completed=rec.iteration,
                        losses=f"total {t['total']:.4g}  content {t['content']:.4g}  "
                               f"style {t['style']:.4g}  tv {t['tv']:.4g}")  # fmt: skip
-            if checkpoint_every and p.iteration % checkpoint_every == 0:
-                ck = output.with_name(f"{output.stem}_{p.iteration:05d}{output.suffix}")
+            if checkpoint_every and rec.iteration % checkpoint_every == 0:
+                ck = output.with_name(f"{output.stem}_{rec.iteration:05d}{output.suffix}")
                 images.save(p.image, ck, alpha)
 
-        result = stylize(content, style, size=size, iterations=iterations,
-                         content_weight=content_weight, style_weight=style_weight,
-                         tv_weight=tv_weight, init=init, seed=seed, callback=on_progress,
-                         model=model, device=device)  # fmt: skip
+        with guard.interruptible() as stop:
+            try:
+                result = stylize(content, style, size=size, iterations=remaining,
+                                 content_weight=content_weight, style_weight=style_weight,
+                                 tv_weight=tv_weight, init=state.image if state else init,
+                                 seed=seed, callback=on_progress, model=model, device=device,
+                                 cancel=stop.token)  # fmt: skip
+            except NumericalError as e:
+                if e.image is None:
+                    raise
+                images.save(e.image, output, alpha)
+                raise fail(f"{e}: wrote it to {output}, run state to {rec.write()}") from None
     images.save(result.image, output, alpha)
+    if stop.signum:  # Ctrl-C / SIGTERM: keep the work, say where, exit 130 / 143
+        typer.echo(f"onnxstyle: interrupted by {stop.name} after iteration {rec.iteration}/"
+                   f"{iterations}: wrote the best image so far to {output} and the run state to "
+                   f"{rec.write()} (continue with --resume)", err=True)  # fmt: skip
+        raise typer.Exit(stop.code)
     typer.echo(f"wrote {output} ({result.image.shape[1]}x{result.image.shape[0]}, "
-               f"{result.iterations} iterations, {result.seconds:.1f} s on {result.provider})")  # fmt: skip
+               f"{rec.iteration} iterations, {result.seconds:.1f} s on {result.provider})")  # fmt: skip
     if report is not None:
         write_json(report, {
             "size": list(result.image.shape[:2]),
-            "iterations": result.iterations,
+            "iterations": rec.iteration,
+            "resumed_from": rec.offset,
             "evaluations": result.evaluations,
             "seconds": result.seconds,
             "provider": result.provider,
@@ -157,6 +182,7 @@ def stylize(
     report: Annotated[Path | None, typer.Option(help="Write a JSON report here")] = None,
     model: Annotated[Path | None, typer.Option(help="An exported .onnx (default: models/)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue a run from its .ckpt.npz")] = None,
 ) -> None:
     """Stylize CONTENT with the style of STYLE."""
     from onnxstyle.runtime import images
@@ -166,7 +192,8 @@ def stylize(
     run_stylize(rgb, style_rgb, output, size=size, iterations=iterations,
                 content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                 init=init, seed=seed, device=device, checkpoint_every=checkpoint_every,
-                report=report, model=model, overwrite=overwrite, alpha=alpha)  # fmt: skip
+                report=report, model=model, overwrite=overwrite or resume is not None,
+                alpha=alpha, resume=resume)  # fmt: skip
 
 
 DEMO_CONTENT = "astronaut.png"  # NASA, public domain (scikit-image data)

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import Bounds, minimize
-from threadpoolctl import threadpool_limits
 
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
-from onnxstyle.runtime import images
+from onnxstyle.runtime import guard, images
 from onnxstyle.runtime.objective import Objective
 
 INITS = ("noise", "content", "random")
@@ -104,7 +103,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     # REL_REDUCTION_OF_F stops); maxfun leaves room for line searches.
     options = {"maxiter": iterations, "maxfun": iterations * 4 + 20, "ftol": 0.0, "gtol": 0.0,
                "maxcor": defaults.LBFGS_MEMORY}  # fmt: skip
-    with threadpool_limits(limits=1, user_api="blas"):  # keep OpenBLAS off onnxruntime's cores
+    with guard.blas_single_thread():  # keep OpenBLAS off onnxruntime's cores (thread-safe)
         res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
                        bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)  # fmt: skip
     x = res.x.reshape(shape)
@@ -130,8 +129,11 @@ def prepare(content, style, size: int | None) -> tuple[np.ndarray, list[np.ndarr
     if size is not None:
         if not 16 <= int(size) <= 8192:
             raise InputError(f"size {size} must be within 16..8192 px")
+        images.check_run_memory(images.fit_size(c.shape, int(size)))  # refuse before the work
         c = images.resize(c, images.fit_size(c.shape, int(size)))
         styles = [images.resize(s, images.fit_size(s.shape, int(size))) for s in styles]
+    else:
+        images.check_run_memory(c.shape[:2])
     return c, styles
 
 
@@ -153,8 +155,18 @@ def stylize(
     style_layers=None,
     style_blend: Sequence[float] | None = None,
     threads: int | None = None,
+    cancel: guard.CancelToken | None = None,
 ) -> Result:
-    """Stylize `content` (path, PIL image or array) with `style` (one or a list). No files."""
+    """Stylize `content` (path, PIL image or array) with `style` (one or a list). No files.
+
+    `cancel` (e.g. threading.Event) stops the run at its next iteration when set from any thread;
+    like a callback returning False, this returns the Result so far with `stopped=True`."""
+    guard.check_options(size=size, iterations=iterations, content_weight=content_weight,
+                        style_weight=style_weight, tv_weight=tv_weight, device=device,
+                        init=init if isinstance(init, str) else None, noise_ratio=noise_ratio,
+                        content_layers=content_layers, style_layers=style_layers,
+                        style_blend=style_blend,
+                        n_styles=len(style) if isinstance(style, list | tuple) else 1)  # fmt: skip
     c, styles = prepare(content, style, size)
     objective = Objective(
         c, styles, content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
@@ -162,4 +174,6 @@ def stylize(
         style_blend=style_blend, threads=threads,
     )  # fmt: skip
     x0 = initial_canvas(c, init, seed, noise_ratio)
-    return optimize(objective, x0, int(iterations), callback)
+    run = guard.RunGuard(callback, cancel)
+    with run.numerics():  # a NaN/Inf fault carries the last good image
+        return optimize(objective, x0, int(iterations), run.callback)
