@@ -11,8 +11,13 @@ from onnxstyle.cli.app import app
 def main() -> None:
     """Run the CLI. Usage errors (bad option values, missing arguments) are one line and exit 2,
     Ctrl-C outside a run exits 130; a run's own errors are handled in app.py."""
+    import warnings
+
     import typer
 
+    # Pillow warns (several lines) about corrupt EXIF or truncated reads: the CLI either copes
+    # or reports the file in one line itself.
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
     try:
         code = app(standalone_mode=False)
     except typer.Exit as e:

@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -24,8 +25,8 @@ from onnxstyle.errors import InputError
 from onnxstyle.layers import ARCH
 
 # Formats read; others (EPS runs Ghostscript, PDF/ICO/PCX/... are no photos) are refused.
-# MPO is what many phone cameras write for JPEG.
-FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF", "GIF", "PPM")
+# JPEG includes MPO, what many phone cameras write.
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
 MAX_PIXELS = 64_000_000  # refuse bigger images before decoding (decompression bombs)
 # An encoded image is never larger than its raw pixels: 64 Mpx x 4 channels x 2 bytes = 512 MB.
 MAX_FILE_BYTES = 1 << 30
@@ -38,6 +39,7 @@ MEMORY_BASE = 450 << 20
 MEMORY_PER_ACTIVATION_BYTE = 6.0
 LBFGS_VECTORS = 2 * 10 + 8  # scipy L-BFGS-B keeps 2 x maxcor history vectors + a few work ones
 ENV_MEMORY = "ONNXSTYLE_MAX_MEMORY"  # cap (bytes, or 512M / 4G) below what the machine has
+_open_lock = threading.Lock()  # warnings.catch_warnings is process-wide: one opener at a time
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -94,9 +96,11 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     """Open and decode an image file, refusing anything unsafe or broken with an InputError."""
     path = Path(path)
     data = _read_bytes(path)
+    Image.init()  # register every plugin, so FORMATS (MPO, WEBP, TIFF) are all known
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _open_lock, warnings.catch_warnings():
+            # MAX_PIXELS below is stricter than Pillow's warning: silence it, refuse ourselves
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=FORMATS)
         w, h = img.size
         if w < 1 or h < 1:
@@ -116,9 +120,11 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             raise InputError(f"{path}: {fmt} images are not supported "
                              f"(use one of {', '.join(FORMATS)})") from None  # fmt: skip
         raise InputError(f"{path}: not an image file in a known format") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{path}: image dimensions are too large (a decompression bomb?); "
-                         "refused before decoding") from None  # fmt: skip
+    except Image.DecompressionBombError as e:
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(m.group(1)):,} pixels" if m else "its size"
+        raise InputError(f"{path}: {size} is over the limit of {MAX_PIXELS:,} (a decompression "
+                         "bomb?); refused before decoding") from None  # fmt: skip
     except MemoryError:
         raise InputError(f"{path}: not enough memory to decode this image") from None
     except OSError as e:
