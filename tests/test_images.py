@@ -394,3 +394,11 @@ def test_png_declared_size_is_checked_before_the_data(tmp_path):
     data = png(10_000, 7_000, 8, 0, [bytes(8)])
     assert struct.unpack(">I", data[16:20])[0] == 10_000
     bad(write(tmp_path, "wide.png", data), "over the limit")
+
+
+def test_rgb_with_embedded_icc_profile(tmp_path, photo):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb = images.load_rgb(write(tmp_path, "icc.png", encoded(photo, "PNG", icc_profile=icc)))
+    assert np.abs(rgb.astype(int) - photo).max() <= 2  # sRGB -> sRGB through LittleCMS

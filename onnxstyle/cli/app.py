@@ -90,6 +90,7 @@ def run_stylize(content, style, output: Path, *, size: int, iterations: int, con
                         style_weight=style_weight, tv_weight=tv_weight, device=device, init=init,
                         checkpoint_every=checkpoint_every)  # fmt: skip
     check_output(output, overwrite)
+    images.check_run_memory(images.fit_size(content.shape, size))
     if report is not None:
         guard.check_writable_dir(report, "report ")
     # Run state for --resume: options that change the result, and which images went in.
