@@ -5,8 +5,10 @@ OnnxStyleError
   WeightsError     a weights file that cannot or must not be read
   ModelError       a missing, corrupt, foreign or outdated .onnx model
   DeviceError      the asked-for device cannot run
-  NumericalError   NaN or Inf appeared in the loss or gradient
-  Cancelled        a run stopped by its callback or cancel token (carries the best image)
+  NumericalError   NaN or Inf appeared in the loss or gradient (carries the last good image)
+
+A run stopped by its callback or cancel token is no error: stylize() returns its Result with
+`stopped=True` and the best image so far. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -33,4 +35,8 @@ class DeviceError(OnnxStyleError):
 
 
 class NumericalError(OnnxStyleError):
-    pass
+    """`image` is the last good image (uint8 H x W x 3, or None before the first iteration) and
+    `iteration` the iterations completed before the fault; stylize() fills them in."""
+
+    image = None
+    iteration: int = 0

@@ -48,20 +48,10 @@ def friendly(fn):
 
 
 def check_output(path: Path, overwrite: bool) -> None:
-    """Refuse a bad output path before any work starts."""
-    from PIL import Image
+    """Refuse a bad output path before any work starts (InputError, one line)."""
+    from onnxstyle.runtime import guard
 
-    if path.exists() and path.is_dir():
-        raise fail(f"{path}: is a directory; give an image file name")
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise fail(f"{path}: unknown image extension {path.suffix!r} (use .png or .jpg)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise fail(f"{path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise fail(f"{path}: directory {parent} is not writable")
-    if path.exists() and not overwrite:
-        raise fail(f"{path}: already exists (use --overwrite to replace it)")
+    guard.check_output(path, overwrite)
 
 
 def _json_default(obj):
@@ -177,29 +167,70 @@ def parse_masks(specs: list[str], styles: list[Path]) -> list[Path | None] | Non
     return masks
 
 
+def _run_options(options: dict) -> dict:
+    """The options that change the result, in a form a checkpoint can store and compare."""
+    from onnxstyle.runtime import checkpoint
+
+    out = {}
+    for key, value in options.items():
+        if key in ("device", "threads"):
+            continue
+        if isinstance(value, np.ndarray):
+            value = checkpoint.digest(value)
+        elif isinstance(value, list | tuple):
+            value = [checkpoint.digest(v) if isinstance(v, np.ndarray) else v for v in value]
+        out[key] = value
+    return out
+
+
 def run_stylize(content, styles, output: Path, *, iterations: int, checkpoint_every: int,
-                report: Path | None, overwrite: bool, alpha=None, **options) -> None:  # fmt: skip
+                report: Path | None, overwrite: bool, alpha=None, resume: Path | None = None,
+                **options) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from onnxstyle.runtime import images, sheet
+    from onnxstyle.errors import NumericalError
+    from onnxstyle.runtime import checkpoint, guard, images, sheet
     from onnxstyle.runtime.stylize import stylize
 
+    init = options.get("init", defaults.INIT)
+    size = options.get("size", defaults.SIZE)
+    scales = options.get("scales")
+    guard.check_options(size=size, iterations=iterations, content_weight=options.get("content_weight"),
+                        style_weight=options.get("style_weight"), tv_weight=options.get("tv_weight"),
+                        device=options.get("device"), init=init if isinstance(init, str) else None,
+                        checkpoint_every=checkpoint_every)  # fmt: skip
     check_output(output, overwrite)
-    if report is not None and not report.parent.is_dir():
-        raise fail(f"{report}: directory {report.parent} does not exist")
-    if checkpoint_every < 0:
-        raise fail(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
-    if iterations < 1:
-        raise fail(f"--iterations must be >= 1, got {iterations}")
-    n_scales = len(options.get("scales") or [None])
-    total = iterations * n_scales
+    images.check_run_memory(images.fit_size(content.shape, scales[-1] if scales else size))
+    if report is not None:
+        guard.check_writable_dir(report, "report ")
+    if resume is not None and scales:
+        raise fail("--resume continues single-scale runs; drop --scales or start afresh")
+    # Run state for --resume: options that change the result, and which images went in.
+    run_options = _run_options(options)
+    inputs = {"content": checkpoint.digest(content), "style": [checkpoint.digest(s) for s in styles]}
+    state = checkpoint.load(resume) if resume is not None else None
+    if state is not None:
+        checkpoint.check_compatible(state, run_options, inputs, resume)
+        want = images.fit_size(content.shape, size)
+        if state.image.shape[:2] != want:
+            got = f"{state.image.shape[1]}x{state.image.shape[0]}"
+            raise fail(f"{resume}: checkpoint image is {got}, this run is {want[1]}x{want[0]}")
+        options["init"] = state.image
+    rec = checkpoint.Recorder(checkpoint.path_for(output), run_options, options.get("seed", defaults.SEED),
+                              inputs, checkpoint_every, state)  # fmt: skip
+    remaining = iterations - rec.offset
+    if remaining < 1:  # the checkpoint already holds the whole run
+        images.save(state.image, output, alpha)
+        typer.echo(f"wrote {output} (the checkpoint had {rec.offset} of {iterations} iterations)")
+        return
+    total = iterations * len(scales or [None])
 
     columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[losses]}"))  # fmt: skip
     checkpoints: list[tuple[np.ndarray, str]] = []
-    done = {"offset": 0, "last": 0}
+    done = {"offset": rec.offset, "last": 0}
     with Progress(*columns, transient=False) as bar:
-        task = bar.add_task("run", total=total, losses="loading...")
+        task = bar.add_task("run", total=total, completed=rec.offset, losses="exporting/loading...")
 
         def on_progress(p) -> None:
             if p.iteration < done["last"]:  # a new scale began
@@ -207,6 +238,7 @@ def run_stylize(content, styles, output: Path, *, iterations: int, checkpoint_ev
             done["last"] = p.iteration
             step = done["offset"] + p.iteration
             t = p.terms
+            rec.update(p)
             bar.update(task, completed=step,
                        losses=f"{p.image.shape[1]}x{p.image.shape[0]}  total {t['total']:.4g}  "
                               f"content {t['content']:.4g}  style {t['style']:.4g}")  # fmt: skip
@@ -215,10 +247,24 @@ def run_stylize(content, styles, output: Path, *, iterations: int, checkpoint_ev
                 images.save(p.image, ck, alpha)
                 checkpoints.append((p.image, f"it {step}  loss {t['total']:.3g}"))
 
-        result = stylize(content, styles, iterations=iterations, callback=on_progress, **options)
+        with guard.interruptible() as stop:
+            try:
+                result = stylize(content, styles, iterations=remaining, callback=on_progress,
+                                 cancel=stop.token, **options)  # fmt: skip
+            except NumericalError as e:
+                if e.image is None:
+                    raise
+                images.save(e.image, output, alpha)
+                raise fail(f"{e}: wrote it to {output}, run state to {rec.write()}") from None
     images.save(result.image, output, alpha)
-    typer.echo(f"wrote {output} ({result.image.shape[1]}x{result.image.shape[0]}, "
-               f"{result.iterations} iterations, {result.seconds:.1f} s on {result.provider})")  # fmt: skip
+    if stop.signum:  # Ctrl-C / SIGTERM: keep the work, say where, exit 130 / 143
+        typer.echo(f"onnxstyle: interrupted by {stop.name} after iteration {rec.iteration}/"
+                   f"{iterations}: wrote the best image so far to {output} and the run state to "
+                   f"{rec.write()} (continue with --resume)", err=True)  # fmt: skip
+        raise typer.Exit(stop.code)
+    done_iters = rec.offset + result.iterations
+    typer.echo(f"wrote {output} ({result.image.shape[1]}x{result.image.shape[0]}, {done_iters} iterations, "
+               f"{result.seconds:.1f} s on {result.provider})")  # fmt: skip
     if checkpoints:
         sheet_path = output.with_name(f"{output.stem}_sheet.png")
         plot_path = output.with_name(f"{output.stem}_losses.png")
@@ -229,14 +275,15 @@ def run_stylize(content, styles, output: Path, *, iterations: int, checkpoint_ev
     if report is not None:
         write_json(report, {
             "size": list(result.image.shape[:2]),
-            "iterations": result.iterations,
+            "iterations": done_iters,
+            "resumed_from": rec.offset,
             "evaluations": result.evaluations,
             "seconds": result.seconds,
             "provider": result.provider,
             "initial": result.initial,
             "final": result.final,
             "scales": result.scales,
-            "options": options,
+            "options": run_options,
         })  # fmt: skip
 
 
@@ -268,6 +315,7 @@ def stylize(
     report: Annotated[Path | None, typer.Option(help="Write a JSON report here")] = None,
     model: Annotated[Path | None, typer.Option(help="An exported .onnx (default: models/)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue a run from its .ckpt.npz")] = None,
 ) -> None:
     """Stylize CONTENT with the style of one or more STYLE images."""
     from onnxstyle.runtime import images
@@ -276,11 +324,14 @@ def stylize(
     style_rgbs = [images.load_rgb(s) for s in styles]
     masks = parse_masks(style_mask or [], styles)
     if init not in ("noise", "content", "random"):
+        if not Path(init).is_file():
+            raise fail(f"--init {init!r}: expected noise, content, random or an image file")
         init_img = images.load_rgb(Path(init)).astype(np.float32)
     else:
         init_img = init
     run_stylize(rgb, style_rgbs, output, iterations=iterations, checkpoint_every=checkpoint_every,
-                report=report, overwrite=overwrite, alpha=alpha, size=size,
+                report=report, overwrite=overwrite or resume is not None, alpha=alpha,
+                resume=resume, size=size,
                 content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                 style_blend=parse_floats(style_blend, "--style-blend"), style_scale=style_scale,
                 content_layers=parse_layers(content_layers, "--content-layers"),

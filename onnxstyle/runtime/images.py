@@ -1,65 +1,212 @@
-"""Image reading, resizing and writing with Pillow. Every file write is atomic."""
+"""Image reading, resizing and writing with Pillow, treating every file as untrusted.
+
+Reading refuses, with one line naming the file: a missing path, a directory or other non-regular
+file, an unreadable or empty file, text, a format outside FORMATS, a truncated or corrupt file,
+and an image whose declared size is over MAX_PIXELS or would not fit in memory (both checked
+from the header, before any pixel is decoded). Every colour mode comes out as upright sRGB-ish
+RGB uint8, with any alpha kept aside so the writer can put it back. Every file write is atomic.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import stat
 import tempfile
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from onnxstyle.errors import InputError
+from onnxstyle.layers import ARCH
 
+# Formats read; others (EPS runs Ghostscript, PDF/ICO/PCX/... are no photos) are refused.
+# JPEG includes MPO, what many phone cameras write.
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
 MAX_PIXELS = 64_000_000  # refuse bigger images before decoding (decompression bombs)
+# An encoded image is never larger than its raw pixels: 64 Mpx x 4 channels x 2 bytes = 512 MB.
+MAX_FILE_BYTES = 1 << 30
+DECODE_BYTES_PER_PIXEL = 24  # decoded uint8 RGBA + float32 RGB copy + resize buffers (measured ~20)
+
+# Peak memory of one loss-and-gradient run of the fused graph on the CPU provider, fitted to
+# ru_maxrss at 128..512 px (base ~320 MB incl. the 52 MB model; slope 5.6 x activation bytes),
+# rounded up: see docs/reliability.md.
+MEMORY_BASE = 450 << 20
+MEMORY_PER_ACTIVATION_BYTE = 6.0
+LBFGS_VECTORS = 2 * 10 + 8  # scipy L-BFGS-B keeps 2 x maxcor history vectors + a few work ones
+ENV_MEMORY = "ONNXSTYLE_MAX_MEMORY"  # cap (bytes, or 512M / 4G) below what the machine has
+_open_lock = threading.Lock()  # warnings.catch_warnings is process-wide: one opener at a time
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def _describe_text(data: bytes) -> bool:
+    """True when the bytes look like text (so the message can say so)."""
+    head = data[:512]
+    if not head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file")
+    if st.st_size == 0:
+        raise InputError(f"{path}: file is empty (0 bytes)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise InputError(f"{path}: {st.st_size:,} bytes is over the {MAX_FILE_BYTES:,} byte limit")
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except PermissionError:
+        raise InputError(f"{path}: permission denied (the file is not readable)") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _identify(data: bytes) -> str | None:
+    """The format name Pillow gives these bytes (header only), or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.format
+    except Exception:  # any plugin may fail on hostile headers; we only want a name
+        return None
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and decode an image file, refusing anything unsafe or broken with an InputError."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not an image")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty")
+    data = _read_bytes(path)
+    Image.init()  # register every plugin, so FORMATS (MPO, WEBP, TIFF) are all known
     try:
-        img = Image.open(path)
+        with _open_lock, warnings.catch_warnings():
+            # MAX_PIXELS below is stricter than Pillow's warning: silence it, refuse ourselves
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
         w, h = img.size
+        if w < 1 or h < 1:
+            raise InputError(f"{path}: image of {w}x{h} pixels is empty")
         if w * h > MAX_PIXELS:
-            raise InputError(f"{path}: {w}x{h} pixels is over the limit of {MAX_PIXELS:,}")
+            raise InputError(f"{path}: {w}x{h} pixels is over the limit of {MAX_PIXELS:,} "
+                             "(a decompression bomb?); refused before decoding")  # fmt: skip
+        check_memory(w * h * DECODE_BYTES_PER_PIXEL, f"{path}: decoding {w}x{h} pixels")
         img.load()
     except InputError:
         raise
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image Pillow can read") from None
-    except Image.DecompressionBombError:
-        raise InputError(f"{path}: image dimensions are too large (decompression bomb?)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{path}: cannot decode image ({e})") from None
+        if _describe_text(data):
+            raise InputError(f"{path}: a text file, not an image") from None
+        fmt = _identify(data)
+        if fmt is not None:
+            raise InputError(f"{path}: {fmt} images are not supported "
+                             f"(use one of {', '.join(FORMATS)})") from None  # fmt: skip
+        raise InputError(f"{path}: not an image file in a known format") from None
+    except Image.DecompressionBombError as e:
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(m.group(1)):,} pixels" if m else "its size"
+        raise InputError(f"{path}: {size} is over the limit of {MAX_PIXELS:,} (a decompression "
+                         "bomb?); refused before decoding") from None  # fmt: skip
+    except MemoryError:
+        raise InputError(f"{path}: not enough memory to decode this image") from None
+    except OSError as e:
+        msg = str(e)
+        if "truncated" in msg or "broken data stream" in msg:
+            raise InputError(f"{path}: the file is truncated (incomplete download?)") from None
+        raise InputError(f"{path}: cannot decode image ({msg[:120]})") from None
+    except Exception as e:  # Pillow plugins raise SyntaxError, ValueError, struct.error, ...
+        raise InputError(f"{path}: corrupt image ({type(e).__name__}: {str(e)[:100]})") from None
     return img
+
+
+# ---------------------------------------------------------------------------- colour modes
+
+_SRGB = None
+
+
+def _srgb_profile():
+    global _SRGB
+    if _SRGB is None:
+        _SRGB = ImageCms.createProfile("sRGB")
+    return _SRGB
+
+
+def _colour_managed(img: Image.Image) -> Image.Image | None:
+    """RGB through the embedded ICC profile (CMYK or RGB photos), or None if there is none."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("CMYK", "RGB"):
+        return None
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(img, src, _srgb_profile(), outputMode="RGB")
+    except Exception:  # a broken or unsupported profile: fall back to the plain conversion
+        return None
+
+
+def _high_depth_grey(img: Image.Image) -> np.ndarray:
+    """uint8 grey from 16-bit ("I;16*", or "I" from a 16-bit PNG/TIFF) or float images."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        arr = arr * 255.0 if arr.size and np.nanmax(arr) <= 1.0 else arr
+    elif img.mode.startswith("I;16") or arr.size == 0 or arr.max() > 255 or (
+        img.format == "PNG"
+    ):  # fmt: skip
+        arr = arr / 257.0  # 65535 -> 255
+    arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
+    return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
 
 
 def to_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """RGB uint8 [H, W, 3] in the photo's upright orientation, and its alpha (or None)."""
-    img = ImageOps.exif_transpose(img)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # corrupt EXIF: keep the stored orientation rather than fail
+        pass
     alpha = None
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        scale = 255.0 / 65535.0 if arr.max() > 255 else 1.0
-        grey = np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2), None
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA"):
-        alpha = np.asarray(img.getchannel("A"), dtype=np.uint8).copy()
-    rgb = img.convert("RGB")
+    try:
+        if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+            grey = _high_depth_grey(img)
+            return np.repeat(grey[..., None], 3, axis=2), None
+        if img.mode == "P":
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        if img.mode in ("RGBa", "La"):  # premultiplied: straighten first
+            img = img.convert("RGBA")
+        if img.mode in ("RGBA", "LA", "PA"):
+            alpha = np.asarray(img.getchannel("A"), dtype=np.uint8).copy()
+        if img.mode == "L" and "transparency" in img.info:
+            img = img.convert("LA")
+            alpha = np.asarray(img.getchannel("A"), dtype=np.uint8).copy()
+        rgb = _colour_managed(img) or img.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise InputError(f"cannot convert a {img.mode} image to RGB ({e})") from None
     return np.asarray(rgb, dtype=np.uint8).copy(), alpha
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     return to_rgb(open_image(path))[0]
+
+
+def load_rgba(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """(RGB uint8, alpha uint8 or None) of an image file."""
+    return to_rgb(open_image(path))
 
 
 def as_rgb_array(image) -> np.ndarray:
@@ -68,15 +215,26 @@ def as_rgb_array(image) -> np.ndarray:
         return load_rgb(image).astype(np.float32)
     if isinstance(image, Image.Image):
         return to_rgb(image)[0].astype(np.float32)
-    arr = np.asarray(image)
+    try:
+        arr = np.asarray(image)
+    except Exception:
+        raise InputError(f"cannot use a {type(image).__name__} as an image") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"image array of dtype {arr.dtype}: expected numbers")
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise InputError(f"image array of shape {arr.shape}: expected H x W x 3 RGB")
+    if arr.size and arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise InputError(f"image array of {arr.shape[1]}x{arr.shape[0]} pixels is over the limit "
+                         f"of {MAX_PIXELS:,}")  # fmt: skip
     arr = arr[..., :3].astype(np.float32)
     if not np.isfinite(arr).all():
         raise InputError("image array holds NaN or Inf")
     return arr
+
+
+# ------------------------------------------------------------------------------- geometry
 
 
 def fit_size(shape: tuple[int, ...], size: int) -> tuple[int, int]:
@@ -114,25 +272,128 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(image) + 0.5, 0, 255).astype(np.uint8)
 
 
-def save(image: np.ndarray, path: str | os.PathLike, alpha: np.ndarray | None = None) -> Path:
-    """Write atomically: a temporary file beside the target, then rename over it."""
-    return save_pil(Image.fromarray(to_uint8(image)), path, alpha)
+# --------------------------------------------------------------------------------- memory
 
 
-def save_pil(img: Image.Image, path: str | os.PathLike, alpha: np.ndarray | None = None) -> Path:
+def activation_floats(h: int, w: int) -> int:
+    """Floats in the VGG19 activations (conv1_1..conv5_1) of an H x W image."""
+    total = 0
+    for name, _, cout in ARCH:
+        if name.startswith("pool"):
+            h, w = -(-h // 2), -(-w // 2)  # SAME pooling rounds up
+        else:
+            total += cout * h * w
+    return total
+
+
+def estimate_memory(hw: tuple[int, int]) -> int:
+    """Peak bytes a stylize run at H x W needs on the CPU provider (see MEMORY_* above)."""
+    h, w = int(hw[0]), int(hw[1])
+    graph = MEMORY_PER_ACTIVATION_BYTE * activation_floats(h, w) * 4
+    lbfgs = LBFGS_VECTORS * h * w * 3 * 8
+    return int(MEMORY_BASE + graph + lbfgs)
+
+
+def _parse_bytes(text: str) -> int | None:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m:
+        return None
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
+
+def _cgroup_free() -> int | None:
+    """Room left under a cgroup v2/v1 memory limit (containers), or None when unlimited."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):  # fmt: skip
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 1 << 60:
+            return max(0, int(limit) - usage)
+    return None
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still use: MemAvailable, a cgroup limit and ONNXSTYLE_MAX_MEMORY
+    (the smallest of those known), or None if nothing can be read."""
+    known: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                known.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        try:
+            known.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
+    cg = _cgroup_free()
+    if cg is not None:
+        known.append(cg)
+    env = os.environ.get(ENV_MEMORY)
+    if env:
+        cap = _parse_bytes(env)
+        if cap is None:
+            raise InputError(f"{ENV_MEMORY}={env!r}: expected bytes such as 2000000000, 512M or 4G")
+        known.append(cap)
+    return min(known) if known else None
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def check_memory(need: int, what: str) -> None:
+    """Refuse up front when `need` bytes exceed the memory available (estimate and limit shown)."""
+    have = available_memory()
+    if have is not None and need > have:
+        raise InputError(f"{what} needs about {_mb(need)} of memory, but only {_mb(have)} is "
+                         "available; use a smaller --size")  # fmt: skip
+
+
+def check_run_memory(hw: tuple[int, int], what: str = "") -> None:
+    """Refuse a stylize run at H x W that would not fit in memory."""
+    h, w = int(hw[0]), int(hw[1])
+    check_memory(estimate_memory((h, w)), f"{what}stylizing at {w}x{h} px")
+
+
+# -------------------------------------------------------------------------------- writing
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call write(binary file) on a temporary file beside `path`, fsync it, then rename it over
+    `path`: a crash leaves either the old file or the new one, never a half-written one."""
     path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(f"{path}: unknown image extension {path.suffix!r} (use .png or .jpg)")
-    if alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
-        a = Image.fromarray(alpha).resize(img.size, Image.Resampling.LANCZOS)
-        img.putalpha(a)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent or ".")
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save(image: np.ndarray, path: str | os.PathLike, alpha: np.ndarray | None = None) -> Path:
+    """Write atomically; `alpha` (from to_rgb) goes back on formats that hold it."""
+    return save_pil(Image.fromarray(to_uint8(image)), path, alpha)
+
+
+def save_pil(img: Image.Image, path: str | os.PathLike, alpha: np.ndarray | None = None) -> Path:
+    """Write a PIL image atomically (temporary file beside the target, then rename)."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: unknown image extension {path.suffix!r} (use .png or .jpg)")
+    if alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
+        a = Image.fromarray(np.asarray(alpha, np.uint8))
+        img.putalpha(a.resize(img.size, Image.Resampling.LANCZOS) if a.size != img.size else a)
+    opts = {"quality": 95} if fmt == "JPEG" else {}
+    return atomic_write(path, lambda f: img.save(f, format=fmt, **opts))

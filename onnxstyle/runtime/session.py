@@ -12,7 +12,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from onnxstyle.errors import DeviceError, ModelError
-from onnxstyle.runtime import layout
+from onnxstyle.runtime import layout, modelscan
 
 DEVICES = ("auto", "cpu", "cuda")
 _lock = threading.Lock()
@@ -79,6 +79,7 @@ def _create(path: Path, device: str, threads: int) -> Engine:
     if device == "cuda" and not cuda_usable():
         raise DeviceError("device cuda asked for, but no CUDA GPU or onnxruntime-gpu is usable here")
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
+    modelscan.scan(path)  # corrupt files and external data outside the model's directory
     so = _options(threads)
     if want_cuda:
         so.log_severity_level = 4  # a failed CUDA start falls back quietly; we report it
@@ -103,6 +104,9 @@ def check_interface(session: ort.InferenceSession, meta: dict[str, str], path: P
         raise ModelError(
             f"{path}: graph layout {got}, this onnxstyle needs {layout.LAYOUT_VERSION}: re-export it"
         )
+    digest = meta.get(layout.META_WEIGHTS_SHA256, "")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ModelError(f"{path}: no valid {layout.META_WEIGHTS_SHA256} metadata: re-export it")
     names = {i.name for i in session.get_inputs()}
     if not {layout.IMAGE, layout.WEIGHTS} <= names:
         raise ModelError(f"{path}: model lacks the onnxstyle inputs")

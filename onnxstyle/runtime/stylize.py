@@ -9,11 +9,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import Bounds, minimize
-from threadpoolctl import threadpool_limits
 
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
-from onnxstyle.runtime import images
+from onnxstyle.runtime import guard, images
 from onnxstyle.runtime.objective import Objective
 
 INITS = ("noise", "content", "random")
@@ -105,7 +104,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     # REL_REDUCTION_OF_F stops); maxfun leaves room for line searches.
     options = {"maxiter": iterations, "maxfun": iterations * 4 + 20, "ftol": 0.0, "gtol": 0.0,
                "maxcor": defaults.LBFGS_MEMORY}  # fmt: skip
-    with threadpool_limits(limits=1, user_api="blas"):  # keep OpenBLAS off onnxruntime's cores
+    with guard.blas_single_thread():  # keep OpenBLAS off onnxruntime's cores (thread-safe)
         res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
                        bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)  # fmt: skip
     x = res.x.reshape(shape)
@@ -174,16 +173,30 @@ def stylize(
     pool: str = defaults.POOL,
     scales: Sequence[int] | None = None,
     threads: int | None = None,
+    cancel: guard.CancelToken | None = None,
 ) -> Result:
     """Stylize `content` (path, PIL image or array) with `style` (one or a list). No files.
 
     The content is resized to `size` on its longer side and each style to `style_scale` times
     that (aspect kept). With `scales` (e.g. [256, 512, 1024]) each scale starts from the previous
     result upsampled; `iterations` is then per scale (one number or one per scale).
+    `cancel` (e.g. threading.Event) stops the run at its next iteration when set from any thread;
+    like a callback returning False, this returns the Result so far with `stopped=True`.
     """
     from onnxstyle.runtime import color
     from onnxstyle.runtime.models import resolve
 
+    iter_list = [iterations] if np.ndim(iterations) == 0 else list(iterations)
+    for n in iter_list:
+        guard.check_int("iterations", n, 1)
+    guard.check_options(size=size, content_weight=content_weight, style_weight=style_weight,
+                        tv_weight=tv_weight, device=device, noise_ratio=noise_ratio,
+                        init=init if isinstance(init, str) and init in INITS else None,
+                        content_layers=content_layers, style_layers=style_layers,
+                        style_blend=style_blend,
+                        n_styles=len(style) if isinstance(style, list | tuple) else 1)  # fmt: skip
+    if isinstance(init, str | os.PathLike) and str(init) not in INITS and not os.path.isfile(init):
+        raise InputError(f"unknown init {str(init)!r}: expected one of {', '.join(INITS)} or an image file")
     c = images.as_rgb_array(content)
     styles = _styles(style)
     if preserve_colors not in color.MODES:
@@ -192,10 +205,11 @@ def stylize(
     if not (np.isfinite(style_scale) and 0.05 <= style_scale <= 8):
         raise InputError(f"style scale {style_scale} must be within 0.05..8")
     sizes = ladder(size, scales)
+    images.check_run_memory(images.fit_size(c.shape, sizes[-1]) if sizes[-1] else c.shape[:2])
     iters = [int(iterations)] * len(sizes) if np.ndim(iterations) == 0 else [int(i) for i in iterations]
     if len(iters) != len(sizes):
         raise InputError(f"{len(iters)} iteration counts for {len(sizes)} scales")
-    if isinstance(init, str) and init not in INITS:
+    if isinstance(init, str | os.PathLike) and str(init) not in INITS:
         init = images.as_rgb_array(init)  # an image file
 
     original = c
@@ -207,6 +221,7 @@ def stylize(
         c = cy
 
     model_path = resolve(model, pool=pool)
+    run = guard.RunGuard(callback, cancel)  # cancel token, stop, last good image for NaN faults
     result: Result | None = None
     stats: list[dict] = []
     start = time.perf_counter()
@@ -228,14 +243,16 @@ def stylize(
             x0 = initial_canvas(cz, init, seed, noise_ratio)
         else:
             x0 = images.resize(result.image.astype(np.float32), hw)
-        shown = callback
-        if callback is not None and preserve_colors == "luminance":
+        shown = run.callback
+        if preserve_colors == "luminance":
             full = images.resize(original, hw)
 
-            def shown(p: Progress, cb=callback, full=full) -> bool | None:
+            def shown(p: Progress, cb=run.callback, full=full) -> bool | None:
                 return cb(replace(p, image=color.with_chroma(p.image, full)))
 
-        r = optimize(objective, x0, n_iter, shown)
+        run.offset = result.iterations if result is not None else 0
+        with run.numerics():  # a NaN/Inf fault carries the last good image
+            r = optimize(objective, x0, n_iter, shown)
         stats.append({"size": list(hw), "iterations": r.iterations, "evaluations": r.evaluations,
                       "seconds": r.seconds, "final": r.final})  # fmt: skip
         if result is not None:

@@ -1,0 +1,169 @@
+"""Run state on disk, so an interrupted run can continue (`onnxstyle stylize --resume`).
+
+A checkpoint is an .npz (read with allow_pickle=False: no code ever runs) holding
+  image   float32 H x W x 3, the current iterate in RGB 0..255
+  meta    JSON: format, version, iteration, options, seed, inputs (image hashes), history
+It is written atomically. scipy's L-BFGS-B cannot export its curvature memory, so a resumed
+run restarts that memory from the saved image: it ends near, not exactly at, the loss an
+uninterrupted run reaches (docs/reliability.md gives the measured gap).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from onnxstyle.errors import InputError
+from onnxstyle.runtime.images import MAX_PIXELS, atomic_write
+
+FORMAT = "onnxstyle-checkpoint"
+VERSION = 1
+MAX_BYTES = MAX_PIXELS * 3 * 4 + (16 << 20)  # the biggest image plus generous room for meta
+NOTE = "scipy L-BFGS-B memory is not saved: a resumed run restarts it from this image"
+
+
+@dataclass
+class State:
+    image: np.ndarray  # float32 H x W x 3
+    iteration: int  # iterations completed
+    options: dict = field(default_factory=dict)  # what changes the result (weights, size, ...)
+    seed: int = 0
+    inputs: dict = field(default_factory=dict)  # {"content": sha256, "style": [sha256, ...]}
+    history: list[dict] = field(default_factory=list)
+
+
+def digest(image: np.ndarray) -> str:
+    """sha256 of an image array's shape and bytes, to tell whether a resume uses the same input."""
+    arr = np.ascontiguousarray(image)
+    h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return str(value)
+    return value
+
+
+def save(path: str | os.PathLike, state: State) -> Path:
+    image = np.asarray(state.image, np.float32)
+    meta = {"format": FORMAT, "version": VERSION, "iteration": int(state.iteration),
+            "options": _jsonable(state.options), "seed": int(state.seed),
+            "inputs": _jsonable(state.inputs), "history": _jsonable(state.history),
+            "note": NOTE}  # fmt: skip
+    text = json.dumps(meta, allow_nan=True)
+
+    def write(f) -> None:
+        np.savez(f, image=image, meta=np.array(text))
+
+    return atomic_write(path, write)
+
+
+def _read_member(z: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
+    try:
+        info = z.getinfo(name + ".npy")
+    except KeyError:
+        raise InputError(f"{path}: not an onnxstyle checkpoint (no {name!r})") from None
+    if info.file_size > MAX_BYTES:
+        raise InputError(f"{path}: checkpoint member {name!r} is too large")
+    with z.open(info) as f:
+        data = f.read(MAX_BYTES + 1)
+    return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+
+
+def load(path: str | os.PathLike) -> State:
+    """Read a checkpoint written by save(), refusing anything else with an InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    if path.stat().st_size > MAX_BYTES:
+        raise InputError(f"{path}: too large for an onnxstyle checkpoint")
+    try:
+        with zipfile.ZipFile(path) as z:
+            image = _read_member(z, "image", path)
+            meta_arr = _read_member(z, "meta", path)
+        meta = json.loads(str(meta_arr[()]))
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError) as e:
+        why = type(e).__name__
+        raise InputError(f"{path}: not a readable onnxstyle checkpoint ({why})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"{path}: not an onnxstyle checkpoint")
+    if meta.get("version") != VERSION:
+        raise InputError(f"{path}: checkpoint version {meta.get('version')}, expected {VERSION}")
+    if image.dtype != np.float32 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape) < 3:
+        raise InputError(f"{path}: checkpoint image has shape {image.shape} / {image.dtype}")
+    if not np.isfinite(image).all():
+        raise InputError(f"{path}: checkpoint image holds NaN or Inf")
+    iteration = meta.get("iteration")
+    if not isinstance(iteration, int) or iteration < 0:
+        raise InputError(f"{path}: checkpoint iteration {iteration!r} is not a count")
+    history = meta.get("history") or []
+    if not isinstance(history, list):
+        raise InputError(f"{path}: checkpoint history is not a list")
+    return State(image=np.clip(image, 0, 255), iteration=iteration,
+                 options=dict(meta.get("options") or {}), seed=int(meta.get("seed", 0)),
+                 inputs=dict(meta.get("inputs") or {}), history=history)  # fmt: skip
+
+
+def check_compatible(state: State, options: dict, inputs: dict, where: str | os.PathLike) -> None:
+    """Refuse to resume with other options or other images than the checkpoint's run."""
+    options, inputs = _jsonable(options), _jsonable(inputs)
+    for key in sorted(set(state.options) | set(options)):
+        if key == "iterations":
+            continue  # a resumed run may go on longer (or shorter) than first planned
+        a, b = state.options.get(key), options.get(key)
+        if a != b:
+            raise InputError(f"{where}: the checkpoint was made with {key}={a!r}, this run has "
+                             f"{key}={b!r}; resume with the same options")  # fmt: skip
+    for key in sorted(set(state.inputs) | set(inputs)):
+        if state.inputs.get(key) != inputs.get(key):
+            raise InputError(f"{where}: the {key} image differs from the checkpoint's run")
+
+
+def path_for(output: str | os.PathLike) -> Path:
+    """Where the CLI keeps the run state of `output`: out.png -> out.ckpt.npz."""
+    output = Path(output)
+    return output.with_name(output.stem + ".ckpt.npz")
+
+
+class Recorder:
+    """Keeps the latest iterate of a run and writes it as a checkpoint every `every` iterations
+    (0: only when asked), continuing the numbering and history of a resumed run."""
+
+    def __init__(self, path: str | os.PathLike, options: dict, seed: int, inputs: dict,
+                 every: int = 0, resumed: State | None = None) -> None:  # fmt: skip
+        self.path = Path(path)
+        self.options, self.seed, self.inputs, self.every = options, seed, inputs, every
+        self.offset = resumed.iteration if resumed else 0
+        self.history: list[dict] = list(resumed.history) if resumed else []
+        self.image: np.ndarray | None = resumed.image if resumed else None
+        self.iteration = self.offset
+
+    def update(self, progress) -> None:
+        self.iteration = self.offset + progress.iteration
+        self.image = progress.image
+        self.history.append(dict(progress.terms))
+        if self.every and self.iteration % self.every == 0:
+            self.write()
+
+    def write(self) -> Path | None:
+        if self.image is None:
+            return None
+        return save(self.path, State(self.image, self.iteration, self.options, self.seed,
+                                     self.inputs, self.history))  # fmt: skip
