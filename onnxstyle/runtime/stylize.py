@@ -13,10 +13,11 @@ from threadpoolctl import threadpool_limits
 
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
-from onnxstyle.runtime import images
+from onnxstyle.runtime import images, lbfgs
 from onnxstyle.runtime.objective import Objective
 
 INITS = ("noise", "content", "random")
+OPTIMIZERS = ("scipy", "lbfgs")  # scipy's L-BFGS-B (the reference) or ours (runtime/lbfgs.py)
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,19 @@ def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
     raise InputError(f"unknown init {init!r}: expected one of {', '.join(INITS)} or an image")
 
 
+def check_optimizer(optimizer: str) -> None:
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {optimizer!r}: expected {' or '.join(OPTIMIZERS)}")
+
+
 def optimize(objective: Objective, x0: np.ndarray, iterations: int,
-             callback: Callback | None = None) -> Result:  # fmt: skip
-    """Run scipy's L-BFGS-B once from x0 with pixel bounds [0, 255] for `iterations` steps."""
+             callback: Callback | None = None, optimizer: str = "scipy") -> Result:  # fmt: skip
+    """Run L-BFGS (scipy's L-BFGS-B or ours) once from x0 with pixel bounds [0, 255] for
+    `iterations` steps."""
     if iterations < 1:
         raise InputError(f"iterations must be >= 1, got {iterations}")
+    check_optimizer(optimizer)
+    dtype = np.float32 if optimizer == "lbfgs" else np.float64  # each one's working precision
     shape = x0.shape
     start = time.perf_counter()
     last: dict[str, object] = {}
@@ -83,7 +92,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         evals += 1
         terms, grad = objective.evaluate(x.reshape(shape))
         last["x"], last["terms"] = x.copy(), terms
-        return terms["total"], grad.ravel().astype(np.float64)
+        return terms["total"], grad.ravel().astype(dtype, copy=False)
 
     initial = objective.terms(x0)
     history: list[dict[str, float]] = []
@@ -106,8 +115,12 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     options = {"maxiter": iterations, "maxfun": iterations * 4 + 20, "ftol": 0.0, "gtol": 0.0,
                "maxcor": defaults.LBFGS_MEMORY}  # fmt: skip
     with threadpool_limits(limits=1, user_api="blas"):  # keep OpenBLAS off onnxruntime's cores
-        res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
-                       bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)  # fmt: skip
+        if optimizer == "lbfgs":
+            res = lbfgs.minimize(fun, x0.ravel(), iterations, bounds=(0.0, 255.0),
+                                 callback=on_iter, maxfun=options["maxfun"])  # fmt: skip
+        else:
+            res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
+                           bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)  # fmt: skip
     x = res.x.reshape(shape)
     final = last["terms"] if np.array_equal(last.get("x"), res.x) else objective.terms(x)
     return Result(
@@ -174,16 +187,22 @@ def stylize(
     pool: str = defaults.POOL,
     scales: Sequence[int] | None = None,
     threads: int | None = None,
+    optimizer: str = "scipy",
 ) -> Result:
     """Stylize `content` (path, PIL image or array) with `style` (one or a list). No files.
 
     The content is resized to `size` on its longer side and each style to `style_scale` times
     that (aspect kept). With `scales` (e.g. [256, 512, 1024]) each scale starts from the previous
     result upsampled; `iterations` is then per scale (one number or one per scale).
+    `optimizer`: "scipy" (L-BFGS-B, the default) or "lbfgs" (ours: runtime/lbfgs.py); `threads`:
+    onnxruntime's intra-op threads (None or 0: its choice; BLAS runs on 1 thread meanwhile).
     """
     from onnxstyle.runtime import color
     from onnxstyle.runtime.models import resolve
 
+    check_optimizer(optimizer)
+    if threads is not None and threads < 0:
+        raise InputError(f"threads must be >= 0 (0: onnxruntime's choice), got {threads}")
     c = images.as_rgb_array(content)
     styles = _styles(style)
     if preserve_colors not in color.MODES:
@@ -235,7 +254,7 @@ def stylize(
             def shown(p: Progress, cb=callback, full=full) -> bool | None:
                 return cb(replace(p, image=color.with_chroma(p.image, full)))
 
-        r = optimize(objective, x0, n_iter, shown)
+        r = optimize(objective, x0, n_iter, shown, optimizer)
         stats.append({"size": list(hw), "iterations": r.iterations, "evaluations": r.evaluations,
                       "seconds": r.seconds, "final": r.final})  # fmt: skip
         if result is not None:
