@@ -182,9 +182,12 @@ def run_stylize(content, styles, output: Path, *, iterations: int, checkpoint_ev
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from onnxstyle.runtime import images, sheet
-    from onnxstyle.runtime.stylize import stylize
+    from onnxstyle.runtime.stylize import check_optimizer, stylize
 
     check_output(output, overwrite)
+    check_optimizer(options.get("optimizer", "scipy"))
+    if (options.get("threads") or 0) < 0:
+        raise fail(f"--threads must be >= 0 (0: onnxruntime's choice), got {options['threads']}")
     if report is not None and not report.parent.is_dir():
         raise fail(f"{report}: directory {report.parent} does not exist")
     if checkpoint_every < 0:
@@ -268,6 +271,10 @@ def stylize(
     report: Annotated[Path | None, typer.Option(help="Write a JSON report here")] = None,
     model: Annotated[Path | None, typer.Option(help="An exported .onnx (default: models/)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
+    optimizer: Annotated[str, typer.Option(
+        help="scipy (L-BFGS-B) | lbfgs (ours: NumPy float32, far less overhead per step)")] = "scipy",
+    threads: Annotated[int | None, typer.Option(
+        help="onnxruntime intra-op threads (default: physical cores; BLAS uses 1)")] = None,
 ) -> None:
     """Stylize CONTENT with the style of one or more STYLE images."""
     from onnxstyle.runtime import images
@@ -288,7 +295,8 @@ def stylize(
                 preserve_colors=preserve_colors, color_match=color_match,
                 style_masks=None if masks is None else [None if m is None else m for m in masks],
                 init=init_img, noise_ratio=noise_ratio, pool=pool,
-                scales=parse_scales(scales, size), seed=seed, device=device, model=model)  # fmt: skip
+                scales=parse_scales(scales, size), seed=seed, device=device, model=model,
+                optimizer=optimizer, threads=threads)  # fmt: skip
 
 
 DEMO_CONTENT = "astronaut.png"  # NASA, public domain (scikit-image data)

@@ -87,7 +87,8 @@ def minimize(
     f32 = np.float32
 
     # All n-sized buffers, allocated once.
-    x = np.clip(np.asarray(x0, f32).reshape(-1), lo, hi).astype(f32, copy=True)
+    x = np.empty(n, f32)
+    np.clip(np.asarray(x0).reshape(-1), lo, hi, out=x)
     g = np.empty(n, f32)
     xt = np.empty(n, f32)  # trial point
     gt = np.empty(n, f32)  # its gradient
