@@ -6,12 +6,13 @@ One iteration:
   2. the direction d = -P H P g, where H is the L-BFGS inverse-Hessian approximation (two-loop
      recursion over the last m pairs, H0 = gamma I with gamma = s'y / y'y) and P zeroes the held
      variables. H is positive definite, so g'd = -(Pg)' H (Pg) < 0: a descent direction;
-  3. a line search along the projected path x(t) = clip(x + t d, lo, hi) (Bertsekas 1982):
-     sufficient decrease f(x(t)) <= f + c1 g'(x(t) - x) and the weak Wolfe curvature condition
-     g(x(t))'(x(t) - x) >= c2 g'(x(t) - x), which makes every stored pair's s'y > 0. The trial
-     step is 1 (the first iteration, which has no curvature yet, starts at 1/||d|| like scipy's
-     L-BFGS-B); it backtracks by safeguarded quadratic interpolation, extrapolates by a secant
-     on the slope, and bisects once bracketed;
+  3. a line search along the projected path x(t) = clip(x + t d, lo, hi) (Bertsekas 1982),
+     with s = x(t) - x: sufficient decrease f(x(t)) <= f + c1 g's and the strong Wolfe
+     condition |g(x(t))'s| <= c2 |g's|, which makes every stored pair's s'y > 0. The trial
+     step is 1; the first iteration, which has no curvature yet, takes a probe step of
+     1/||d|| like scipy's L-BFGS-B and accepts any sufficient decrease. It backtracks by
+     safeguarded quadratic interpolation, extrapolates or interpolates by a secant on the
+     slope, and bisects once bracketed;
   4. s = x(t) - x and y = g(x(t)) - g go into ring buffers of m rows.
 
 Same calling convention as scipy.optimize.minimize(jac=True): fun(x) -> (loss, grad). The hot
@@ -33,6 +34,7 @@ Fun = Callable[[np.ndarray], tuple[float, np.ndarray]]
 C1 = 1e-4  # Armijo constant: Nocedal & Wright, Numerical Optimization (2006), section 3.1
 C2 = 0.9  # Wolfe curvature constant for quasi-Newton methods: Nocedal & Wright, section 3.1
 MAX_LS = 20  # trial steps per line search: scipy L-BFGS-B's maxls default
+F_NOISE = 1e-6  # relative rounding of a float32 loss summed over many terms (~16 ulps)
 EPS_CURV = 1e-10  # skip a pair unless s'y > EPS_CURV * y'y (float32 rounding, cf. scipy's eps)
 
 
@@ -96,6 +98,7 @@ def minimize(
     tmp = np.empty(n, f32)
     xb = np.empty(n, f32)  # best Armijo point that failed the curvature test
     gb = np.empty(n, f32)
+    free = np.empty(n, f32)  # 1 where free, 0 where held (a multiply beats a masked copy)
     held = np.empty(n, bool)
     b1 = np.empty(n, bool)
     b2 = np.empty(n, bool)
@@ -135,8 +138,9 @@ def minimize(
             np.less(g, 0, out=b2)
             np.logical_and(b1, b2, out=b1)
             np.logical_or(held, b1, out=held)
-            np.copyto(d, g)
-            np.copyto(d, 0, where=held)
+            np.logical_not(held, out=b1)
+            np.copyto(free, b1)
+            np.multiply(g, free, out=d)
             if max(float(d.max()), -float(d.min())) <= gtol:
                 message = "projected gradient below gtol"
                 break
@@ -151,12 +155,12 @@ def minimize(
                 i = (start + j) % m
                 beta = rho[i] * float(np.dot(Y[i], d))
                 axpy(alpha[i] - beta, S[i], d)
+            np.multiply(d, free, out=d)
             np.negative(d, out=d)
-            np.copyto(d, 0, where=held)
             if count and float(np.dot(g, d)) >= 0:  # lost descent to rounding: restart
                 start, count, gamma = 0, 0, 1.0
-                np.negative(g, out=d)
-                np.copyto(d, 0, where=held)
+                np.multiply(g, free, out=d)
+                np.negative(d, out=d)
 
             # 3. line search along the projected path; the step s goes straight into the ring.
             slot = (start + count) % m
@@ -173,7 +177,13 @@ def minimize(
                 if gs >= 0:  # the step rounds to nothing
                     break
                 ft = evaluate(xt, gt)
-                if ft > f + C1 * gs:  # too long: backtrack
+                gts = float(np.dot(gt, s)) if ft < math.inf else math.inf
+                # Sufficient decrease; where f's change drowns in its float32 rounding, the
+                # approximate Wolfe test of Hager & Zhang (2005) judges the decrease by the
+                # slopes instead (the trapezoid rule: f(t) - f ~ (gs + gts) / 2 <= C1 gs).
+                decrease = ft <= f + C1 * gs or (
+                    ft <= f + F_NOISE * abs(f) and gts <= (2 * C1 - 1) * gs)
+                if not decrease:  # too long: backtrack
                     t_hi = t
                     if t_lo == 0.0:
                         curv = ft - f - gs  # quadratic model along t: f + gs u + curv u^2
@@ -182,21 +192,28 @@ def minimize(
                     else:
                         t = 0.5 * (t_lo + t_hi)
                     continue
-                gts = float(np.dot(gt, s))
-                if gts < C2 * gs:  # still steeply downhill: go further
+                steep = gts < C2 * gs and nit > 0  # the first step only probes the curvature
+                if not steep and gts <= -C2 * gs:  # strong Wolfe: |slope| shrank enough
+                    accepted = True
+                    break
+                if ft < f_b:  # a decrease, kept in case nothing better turns up
+                    f_b = ft
+                    np.copyto(xb, xt)
+                    np.copyto(gb, gt)
+                if steep:  # still steeply downhill: go further
                     t_lo = t
-                    if ft < f_b:
-                        f_b = ft
-                        np.copyto(xb, xt)
-                        np.copyto(gb, gt)
                     if t_hi == math.inf:
                         ratio = gs / (gs - gts) if gts > gs else 10.0  # secant on the slope
                         t *= min(max(ratio, 2.0), 10.0)
                     else:
                         t = 0.5 * (t_lo + t_hi)
-                    continue
-                accepted = True
-                break
+                else:  # overshot: the slope turned steeply uphill; its secant root is before t
+                    t_hi = t
+                    if t_lo == 0.0:
+                        t *= min(max(gs / (gs - gts), 0.1), 0.9)
+                    else:
+                        t = 0.5 * (t_lo + t_hi)
+                continue
             if not accepted:
                 if f_b == math.inf:
                     if count:  # the memory misled us: forget it and try steepest descent
