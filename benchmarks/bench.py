@@ -54,6 +54,14 @@ def content_style() -> tuple[Path, Path]:
     return data / "astronaut.png", data / "starry_night.jpg"
 
 
+def torch_importable() -> bool:
+    """Whether torch imports, checked in a subprocess so this process never loads it."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    proc = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True)
+    return proc.returncode == 0
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -511,13 +519,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child_lossgrad(args)))
         return 0
-    have_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
-    if not have_torch and not args.no_torch:
+    have_torch = not args.no_torch and "lossgrad" in args.sections and torch_importable()
+    if not have_torch and not args.no_torch and "lossgrad" in args.sections:
         log(f"PyTorch is not installed: skipping the reference columns. {TORCH_HINT}")
     cmdline = " ".join(sys.argv[1:] if argv is None else argv)
     res: dict = {"command": f"python benchmarks/bench.py {cmdline}".strip(),
                  "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                 "torch_missing": not have_torch and not args.no_torch}  # fmt: skip
+                 "torch_missing": not have_torch and not args.no_torch
+                 and "lossgrad" in args.sections}  # fmt: skip
     res["machine"] = machine(args)
     t0 = time.perf_counter()
     runs = {"lossgrad": lambda: bench_lossgrad(args, have_torch),
