@@ -477,7 +477,7 @@ def log(msg: str) -> None:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="128,256,512,1024", help="loss+grad sizes, comma-separated")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per case (after a warm-up)")

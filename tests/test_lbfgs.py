@@ -183,10 +183,24 @@ def test_real_objective_matches_scipy_at_equal_iterations(model_path):
     assert np.mean(ratios) <= 1.02 and max(ratios) <= 1.05, ratios
 
 
-def test_optimizer_choice_is_checked():
+def test_optimizer_and_threads_are_checked(tmp_path):
+    from typer.testing import CliRunner
+
+    from onnxstyle.cli import app
     from onnxstyle.errors import InputError
     from onnxstyle.runtime.stylize import stylize
 
     with pytest.raises(InputError, match="unknown optimizer"):
         stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", size=32, iterations=1,
                 optimizer="adam")  # fmt: skip
+    with pytest.raises(InputError, match="threads"):
+        stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", size=32, iterations=1,
+                threads=-1)  # fmt: skip
+    args = ["stylize", str(DATA / "astronaut.png"), str(DATA / "starry_night.jpg"), "-o",
+            str(tmp_path / "out.png"), "--size", "32", "--iterations", "2"]  # fmt: skip
+    bad = CliRunner().invoke(app, [*args, "--optimizer", "adam"])
+    assert bad.exit_code == 1 and "unknown optimizer" in bad.output
+    assert "Traceback" not in bad.output and not (tmp_path / "out.png").exists()
+    ok = CliRunner().invoke(app, [*args, "--optimizer", "lbfgs", "--threads", "1"])
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "out.png").is_file()
