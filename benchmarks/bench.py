@@ -54,6 +54,17 @@ def content_style() -> tuple[Path, Path]:
     return data / "astronaut.png", data / "starry_night.jpg"
 
 
+def prepare(size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The demo pair as stylize(size=size) sees it: each resized to `size` on its longer side."""
+    from onnxstyle.runtime import images
+
+    out = []
+    for path in content_style():
+        img = images.load_rgb(path).astype(np.float32)
+        out.append(images.resize(img, images.fit_size(img.shape, size)))
+    return out[0], out[1:]
+
+
 def torch_importable() -> bool:
     """Whether torch imports, checked in a subprocess so this process never loads it."""
     if importlib.util.find_spec("torch") is None:
@@ -72,10 +83,9 @@ def peak_rss_mb() -> float:
 
 def child_lossgrad(args: argparse.Namespace) -> dict:
     base_mb = peak_rss_mb()
-    from onnxstyle.runtime.stylize import initial_canvas, prepare
+    from onnxstyle.runtime.stylize import initial_canvas
 
-    content, style = content_style()
-    c, styles = prepare(content, style, args.size)
+    c, styles = prepare(args.size)
     x = initial_canvas(c, "noise", 0)
     info: dict = {}
     if args.framework == "onnxstyle":
@@ -187,8 +197,7 @@ def bench_stylize(args: argparse.Namespace) -> list[dict]:
     from onnxstyle.runtime import stylize as st
     from onnxstyle.runtime.objective import Objective
 
-    content, style = content_style()
-    c, styles = st.prepare(content, style, args.stylize_size)
+    c, styles = prepare(args.stylize_size)
     x0 = st.initial_canvas(c, "noise", 0)
     Objective(c, styles, model=args.model, device=args.device, threads=args.threads)  # load once
     rows = []
@@ -295,8 +304,7 @@ def bench_threads(args: argparse.Namespace) -> list[dict]:
     from onnxstyle.runtime import stylize as st
     from onnxstyle.runtime.objective import Objective
 
-    content, style = content_style()
-    c, styles = st.prepare(content, style, args.threads_size)
+    c, styles = prepare(args.threads_size)
     obj = Objective(c, styles, model=args.model, device=args.device, threads=args.threads)
     x0 = st.initial_canvas(c, "noise", 0).ravel().astype(np.float64)
     obj(x0.reshape(c.shape))  # warm-up
@@ -403,6 +411,8 @@ def markdown(res: dict) -> str:
     m, a = res["machine"], res["args"]
     out = [f"# onnxstyle benchmark ({'quick' if a['quick'] else 'full'})", "",
            f"`{res['command']}`", ""]  # fmt: skip
+    if res.get("busy"):
+        out += [f"**The machine was busy ({res['busy']}): these timings are unreliable.**", ""]
     if res.get("torch_missing"):
         out += [f"**PyTorch is not installed: no reference column.** {TORCH_HINT}", ""]
     if "lossgrad" in res:
@@ -528,6 +538,10 @@ def main(argv: list[str] | None = None) -> int:
                  "torch_missing": not have_torch and not args.no_torch
                  and "lossgrad" in args.sections}  # fmt: skip
     res["machine"] = machine(args)
+    load = (res["machine"]["load_average_at_start"] or [0.0])[0]
+    if load > 0.5 * (os.cpu_count() or 1):
+        res["busy"] = f"load average {load:.1f} on {os.cpu_count()} CPUs at the start"
+        log(f"WARNING: the machine is busy ({res['busy']}): timings will be unreliable")
     t0 = time.perf_counter()
     runs = {"lossgrad": lambda: bench_lossgrad(args, have_torch),
             "stylize": lambda: bench_stylize(args), "overhead": lambda: bench_overhead(args),
