@@ -190,7 +190,7 @@ def run_stylize(content, styles, output: Path, *, iterations: int, checkpoint_ev
 
     from onnxstyle.errors import NumericalError
     from onnxstyle.runtime import checkpoint, guard, images, sheet
-    from onnxstyle.runtime.stylize import stylize
+    from onnxstyle.runtime.stylize import check_optimizer, stylize
 
     init = options.get("init", defaults.INIT)
     size = options.get("size", defaults.SIZE)
@@ -200,6 +200,9 @@ def run_stylize(content, styles, output: Path, *, iterations: int, checkpoint_ev
                         device=options.get("device"), init=init if isinstance(init, str) else None,
                         checkpoint_every=checkpoint_every)  # fmt: skip
     check_output(output, overwrite)
+    check_optimizer(options.get("optimizer", "scipy"))
+    if (options.get("threads") or 0) < 0:
+        raise fail(f"--threads must be >= 0 (0: onnxruntime's choice), got {options['threads']}")
     images.check_run_memory(images.fit_size(content.shape, scales[-1] if scales else size))
     if report is not None:
         guard.check_writable_dir(report, "report ")
@@ -316,6 +319,10 @@ def stylize(
     model: Annotated[Path | None, typer.Option(help="An exported .onnx (default: models/)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue a run from its .ckpt.npz")] = None,
+    optimizer: Annotated[str, typer.Option(
+        help="scipy (L-BFGS-B) | lbfgs (ours: NumPy float32, far less overhead per step)")] = "scipy",
+    threads: Annotated[int | None, typer.Option(
+        help="onnxruntime intra-op threads (default: physical cores; BLAS uses 1)")] = None,
 ) -> None:
     """Stylize CONTENT with the style of one or more STYLE images."""
     from onnxstyle.runtime import images
@@ -339,7 +346,8 @@ def stylize(
                 preserve_colors=preserve_colors, color_match=color_match,
                 style_masks=None if masks is None else [None if m is None else m for m in masks],
                 init=init_img, noise_ratio=noise_ratio, pool=pool,
-                scales=parse_scales(scales, size), seed=seed, device=device, model=model)  # fmt: skip
+                scales=parse_scales(scales, size), seed=seed, device=device, model=model,
+                optimizer=optimizer, threads=threads)  # fmt: skip
 
 
 DEMO_CONTENT = "astronaut.png"  # NASA, public domain (scikit-image data)

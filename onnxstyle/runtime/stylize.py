@@ -12,10 +12,11 @@ from scipy.optimize import Bounds, minimize
 
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
-from onnxstyle.runtime import guard, images
+from onnxstyle.runtime import guard, images, lbfgs
 from onnxstyle.runtime.objective import Objective
 
 INITS = ("noise", "content", "random")
+OPTIMIZERS = ("scipy", "lbfgs")  # scipy's L-BFGS-B (the reference) or ours (runtime/lbfgs.py)
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,19 @@ def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
     raise InputError(f"unknown init {init!r}: expected one of {', '.join(INITS)} or an image")
 
 
+def check_optimizer(optimizer: str) -> None:
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {optimizer!r}: expected {' or '.join(OPTIMIZERS)}")
+
+
 def optimize(objective: Objective, x0: np.ndarray, iterations: int,
-             callback: Callback | None = None) -> Result:  # fmt: skip
-    """Run scipy's L-BFGS-B once from x0 with pixel bounds [0, 255] for `iterations` steps."""
+             callback: Callback | None = None, optimizer: str = "scipy") -> Result:  # fmt: skip
+    """Run L-BFGS (scipy's L-BFGS-B or ours) once from x0 with pixel bounds [0, 255] for
+    `iterations` steps."""
     if iterations < 1:
         raise InputError(f"iterations must be >= 1, got {iterations}")
+    check_optimizer(optimizer)
+    dtype = np.float32 if optimizer == "lbfgs" else np.float64  # each one's working precision
     shape = x0.shape
     start = time.perf_counter()
     last: dict[str, object] = {}
@@ -82,7 +91,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         evals += 1
         terms, grad = objective.evaluate(x.reshape(shape))
         last["x"], last["terms"] = x.copy(), terms
-        return terms["total"], grad.ravel().astype(np.float64)
+        return terms["total"], grad.ravel().astype(dtype, copy=False)
 
     initial = objective.terms(x0)
     history: list[dict[str, float]] = []
@@ -105,8 +114,12 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     options = {"maxiter": iterations, "maxfun": iterations * 4 + 20, "ftol": 0.0, "gtol": 0.0,
                "maxcor": defaults.LBFGS_MEMORY}  # fmt: skip
     with guard.blas_single_thread():  # keep OpenBLAS off onnxruntime's cores (thread-safe)
-        res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
-                       bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)  # fmt: skip
+        if optimizer == "lbfgs":
+            res = lbfgs.minimize(fun, x0.ravel(), iterations, bounds=(0.0, 255.0),
+                                 callback=on_iter, maxfun=options["maxfun"])  # fmt: skip
+        else:
+            res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
+                           bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)  # fmt: skip
     x = res.x.reshape(shape)
     final = last["terms"] if np.array_equal(last.get("x"), res.x) else objective.terms(x)
     return Result(
@@ -174,6 +187,7 @@ def stylize(
     scales: Sequence[int] | None = None,
     threads: int | None = None,
     cancel: guard.CancelToken | None = None,
+    optimizer: str = "scipy",
 ) -> Result:
     """Stylize `content` (path, PIL image or array) with `style` (one or a list). No files.
 
@@ -182,6 +196,8 @@ def stylize(
     result upsampled; `iterations` is then per scale (one number or one per scale).
     `cancel` (e.g. threading.Event) stops the run at its next iteration when set from any thread;
     like a callback returning False, this returns the Result so far with `stopped=True`.
+    `optimizer`: "scipy" (L-BFGS-B, the default) or "lbfgs" (ours: runtime/lbfgs.py); `threads`:
+    onnxruntime's intra-op threads (None or 0: its choice; BLAS runs on 1 thread meanwhile).
     """
     from onnxstyle.runtime import color
     from onnxstyle.runtime.models import resolve
@@ -197,6 +213,9 @@ def stylize(
                         n_styles=len(style) if isinstance(style, list | tuple) else 1)  # fmt: skip
     if isinstance(init, str | os.PathLike) and str(init) not in INITS and not os.path.isfile(init):
         raise InputError(f"unknown init {str(init)!r}: expected one of {', '.join(INITS)} or an image file")
+    check_optimizer(optimizer)
+    if threads is not None and threads < 0:
+        raise InputError(f"threads must be >= 0 (0: onnxruntime's choice), got {threads}")
     c = images.as_rgb_array(content)
     styles = _styles(style)
     if preserve_colors not in color.MODES:
@@ -252,7 +271,7 @@ def stylize(
 
         run.offset = result.iterations if result is not None else 0
         with run.numerics():  # a NaN/Inf fault carries the last good image
-            r = optimize(objective, x0, n_iter, shown)
+            r = optimize(objective, x0, n_iter, shown, optimizer)
         stats.append({"size": list(hw), "iterations": r.iterations, "evaluations": r.evaluations,
                       "seconds": r.seconds, "final": r.final})  # fmt: skip
         if result is not None:
