@@ -21,7 +21,7 @@ from onnxstyle.export import export
 from onnxstyle.export.download import UnverifiedWeightsWarning
 from onnxstyle.export.formats import detect, load_weights, read_raw
 from onnxstyle.layers import ARCH, CHANNELS, LAYERS
-from onnxstyle.runtime import layout, session
+from onnxstyle.runtime import layout, models, session
 from onnxstyle.runtime.objective import Objective
 from tests import oracle
 
@@ -84,11 +84,10 @@ def check_features(path: Path, vgg: dict, prep, out_dir: Path, key: str, **kw) -
     """Export from the file; its features must equal the reference forward with `prep`."""
     weights = load_weights(path, **kw)
     model = export(out_dir / f"{path.name}.onnx", weights)
-    engine = session.load(model, "cpu", threads=1)
+    assert session.load(model, "cpu", threads=1).metadata[layout.META_WEIGHTS_SHA256] == weights.sha256
+    engine = session.load(models.features_path(model), "cpu", threads=1, kind="features")
     assert engine.metadata[layout.META_WEIGHTS_SHA256] == weights.sha256
-    feed = Objective._base_feed()
-    feed[layout.IMAGE] = IMAGE.astype(np.float32)
-    got = engine.session.run([layout.feature(n) for n in LAYERS], feed)
+    got = engine.session.run([layout.feature(n) for n in LAYERS], {layout.IMAGE: IMAGE.astype(np.float32)})
     if key not in _refs:
         _refs[key] = reference(prep(IMAGE), vgg)
     for name, g in zip(LAYERS, got, strict=True):

@@ -14,8 +14,10 @@ Graph contract (see layout.py for the names):
   style_masked    bool scalar: use the masks (else K must be 1 and the plain Gram is used)
   style_masks     [K, H, W]: style k's region in the image (a [1, 1, 1] dummy when unmasked)
   style_blend     [K]: each style's weight in the masked loss
-  -> loss, content, style, tv (scalars: total and the three unweighted terms), grad [H, W, 3],
-     feat_<l> [1, N, h, w]: the image's features after ReLU (used to compute targets).
+  -> loss, content, style, tv (scalars: total and the three unweighted terms), grad [H, W, 3].
+
+The features graph written beside it (build_features_model) maps image -> feat_<l> [1, N, h, w],
+the features after ReLU, from which the runtime computes the targets.
 """
 
 from __future__ import annotations
@@ -313,32 +315,59 @@ def style_for(feat: str, target: str, mask: str, n: int, name: str) -> Callable[
 POOLS = ("avg", "max")
 
 
-def build_model(weights: VGGWeights, pool: str = "avg", feature_outputs: bool = True) -> onnx.ModelProto:
+def forward(b: Builder, weights: VGGWeights, pool: str, masks: str | None = None):
+    """The VGG19 forward: (nchw image, tape of backward closures, features, masks per layer)."""
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}")
     weights.check()
-    b = Builder()
     tape: list[Backward] = []
-    idx = {layer: i for i, layer in enumerate(LAYERS)}
-
     x, bw = image_to_nchw(b, layout.IMAGE)
     tape.append(bw)
     h, bw = pixel_affine(b, x, weights.pre_w, weights.pre_b)
     tape.append(bw)
-    # Style masks follow the image down the network: average-pooled like the features.
-    masks = b.op("Unsqueeze", [layout.STYLE_MASKS, b.ints(1)], "masks")  # K x 1 x H x W
-
     feats: dict[str, str] = {}
     layer_masks: dict[str, str] = {}
     for name, _, _ in ARCH:
         if name.startswith("pool"):
             h, bw = (avg_pool if pool == "avg" else max_pool)(b, h, name)
-            masks, _ = avg_pool(b, masks, f"mask_{name}")
+            if masks is not None:  # style masks follow the image down, average-pooled
+                masks, _ = avg_pool(b, masks, f"mask_{name}")
         else:
             w, bias = weights.convs[name]
             h, bw = conv_relu(b, h, w, bias, name)
-            feats[name], layer_masks[name] = h, masks
+            feats[name] = h
+            if masks is not None:
+                layer_masks[name] = masks
         tape.append(bw)
+    return x, tape, feats, layer_masks
+
+
+def _model(b: Builder, inputs, outputs, name: str) -> onnx.ModelProto:
+    graph = helper.make_graph(b.nodes, name, inputs, outputs, b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", layout.OPSET)],
+                              producer_name="onnxstyle")  # fmt: skip
+    model.ir_version = layout.IR_VERSION
+    return model
+
+
+def build_features_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
+    """Forward only: the image's features after ReLU at every layer (to compute targets)."""
+    b = Builder()
+    _, _, feats, _ = forward(b, weights, pool)
+    for name, feat in feats.items():
+        b.nodes.append(helper.make_node("Identity", [feat], [layout.feature(name)]))
+    info = helper.make_tensor_value_info
+    outputs = [info(layout.feature(n), FLOAT, [1, CHANNELS[n], f"fh_{n}", f"fw_{n}"]) for n in LAYERS]
+    return _model(b, [info(layout.IMAGE, FLOAT, ["H", "W", 3])], outputs, "onnxstyle_vgg19_features")
+
+
+def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
+    """The loss, its terms and its gradient (no feature outputs: they would pin every
+    activation until the end of the run; targets come from build_features_model)."""
+    b = Builder()
+    idx = {layer: i for i, layer in enumerate(LAYERS)}
+    masks = b.op("Unsqueeze", [layout.STYLE_MASKS, b.ints(1)], "masks")  # K x 1 x H x W
+    x, tape, feats, layer_masks = forward(b, weights, pool, masks)
 
     w_content, w_style, w_tv = (
         b.op("Gather", [layout.WEIGHTS, b.const(i, "k", np.int64)], hint) for i, hint in
@@ -376,8 +405,6 @@ def build_model(weights: VGGWeights, pool: str = "avg", feature_outputs: bool = 
     for out, src in ((layout.LOSS, total), (layout.CONTENT, content), (layout.STYLE, style),
                      (layout.TV, tv), (layout.GRAD, g_hwc)):  # fmt: skip
         b.nodes.append(helper.make_node("Identity", [src], [out], name=out))
-    for name, feat in feats.items() if feature_outputs else ():
-        b.nodes.append(helper.make_node("Identity", [feat], [layout.feature(name)]))
 
     info = helper.make_tensor_value_info
     inputs = [
@@ -395,11 +422,5 @@ def build_model(weights: VGGWeights, pool: str = "avg", feature_outputs: bool = 
         inputs.append(info(layout.gram_target(name), FLOAT, ["K", n, n]))
     outputs = [info(o, FLOAT, []) for o in (layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV)]
     outputs.append(info(layout.GRAD, FLOAT, ["H", "W", 3]))
-    for name in LAYERS if feature_outputs else ():
-        outputs.append(info(layout.feature(name), FLOAT, [1, CHANNELS[name], f"fh_{name}", f"fw_{name}"]))
 
-    graph = helper.make_graph(b.nodes, "onnxstyle_gatys", inputs, outputs, b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", layout.OPSET)],
-                              producer_name="onnxstyle")  # fmt: skip
-    model.ir_version = layout.IR_VERSION
-    return model
+    return _model(b, inputs, outputs, "onnxstyle_gatys")

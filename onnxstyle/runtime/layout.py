@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-LAYOUT_VERSION = "2"  # bump when inputs, outputs or their meaning change
+LAYOUT_VERSION = "3"  # bump when inputs, outputs or their meaning change
 OPSET = 17  # loads in onnxruntime 1.31 (gpu) and 1.32
 IR_VERSION = 8  # onnx 1.23 writes IR 11 by default; onnxruntime-gpu 1.31 refuses it
 
@@ -15,6 +15,8 @@ STYLE_MASKS = "style_masks"  # [K, H, W] each style's region
 STYLE_BLEND = "style_blend"  # [K] each masked style's weight
 LOSS, CONTENT, STYLE, TV, GRAD = "loss", "content", "style", "tv", "grad"
 META_POOL = "onnxstyle.pool"
+META_KIND = "onnxstyle.kind"  # "loss" (loss and gradient) or "features" (targets)
+FEATURES_SUFFIX = ".features.onnx"  # the features graph beside each loss graph
 
 # Metadata keys written into the model.
 META_LAYOUT = "onnxstyle.layout"

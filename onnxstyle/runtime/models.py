@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from onnxstyle.errors import InputError, ModelError
+from onnxstyle.runtime import layout
 
 DEFAULT_NAME = "vgg19_gatys.onnx"
 NAMES = {"avg": DEFAULT_NAME, "max": "vgg19_gatys_maxpool.onnx"}  # one graph per pooling
@@ -29,6 +30,12 @@ def default_model(pool: str = "avg") -> Path:
     return models_dir() / NAMES[pool]
 
 
+def features_path(path: str | os.PathLike) -> Path:
+    """The features graph written beside a loss graph (`x.onnx` -> `x.features.onnx`)."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".onnx") + layout.FEATURES_SUFFIX)
+
+
 def resolve(model: str | os.PathLike | None, export_missing: bool = True, pool: str = "avg") -> Path:
     """The model to load: `model` as given, or the default graph (exported on first use)."""
     if model is not None:
@@ -37,7 +44,7 @@ def resolve(model: str | os.PathLike | None, export_missing: bool = True, pool: 
             raise ModelError(f"{path}: model file not found")
         return path
     path = default_model(pool)
-    if path.is_file():
+    if path.is_file() and features_path(path).is_file():
         return path
     if not export_missing:
         raise ModelError(f"{path}: no exported graph; run `onnxstyle export`")

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from onnxstyle import defaults
-from onnxstyle.errors import InputError, NumericalError
+from onnxstyle.errors import InputError, ModelError, NumericalError
 from onnxstyle.layers import CHANNELS, LAYERS, canonical
 from onnxstyle.runtime import layout, models, session
 from onnxstyle.runtime.images import as_rgb_array
@@ -69,7 +69,12 @@ class Objective:
         style_masks: Sequence[np.ndarray | None] | None = None,
         threads: int | None = None,
     ) -> None:
-        self.engine = session.load(models.resolve(model), device, threads)
+        path = models.resolve(model)
+        self.engine = session.load(path, device, threads)
+        fpath = models.features_path(path)
+        if not fpath.is_file():
+            raise ModelError(f"{path}: its features graph {fpath.name} is missing beside it (re-export)")
+        self.features_engine = session.load(fpath, device, threads, kind="features")
         self.content_layers = layer_weights(content_layers, defaults.CONTENT_LAYERS, "content")
         self.style_layers = layer_weights(style_layers, defaults.STYLE_LAYERS, "style")
         weights = [check_weight(n, v) for n, v in (("content weight", content_weight),
@@ -167,10 +172,9 @@ class Objective:
 
     def features(self, image, layers: Sequence[str]) -> dict[str, np.ndarray]:
         """The image's VGG features after ReLU at `layers`, each [1, N, h, w] float32."""
-        feed = self._base_feed()
-        feed[layout.IMAGE] = np.ascontiguousarray(as_rgb_array(image), np.float32)
+        feed = {layout.IMAGE: np.ascontiguousarray(as_rgb_array(image), np.float32)}
         names = [layout.feature(canonical(n)) for n in layers]
-        outs = self.engine.session.run(names, feed)
+        outs = self.features_engine.session.run(names, feed)
         return {canonical(n): o for n, o in zip(layers, outs, strict=True)}
 
     def _run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
