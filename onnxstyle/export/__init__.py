@@ -21,6 +21,7 @@ def _write(model: onnx.ModelProto, path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(model.SerializeToString())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

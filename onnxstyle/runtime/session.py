@@ -85,6 +85,11 @@ def _create(path: Path, device: str, threads: int, kind: str) -> Engine:
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
     modelscan.scan(path)  # corrupt files and external data outside the model's directory
     so = _options(threads)
+    # The features graph runs once per objective: no arena, so its memory goes back to the
+    # system instead of sitting beside the loss graph's for the whole run.
+    so.enable_cpu_mem_arena = kind != "features"
+    if kind == "features":  # nor prepacked weight copies: 129 -> 54 MB resident
+        so.add_session_config_entry("session.disable_prepacking", "1")
     if want_cuda:
         so.log_severity_level = 4  # a failed CUDA start falls back quietly; we report it
     try:
