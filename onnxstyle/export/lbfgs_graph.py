@@ -34,8 +34,9 @@ DATA = Path(__file__).resolve().parents[1] / "data"  # shipped with the package
 
 
 def dot(b: Builder, u: str, v: str, hint: str) -> str:
-    """u'v for two [n] vectors: a 1-D MatMul (one BLAS dot / cuBLAS call, no [n] temporary)."""
-    return b.op("MatMul", [u, v], hint)
+    """u'v for two [n] vectors. ReduceSum(Mul) beats a 1-D MatMul ~8x on onnxruntime's CPU
+    provider (measured at n = 786,432: 0.4 ms against 3.7 ms, which runs it as a K = n GEMM)."""
+    return b.op("ReduceSum", [b.op("Mul", [u, v], f"{hint}_uv")], hint, keepdims=0)
 
 
 def free_mask(b: Builder, x: str, g: str, lo: str, hi: str) -> str:
