@@ -6,10 +6,11 @@
             (ru_maxrss; every case runs in a fresh subprocess), and a check that both give the
             same loss (~1e-4 relative) and gradient;
   stylize   a stylize at --stylize-size px, split into time in onnxruntime, in the optimiser
-            and elsewhere, for scipy's L-BFGS-B and our lbfgs;
+            and elsewhere, for scipy's L-BFGS-B, our lbfgs and lbfgs-device;
   overhead  the optimiser's own time per iteration at --overhead-size px (n = 3 s^2) for scipy
-            unbounded, scipy with bounds and ours, on a cheap synthetic objective whose time is
-            not counted;
+            unbounded, scipy with bounds, ours and ours on the device (lbfgs-device, on
+            --device; its synthetic objective is an onnxruntime graph, built with onnx), on a
+            cheap synthetic objective whose time is not counted;
   threads   loss+gradient time at --threads-size px during a scipy run with the BLAS limited to
             1 thread (what stylize does) and at its default.
 
@@ -193,7 +194,7 @@ class Timers:
 
 
 def bench_stylize(args: argparse.Namespace) -> list[dict]:
-    from onnxstyle.runtime import lbfgs
+    from onnxstyle.runtime import device_lbfgs, lbfgs
     from onnxstyle.runtime import stylize as st
     from onnxstyle.runtime.objective import Objective
 
@@ -201,23 +202,27 @@ def bench_stylize(args: argparse.Namespace) -> list[dict]:
     x0 = st.initial_canvas(c, "noise", 0)
     Objective(c, styles, model=args.model, device=args.device, threads=args.threads)  # load once
     rows = []
-    for opt in ("scipy", "lbfgs"):
+    for opt in ("scipy", "lbfgs", "lbfgs-device"):
         log(f"stylize {args.stylize_size} px, {args.stylize_iterations} iterations: {opt}")
         timers = Timers()
         t0 = time.perf_counter()
         obj = Objective(c, styles, model=args.model, device=args.device, threads=args.threads)
         setup = time.perf_counter() - t0
         sess = obj.engine.session
-        orig_scipy, orig_ours = st.minimize, lbfgs.minimize
+        orig_scipy, orig_ours, orig_dev = st.minimize, lbfgs.minimize, device_lbfgs.minimize
         sess.run = timers.timed("ort", sess.run)
+        sess.run_with_iobinding = timers.timed("ort", sess.run_with_iobinding)  # lbfgs-device
         st.minimize, lbfgs.minimize = timers.minimizer(orig_scipy), timers.minimizer(orig_ours)
+        device_lbfgs.minimize = timers.minimizer(orig_dev)
+        if opt == "lbfgs-device":  # load its step graphs outside the timing
+            device_lbfgs.step_sessions(*obj.ort_device, args.threads)
         try:
             t1 = time.perf_counter()
             res = st.optimize(obj, x0, args.stylize_iterations, optimizer=opt)
             total = time.perf_counter() - t1
         finally:
-            st.minimize, lbfgs.minimize = orig_scipy, orig_ours
-            del sess.run
+            st.minimize, lbfgs.minimize, device_lbfgs.minimize = orig_scipy, orig_ours, orig_dev
+            del sess.run, sess.run_with_iobinding
         t = timers.t
         optimiser = t["minimize"] - t["fun"] - t["callback"]
         rows.append({
@@ -240,7 +245,7 @@ def bench_overhead(args: argparse.Namespace) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
     from onnxstyle import defaults
-    from onnxstyle.runtime import lbfgs
+    from onnxstyle.runtime import device_lbfgs, lbfgs
 
     n = 3 * args.overhead_size**2
     rng = np.random.default_rng(0)
@@ -271,13 +276,20 @@ def bench_overhead(args: argparse.Namespace) -> list[dict]:
     }  # fmt: skip
     opts = {"maxiter": its, "maxfun": 4 * its + 20, "ftol": 0.0, "gtol": 0.0,
             "maxcor": defaults.LBFGS_MEMORY}  # fmt: skip
+    device_fun = device_quadratic(a32, c32, args.device, args.threads)
+    if device_fun is not None:
+        device_lbfgs.step_sessions(args.device, 0, args.threads)  # loaded outside the timing
+        cases[f"onnxstyle lbfgs-device ({args.device}), bounds [0, 255]"] = lambda f: (
+            device_lbfgs.minimize(f, x0.astype(np.float32), its, bounds=(0.0, 255.0),
+                                  device=(args.device, 0), threads=args.threads))  # fmt: skip
     rows = []
     with threadpool_limits(limits=1, user_api="blas"):  # as in stylize
         for name, run in cases.items():
             log(f"overhead n={n:,}: {name}")
             ours = name.startswith("onnxstyle")
             fun_t = Timers()
-            fun = fun_t.timed("fun", quad(a32, c32, r32) if ours else quad(a64, c64, r64))
+            fun = fun_t.timed("fun", device_fun if "device" in name else
+                              quad(a32, c32, r32) if ours else quad(a64, c64, r64))  # fmt: skip
             t = time.perf_counter()
             res = run(fun)
             total = time.perf_counter() - t
@@ -287,10 +299,59 @@ def bench_overhead(args: argparse.Namespace) -> list[dict]:
                          "evaluations": int(res.nfev), "overhead_ms_per_it":
                          1e3 * (total - fun_t.t["fun"]) / max(nit, 1),
                          "fraction_at_bounds": at_bound, "final_loss": float(res.fun)})  # fmt: skip
-    ours = rows[-1]["overhead_ms_per_it"]
+    ours = next(r["overhead_ms_per_it"] for r in rows if r["optimizer"].startswith("onnxstyle lbfgs,"))
     for row in rows:
         row["vs_ours"] = row["overhead_ms_per_it"] / ours
     return rows
+
+
+def device_quadratic(a: np.ndarray, c: np.ndarray, device: str, threads: int | None):
+    """The synthetic quadratic 0.5 sum a (x - c)^2 as an onnxruntime graph on `device`, in
+    lbfgs-device's form fun(x, grad_out) -> loss with x and the gradient bound by device pointer;
+    None (and a note) when onnx, which builds the graph, is missing."""
+    try:
+        from onnx import TensorProto, helper
+    except ImportError:
+        log("onnx is not installed: skipping the lbfgs-device overhead row (pip install onnx)")
+        return None
+    import onnxruntime as ort
+
+    from onnxstyle.runtime import layout
+
+    f, n = TensorProto.FLOAT, a.size
+    nodes = [helper.make_node("Sub", ["x", "c"], ["r"]), helper.make_node("Mul", ["a", "r"], ["g"]),
+             helper.make_node("MatMul", ["g", "r"], ["gr"]),
+             helper.make_node("Mul", ["gr", "half"], ["loss"])]  # fmt: skip
+    vec = [helper.make_tensor_value_info(k, f, ["n"]) for k in ("x", "a", "c")]
+    graph = helper.make_graph(nodes, "quadratic", vec,
+                              [helper.make_tensor_value_info("loss", f, []),
+                               helper.make_tensor_value_info("g", f, ["n"])],
+                              [helper.make_tensor("half", f, [], [0.5])])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", layout.OPSET)])
+    model.ir_version = layout.IR_VERSION
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    # Its idle threads would spin on the cores the optimiser runs on next, charging it for them.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+    io = sess.io_binding()
+    keep = [ort.OrtValue.ortvalue_from_numpy(v, device, 0) for v in (a, c)]
+    io.bind_ortvalue_input("a", keep[0])
+    io.bind_ortvalue_input("c", keep[1])
+    loss = np.zeros((), np.float32)
+    keep.append(ort.OrtValue.ortvalue_from_numpy(loss))
+    io.bind_ortvalue_output("loss", keep[-1])
+
+    def fun(x, grad_out):
+        io.bind_input("x", device, 0, np.float32, [n], x.data_ptr())
+        io.bind_output("g", device, 0, np.float32, [n], grad_out.data_ptr())
+        sess.run_with_iobinding(io)
+        return float(loss)
+
+    fun.keep = keep  # the bound OrtValues live as long as fun
+    return fun
 
 
 # ---------------------------------------------------------------------------------------------

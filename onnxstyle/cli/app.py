@@ -320,7 +320,8 @@ def stylize(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue a run from its .ckpt.npz")] = None,
     optimizer: Annotated[str, typer.Option(
-        help="scipy (L-BFGS-B) | lbfgs (ours: NumPy float32, far less overhead per step)")] = "scipy",
+        help="scipy (L-BFGS-B) | lbfgs (ours: NumPy float32, far less overhead per step) | "
+             "lbfgs-device (ours with the image and history kept on the GPU)")] = "scipy",
     threads: Annotated[int | None, typer.Option(
         help="onnxruntime intra-op threads (default: physical cores; BLAS uses 1)")] = None,
 ) -> None:

@@ -34,3 +34,20 @@ def gram_target(layer: str) -> str:
 
 def feature(layer: str) -> str:
     return f"feat_{layer}"
+
+
+# The L-BFGS step graphs (export/lbfgs_graph.py, shipped in onnxstyle/data/; runtime/
+# device_lbfgs.py runs them): one small model each, no weights, vectors of dynamic size n.
+LBFGS_VERSION = "1"  # bump when the graphs' inputs, outputs or meaning change
+META_LBFGS = "onnxstyle.lbfgs"  # metadata: "<graph> <LBFGS_VERSION>"
+LBFGS_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # graph: (inputs, outputs)
+    "direction": (("x", "g", "S", "Y", "rho", "gamma", "newest", "lo", "hi"),
+                  ("d", "gd", "dnorm", "pgmax")),  # fmt: skip
+    "trial": (("x", "d", "g", "t", "lo", "hi"), ("xt", "gs")),
+    "slope": (("x", "xt", "gt"), ("gts",)),
+    "pair": (("x", "xt", "g", "gt"), ("s", "y", "sy", "yy")),
+}
+
+
+def lbfgs_file(graph: str) -> str:
+    return f"lbfgs_{graph}.onnx"

@@ -62,6 +62,56 @@ class _Stop(Exception):
     pass
 
 
+class LineSearch:
+    """The line search's step lengths, on scalars only (shared with device_lbfgs.py): trial
+    steps start at `t`; `judge` takes each trial's outcome and accepts it or sets the next t.
+    `probe`: the first iteration, without curvature yet, accepts any sufficient decrease."""
+
+    def __init__(self, t: float, probe: bool) -> None:
+        self.t, self.probe = t, probe
+        self.t_lo, self.t_hi = 0.0, math.inf  # the bracket
+        self.f_best = math.inf  # the best sufficient decrease that failed the curvature test
+
+    def judge(self, f: float, gs: float, ft: float, gts: float) -> tuple[bool, bool]:
+        """(accept, keep) for the trial at self.t: f, gs = g's before, ft, gts = g(t)'s after
+        (inf when not finite). Unless accepted, self.t is the next trial; `keep`: this trial is
+        the new best decrease, which the caller keeps as the fallback (f_best is updated)."""
+        t = self.t
+        # Sufficient decrease; where f's change drowns in its float32 rounding, the approximate
+        # Wolfe test of Hager & Zhang (2005) judges the decrease by the slopes instead (the
+        # trapezoid rule: f(t) - f ~ (gs + gts) / 2 <= C1 gs).
+        decrease = ft <= f + C1 * gs or (ft <= f + F_NOISE * abs(f) and gts <= (2 * C1 - 1) * gs)
+        if not decrease:  # too long: backtrack
+            self.t_hi = t
+            if self.t_lo == 0.0:
+                curv = ft - f - gs  # quadratic model along t: f + gs u + curv u^2
+                u = -gs / (2 * curv) if math.isfinite(curv) and curv > 0 else 0.5
+                self.t = t * min(max(u, 0.1), 0.5)
+            else:
+                self.t = 0.5 * (self.t_lo + self.t_hi)
+            return False, False
+        steep = gts < C2 * gs and not self.probe  # the first step only probes the curvature
+        if not steep and gts <= -C2 * gs:  # strong Wolfe: |slope| shrank enough
+            return True, False
+        keep = ft < self.f_best
+        if keep:
+            self.f_best = ft
+        if steep:  # still steeply downhill: go further
+            self.t_lo = t
+            if self.t_hi == math.inf:
+                ratio = gs / (gs - gts) if gts > gs else 10.0  # secant on the slope
+                self.t = t * min(max(ratio, 2.0), 10.0)
+            else:
+                self.t = 0.5 * (self.t_lo + self.t_hi)
+        else:  # overshot: the slope turned steeply uphill; its secant root is before t
+            self.t_hi = t
+            if self.t_lo == 0.0:
+                self.t = t * min(max(gs / (gs - gts), 0.1), 0.9)
+            else:
+                self.t = 0.5 * (self.t_lo + self.t_hi)
+        return False, keep
+
+
 def minimize(
     fun: Fun,
     x0: np.ndarray,
@@ -165,11 +215,11 @@ def minimize(
             # 3. line search along the projected path; the step s goes straight into the ring.
             slot = (start + count) % m
             s, y = S[slot], Y[slot]
-            t = 1.0 if count else min(1.0, 1.0 / max(float(np.linalg.norm(d)), 1e-30))
-            t_lo, t_hi, f_b = 0.0, math.inf, math.inf
+            ls = LineSearch(1.0 if count else min(1.0, 1.0 / max(float(np.linalg.norm(d)), 1e-30)),
+                            probe=nit == 0)  # fmt: skip
             accepted = False
             for _ in range(max_ls):
-                np.multiply(d, f32(t), out=xt)
+                np.multiply(d, f32(ls.t), out=xt)
                 np.add(xt, x, out=xt)
                 np.clip(xt, lo, hi, out=xt)
                 np.subtract(xt, x, out=s)
@@ -178,44 +228,14 @@ def minimize(
                     break
                 ft = evaluate(xt, gt)
                 gts = float(np.dot(gt, s)) if ft < math.inf else math.inf
-                # Sufficient decrease; where f's change drowns in its float32 rounding, the
-                # approximate Wolfe test of Hager & Zhang (2005) judges the decrease by the
-                # slopes instead (the trapezoid rule: f(t) - f ~ (gs + gts) / 2 <= C1 gs).
-                decrease = ft <= f + C1 * gs or (
-                    ft <= f + F_NOISE * abs(f) and gts <= (2 * C1 - 1) * gs)
-                if not decrease:  # too long: backtrack
-                    t_hi = t
-                    if t_lo == 0.0:
-                        curv = ft - f - gs  # quadratic model along t: f + gs u + curv u^2
-                        u = -gs / (2 * curv) if math.isfinite(curv) and curv > 0 else 0.5
-                        t *= min(max(u, 0.1), 0.5)
-                    else:
-                        t = 0.5 * (t_lo + t_hi)
-                    continue
-                steep = gts < C2 * gs and nit > 0  # the first step only probes the curvature
-                if not steep and gts <= -C2 * gs:  # strong Wolfe: |slope| shrank enough
-                    accepted = True
+                accepted, keep = ls.judge(f, gs, ft, gts)
+                if accepted:
                     break
-                if ft < f_b:  # a decrease, kept in case nothing better turns up
-                    f_b = ft
+                if keep:  # a decrease, kept in case nothing better turns up
                     np.copyto(xb, xt)
                     np.copyto(gb, gt)
-                if steep:  # still steeply downhill: go further
-                    t_lo = t
-                    if t_hi == math.inf:
-                        ratio = gs / (gs - gts) if gts > gs else 10.0  # secant on the slope
-                        t *= min(max(ratio, 2.0), 10.0)
-                    else:
-                        t = 0.5 * (t_lo + t_hi)
-                else:  # overshot: the slope turned steeply uphill; its secant root is before t
-                    t_hi = t
-                    if t_lo == 0.0:
-                        t *= min(max(gs / (gs - gts), 0.1), 0.9)
-                    else:
-                        t = 0.5 * (t_lo + t_hi)
-                continue
             if not accepted:
-                if f_b == math.inf:
+                if ls.f_best == math.inf:
                     if count:  # the memory misled us: forget it and try steepest descent
                         start, count, gamma = 0, 0, 1.0
                         continue
@@ -224,7 +244,7 @@ def minimize(
                 np.copyto(xt, xb)  # settle for the best sufficient decrease seen
                 np.copyto(gt, gb)
                 np.subtract(xt, x, out=s)
-                ft = f_b
+                ft = ls.f_best
 
             # 4. the pair (s, y); keep it only with positive curvature.
             np.subtract(gt, g, out=y)

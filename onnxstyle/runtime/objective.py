@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from onnxstyle import defaults
 from onnxstyle.errors import InputError, ModelError, NumericalError
@@ -14,6 +16,8 @@ from onnxstyle.runtime import layout, models, session
 from onnxstyle.runtime.images import as_rgb_array
 
 TERMS = ("content", "style", "tv", "total")
+_DEVICE_LOCK = threading.Lock()  # guards each objective's lazily built device-side targets
+DEVICE_MIN_SIZE = 4096  # inputs this large live on the device; smaller ones (flags, weights) on the host
 
 
 def layer_weights(spec: Mapping[str, float] | Sequence[str] | None, default: Mapping[str, float],
@@ -207,3 +211,55 @@ class Objective:
     def terms(self, x: np.ndarray) -> dict[str, float]:
         """{"content", "style", "tv", "total"}; content/style/tv unweighted."""
         return self.evaluate(x)[0]
+
+    @property
+    def ort_device(self) -> tuple[str, int]:
+        """onnxruntime's device type and id for tensors the graph runs on: ("cuda", 0) or ("cpu", 0)."""
+        return ("cuda", 0) if self.provider == "CUDAExecutionProvider" else ("cpu", 0)
+
+    def _device_feed(self) -> dict[str, ort.OrtValue]:
+        """The targets as OrtValues, the large ones on the device: copied once per objective."""
+        feed = getattr(self, "_device_values", None)
+        if feed is None:
+            with _DEVICE_LOCK:
+                feed = getattr(self, "_device_values", None)
+                if feed is None:
+                    kind, dev = self.ort_device
+                    feed = {name: ort.OrtValue.ortvalue_from_numpy(arr, kind, dev)
+                            if arr.size >= DEVICE_MIN_SIZE else ort.OrtValue.ortvalue_from_numpy(arr)
+                            for name, arr in self._feed.items()}  # fmt: skip
+                    self._device_values = feed
+        return feed
+
+    def evaluate_device(self, x: ort.OrtValue,
+                        grad_out: ort.OrtValue | None = None) -> tuple[dict[str, float], ort.OrtValue]:  # fmt: skip
+        """evaluate() with the image and its gradient staying on the device (I/O binding): x is
+        a float32 OrtValue of H*W*3 elements (any shape, e.g. flat) on self.ort_device; the
+        gradient goes into grad_out (same kind) or a new device OrtValue. Only the four terms
+        come to the host; the gradient is not checked for NaN/Inf here (that needs a device
+        reduction: runtime/device_lbfgs.py checks it through its slope)."""
+        kind, dev = self.ort_device
+        shape, n = list(self.shape), int(np.prod(self.shape))
+        for what, v in (("image", x), ("gradient", grad_out)):
+            if v is not None and (int(np.prod(v.shape())) != n or v.data_type() != "tensor(float)"
+                                  or v.device_name().lower() != kind):  # fmt: skip
+                raise InputError(f"{what} OrtValue {v.data_type()} {v.shape()} on {v.device_name()}: "
+                                 f"expected float32 of {n} elements on {kind}")  # fmt: skip
+        io = self.engine.session.io_binding()  # one per call: evaluate_device is thread-safe
+        for name, value in self._device_feed().items():
+            io.bind_ortvalue_input(name, value)
+        io.bind_input(layout.IMAGE, kind, dev, np.float32, shape, x.data_ptr())
+        names = (layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV)
+        for name in names:
+            io.bind_output(name, "cpu")
+        if grad_out is None:
+            io.bind_output(layout.GRAD, kind, dev)
+        else:
+            io.bind_output(layout.GRAD, kind, dev, np.float32, shape, grad_out.data_ptr())
+        self.engine.session.run_with_iobinding(io)
+        outs = io.get_outputs()
+        loss, c, s, tv = (float(v.numpy()) for v in outs[:4])
+        terms = {"content": c, "style": s, "tv": tv, "total": loss}
+        if not all(np.isfinite(v) for v in terms.values()):
+            raise NumericalError("the loss is NaN or Inf")
+        return terms, grad_out if grad_out is not None else outs[4]

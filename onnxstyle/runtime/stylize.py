@@ -16,7 +16,8 @@ from onnxstyle.runtime import guard, images, lbfgs
 from onnxstyle.runtime.objective import Objective
 
 INITS = ("noise", "content", "random")
-OPTIMIZERS = ("scipy", "lbfgs")  # scipy's L-BFGS-B (the reference) or ours (runtime/lbfgs.py)
+OPTIMIZERS = ("scipy", "lbfgs", "lbfgs-device")  # scipy's L-BFGS-B (the reference) or ours:
+# runtime/lbfgs.py (NumPy), runtime/device_lbfgs.py (vectors kept on the onnxruntime device)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
 
 def check_optimizer(optimizer: str) -> None:
     if optimizer not in OPTIMIZERS:
-        raise InputError(f"unknown optimizer {optimizer!r}: expected {' or '.join(OPTIMIZERS)}")
+        raise InputError(f"unknown optimizer {optimizer!r}: expected {', '.join(OPTIMIZERS)}")
 
 
 def optimize(objective: Objective, x0: np.ndarray, iterations: int,
@@ -99,11 +100,13 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
 
     def on_iter(intermediate_result) -> None:
         nonlocal stopped
-        xk = intermediate_result.x
-        terms = last["terms"] if np.array_equal(last.get("x"), xk) else objective.terms(xk.reshape(shape))
+        terms = getattr(intermediate_result, "info", None)  # lbfgs-device: the iterate's terms
+        if terms is None:
+            xk = intermediate_result.x
+            terms = last["terms"] if np.array_equal(last.get("x"), xk) else objective.terms(xk.reshape(shape))
         history.append(dict(terms))
-        if callback is not None:
-            img = xk.reshape(shape).astype(np.float32)
+        if callback is not None:  # (lbfgs-device: reading x copies it from the device)
+            img = intermediate_result.x.reshape(shape).astype(np.float32)
             prog = Progress(len(history), iterations, dict(terms), img, time.perf_counter() - start)
             if callback(prog) is False:
                 stopped = True
@@ -114,14 +117,28 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     options = {"maxiter": iterations, "maxfun": iterations * 4 + 20, "ftol": 0.0, "gtol": 0.0,
                "maxcor": defaults.LBFGS_MEMORY}  # fmt: skip
     with guard.blas_single_thread():  # keep OpenBLAS off onnxruntime's cores (thread-safe)
-        if optimizer == "lbfgs":
+        if optimizer == "lbfgs-device":  # x, g and the history stay on the device
+            from onnxstyle.runtime import device_lbfgs
+
+            def fun_device(x, grad_out):
+                nonlocal evals
+                evals += 1
+                terms, _ = objective.evaluate_device(x, grad_out)
+                return terms["total"], terms
+
+            res = device_lbfgs.minimize(fun_device, x0.ravel(), iterations, bounds=(0.0, 255.0),
+                                        callback=on_iter, maxfun=options["maxfun"],
+                                        device=objective.ort_device)  # fmt: skip
+        elif optimizer == "lbfgs":
             res = lbfgs.minimize(fun, x0.ravel(), iterations, bounds=(0.0, 255.0),
                                  callback=on_iter, maxfun=options["maxfun"])  # fmt: skip
         else:
             res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
                            bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)  # fmt: skip
     x = res.x.reshape(shape)
-    final = last["terms"] if np.array_equal(last.get("x"), res.x) else objective.terms(x)
+    final = getattr(res, "info", None)  # lbfgs-device: the terms at res.x
+    if final is None:
+        final = last["terms"] if np.array_equal(last.get("x"), res.x) else objective.terms(x)
     return Result(
         image=images.to_uint8(x),
         initial=initial,
@@ -196,7 +213,9 @@ def stylize(
     result upsampled; `iterations` is then per scale (one number or one per scale).
     `cancel` (e.g. threading.Event) stops the run at its next iteration when set from any thread;
     like a callback returning False, this returns the Result so far with `stopped=True`.
-    `optimizer`: "scipy" (L-BFGS-B, the default) or "lbfgs" (ours: runtime/lbfgs.py); `threads`:
+    `optimizer`: "scipy" (L-BFGS-B, the default), "lbfgs" (ours: runtime/lbfgs.py) or
+    "lbfgs-device" (the same with the image, gradient and history kept on the onnxruntime
+    device: runtime/device_lbfgs.py; the callback's image is copied back each iteration); `threads`:
     onnxruntime's intra-op threads (None or 0: its choice; BLAS runs on 1 thread meanwhile).
     """
     from onnxstyle.runtime import color
