@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxstyle import protowire
 from onnxstyle.errors import WeightsError
 from onnxstyle.export import download
 from onnxstyle.export.weights import (
@@ -292,44 +293,26 @@ def read_keras(path: Path) -> RawWeights:
 
 
 def _varint(buf, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise WeightsError("truncated protobuf (varint)")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise WeightsError("corrupt protobuf (varint too long)")
+    try:
+        return protowire.varint(buf, pos, end)
+    except protowire.Corrupt as e:
+        raise WeightsError(f"corrupt protobuf ({e})") from None
 
 
 def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, object]]:
     """(field number, wire type, value): an int for varints, (start, end) for length-delimited
     fields, raw bytes for fixed32/fixed64."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos, end)
-        field, wt = key >> 3, key & 7
-        if wt == 0:
-            value, pos = _varint(buf, pos, end)
-        elif wt == 2:
-            n, pos = _varint(buf, pos, end)
-            if pos + n > end:
-                raise WeightsError("truncated protobuf (a field runs past the end)")
-            value, pos = (pos, pos + n), pos + n
-        elif wt in (1, 5):
-            n = 8 if wt == 1 else 4
-            if pos + n > end:
-                raise WeightsError("truncated protobuf (fixed field)")
-            value, pos = bytes(buf[pos : pos + n]), pos + n
-        else:
-            raise WeightsError(f"corrupt protobuf (wire type {wt})")
-        if field == 0:
-            raise WeightsError("corrupt protobuf (field number 0)")
-        yield field, wt, value
+    try:
+        for field, wt, a, b in protowire.fields(buf, start, end):
+            if wt == 0:
+                value: object = protowire.varint(buf, a, b)[0]
+            elif wt == 2:
+                value = (a, b)
+            else:
+                value = bytes(buf[a:b])
+            yield field, wt, value
+    except protowire.Corrupt as e:
+        raise WeightsError(f"corrupt protobuf ({e})") from None
 
 
 def _blob(buf, start: int, end: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from onnxstyle.errors import ModelError
+from onnxstyle.protowire import Corrupt, fields
 
 # Field numbers from onnx/onnx.proto (IR version 8-11).
 MODEL_GRAPH, MODEL_TRAINING, MODEL_FUNCTIONS = 7, 20, 25
@@ -30,51 +31,6 @@ TENSOR_EXTERNAL = 13
 ENTRY_KEY, ENTRY_VALUE = 1, 2
 DRIVE = re.compile(r"^[A-Za-z]:")  # C:\\... on Windows
 MAX_DEPTH = 64  # nested subgraphs deeper than this are refused (no real model comes close)
-
-
-class Corrupt(Exception):
-    pass
-
-
-def _varint(buf, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end:
-            raise Corrupt(f"truncated varint at byte {pos}")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise Corrupt(f"overlong varint at byte {pos}")
-
-
-def fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """(field number, wire type, start, end) of each field in buf[start:end]; for varint and
-    fixed fields start..end spans the value bytes."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos, end)
-        num, wire = key >> 3, key & 7
-        if num == 0:
-            raise Corrupt(f"field number 0 at byte {pos}")
-        if wire == 0:
-            _, nxt = _varint(buf, pos, end)
-        elif wire == 1:
-            nxt = pos + 8
-        elif wire == 2:
-            length, pos = _varint(buf, pos, end)
-            nxt = pos + length
-        elif wire == 5:
-            nxt = pos + 4
-        else:
-            raise Corrupt(f"wire type {wire} at byte {pos}")
-        if nxt > end:
-            raise Corrupt(f"field {num} runs past the end (byte {nxt} of {end})")
-        yield num, wire, pos, nxt
-        pos = nxt
 
 
 def _messages(buf, start: int, end: int, wanted: int) -> Iterator[tuple[int, int]]:
