@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import onnxstyle
-from onnxstyle.runtime import images
-from onnxstyle.runtime.stylize import auto_ladder
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+import onnxstyle  # noqa: E402
+from onnxstyle.runtime import images  # noqa: E402
+from onnxstyle.runtime.stylize import auto_ladder  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
