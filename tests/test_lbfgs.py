@@ -122,6 +122,41 @@ def test_callback_stop_maxfun_and_bad_input():
         lbfgs.minimize(lambda x: (float("nan"), np.zeros_like(x)), np.zeros(10), 5)
 
 
+def test_state_export_and_resume_give_the_same_iterates():
+    """N iterations, the state saved (mid-run from the callback, or the result's), then M more
+    from it: the same iterates, bit for bit, as N + M at once; the ring wraps (N > m)."""
+    rng = np.random.default_rng(5)
+    n, m, big, cut = 600, 4, 30, 13
+    fun = quadratic(rng.uniform(0.1, 10.0, n), rng.uniform(-60.0, 315.0, n),
+                    rng.normal(size=(n, 6)) * 0.3)  # fmt: skip
+    x0 = np.full(n, 128.0)
+    path: list[np.ndarray] = []
+    full = lbfgs.minimize(fun, x0, big, m=m, callback=lambda it: path.append(it.x.copy()))
+    saved: dict[int, lbfgs.LbfgsState] = {}
+
+    def grab(it: lbfgs.Iterate) -> None:
+        if it.nit == 5:
+            saved[5] = it.state()  # a copy: the run goes on changing its buffers
+
+    part = lbfgs.minimize(fun, x0, cut, m=m, callback=grab)
+    assert part.state is not None and part.state.nit == cut and part.state.count == m
+    assert part.state.start != 0  # the ring has wrapped: its order matters
+    for done, state in ((5, saved[5]), (cut, part.state)):
+        assert np.array_equal(state.x, path[done - 1])
+        rest_path: list[np.ndarray] = []
+        rest = lbfgs.minimize(fun, np.zeros(n), big - done, m=m, state=state,
+                              callback=lambda it, p=rest_path: p.append(it.x.copy()))  # fmt: skip
+        assert all(np.array_equal(a, b) for a, b in zip(rest_path, path[done:], strict=True))
+        assert np.array_equal(rest.x, full.x) and rest.fun == full.fun
+        assert (rest.nit, rest.nfev) == (full.nit, full.nfev)  # the counts go on
+    again = lbfgs.minimize(fun, x0, big - cut, m=m, state=part.state)  # state left untouched
+    assert np.array_equal(again.x, full.x)
+    with pytest.raises(ValueError, match="S has shape"):
+        lbfgs.minimize(fun, x0, 3, m=m + 1, state=part.state)
+    with pytest.raises(ValueError, match="x has shape"):
+        lbfgs.minimize(fun, np.zeros(n + 1), 3, m=m, state=part.state)
+
+
 def test_a_non_finite_trial_point_is_backtracked():
     # The loss is NaN for x > 10: a long step must be shortened, not accepted.
     def fun(x):

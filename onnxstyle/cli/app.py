@@ -219,6 +219,8 @@ def run_stylize(content, styles, output: Path, *, iterations: int, checkpoint_ev
             got = f"{state.image.shape[1]}x{state.image.shape[0]}"
             raise fail(f"{resume}: checkpoint image is {got}, this run is {want[1]}x{want[0]}")
         options["init"] = state.image
+        if state.optimizer is not None and options.get("optimizer") == "lbfgs":
+            options["optimizer_state"] = state.optimizer  # continue exactly where it stopped
     rec = checkpoint.Recorder(checkpoint.path_for(output), run_options, options.get("seed", defaults.SEED),
                               inputs, checkpoint_every, state)  # fmt: skip
     remaining = iterations - rec.offset
@@ -260,6 +262,7 @@ def run_stylize(content, styles, output: Path, *, iterations: int, checkpoint_ev
                 images.save(e.image, output, alpha)
                 raise fail(f"{e}: wrote it to {output}, run state to {rec.write()}") from None
     images.save(result.image, output, alpha)
+    rec.optimizer_state = result.optimizer_state  # lbfgs: the state at the result
     if stop.signum:  # Ctrl-C / SIGTERM: keep the work, say where, exit 130 / 143
         typer.echo(f"onnxstyle: interrupted by {stop.name} after iteration {rec.iteration}/"
                    f"{iterations}: wrote the best image so far to {output} and the run state to "

@@ -2,10 +2,14 @@
 
 A checkpoint is an .npz (read with allow_pickle=False: no code ever runs) holding
   image   float32 H x W x 3, the current iterate in RGB 0..255
-  meta    JSON: format, version, iteration, options, seed, inputs (image hashes), history
-It is written atomically. scipy's L-BFGS-B cannot export its curvature memory, so a resumed
-run restarts that memory from the saved image: it ends near, not exactly at, the loss an
-uninterrupted run reaches (docs/reliability.md gives the measured gap).
+  meta    JSON: format, version, iteration, options, seed, inputs (image hashes), history,
+          and for --optimizer lbfgs the L-BFGS scalars (f, gamma, start, count, nit, nfev)
+  lbfgs_g, lbfgs_S, lbfgs_Y, lbfgs_rho   (lbfgs only) the gradient at the image, the ring of
+          step/gradient-change pairs and their 1 / s'y: with the image (its x) and the scalars,
+          the optimiser's whole state, so a resumed run makes the same iterates, bit for bit
+It is written atomically. scipy's L-BFGS-B (and lbfgs-device) cannot export their curvature
+memory, so a resumed run restarts that memory from the saved image: it ends near, not exactly
+at, the loss an uninterrupted run reaches (docs/reliability.md gives the measured gap).
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ import numpy as np
 
 from onnxstyle.errors import InputError
 from onnxstyle.runtime.images import MAX_PIXELS, atomic_write
+from onnxstyle.runtime.lbfgs import LbfgsState
 
 FORMAT = "onnxstyle-checkpoint"
 VERSION = 1
 MAX_BYTES = MAX_PIXELS * 3 * 4 + (16 << 20)  # the biggest image plus generous room for meta
-NOTE = "scipy L-BFGS-B memory is not saved: a resumed run restarts it from this image"
+NOTE = ("optimizer lbfgs: its whole state is saved and a resumed run continues exactly; "
+        "scipy L-BFGS-B memory is not saved: a resumed run restarts it from this image")
+MAX_PAIRS = 64  # history rows a checkpoint may hold (the default keeps defaults.LBFGS_MEMORY)
+LBFGS_ARRAYS = {"g": np.float32, "S": np.float32, "Y": np.float32, "rho": np.float64}
+LBFGS_SCALARS = ("f", "gamma", "start", "count", "nit", "nfev")
 
 
 @dataclass
@@ -37,6 +46,7 @@ class State:
     seed: int = 0
     inputs: dict = field(default_factory=dict)  # {"content": sha256, "style": [sha256, ...]}
     history: list[dict] = field(default_factory=list)
+    optimizer: LbfgsState | None = None  # --optimizer lbfgs: its state at `image`
 
 
 def digest(image: np.ndarray) -> str:
@@ -65,24 +75,58 @@ def save(path: str | os.PathLike, state: State) -> Path:
             "options": _jsonable(state.options), "seed": int(state.seed),
             "inputs": _jsonable(state.inputs), "history": _jsonable(state.history),
             "note": NOTE}  # fmt: skip
+    arrays = {}
+    opt = state.optimizer
+    if opt is not None:
+        if opt.x.size != image.size or not np.array_equal(opt.x, image.reshape(-1)):
+            raise ValueError("the optimizer state is not at the checkpoint's image")
+        meta["lbfgs"] = {k: getattr(opt, k) for k in LBFGS_SCALARS}  # JSON floats round-trip
+        arrays = {f"lbfgs_{k}": np.asarray(getattr(opt, k), t) for k, t in LBFGS_ARRAYS.items()}
     text = json.dumps(meta, allow_nan=True)
 
     def write(f) -> None:
-        np.savez(f, image=image, meta=np.array(text))
+        np.savez(f, image=image, meta=np.array(text), **arrays)
 
     return atomic_write(path, write)
 
 
-def _read_member(z: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
+def _read_member(z: zipfile.ZipFile, name: str, path: Path, limit: int = MAX_BYTES) -> np.ndarray:
     try:
         info = z.getinfo(name + ".npy")
     except KeyError:
         raise InputError(f"{path}: not an onnxstyle checkpoint (no {name!r})") from None
-    if info.file_size > MAX_BYTES:
+    if info.file_size > limit:
         raise InputError(f"{path}: checkpoint member {name!r} is too large")
     with z.open(info) as f:
-        data = f.read(MAX_BYTES + 1)
+        data = f.read(limit + 1)
     return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+
+
+def _read_lbfgs(z: zipfile.ZipFile, scalars, image: np.ndarray, path: Path) -> LbfgsState:
+    """The L-BFGS state saved beside `image` (its x), checked for shape, type and finiteness."""
+    if not isinstance(scalars, dict) or set(scalars) != set(LBFGS_SCALARS):
+        raise InputError(f"{path}: checkpoint L-BFGS state is malformed")
+    limit = (MAX_PAIRS + 1) * image.nbytes + 4096  # an (m, n) float32 history, m <= MAX_PAIRS
+    arrays = {k: _read_member(z, f"lbfgs_{k}", path, limit) for k in LBFGS_ARRAYS}
+    for k, t in LBFGS_ARRAYS.items():
+        if arrays[k].dtype != t or not np.isfinite(arrays[k]).all():
+            raise InputError(f"{path}: checkpoint L-BFGS {k} is not finite {np.dtype(t).name}")
+    ints = [scalars[k] for k in ("start", "count", "nit", "nfev")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints) or not all(
+            isinstance(scalars[k], float | int) for k in ("f", "gamma")):  # fmt: skip
+        raise InputError(f"{path}: checkpoint L-BFGS counters are not numbers")
+    state = LbfgsState(x=image.reshape(-1).copy(), f=float(scalars["f"]), g=arrays["g"],
+                       S=arrays["S"], Y=arrays["Y"], rho=arrays["rho"],
+                       gamma=float(scalars["gamma"]), start=scalars["start"],
+                       count=scalars["count"], nit=scalars["nit"], nfev=scalars["nfev"])  # fmt: skip
+    m = arrays["rho"].shape[0] if arrays["rho"].ndim == 1 else -1
+    if not 1 <= m <= MAX_PAIRS:
+        raise InputError(f"{path}: checkpoint L-BFGS history has {m} pairs")
+    try:
+        state.check(image.size, m)
+    except ValueError as e:
+        raise InputError(f"{path}: checkpoint {e}") from None
+    return state
 
 
 def load(path: str | os.PathLike) -> State:
@@ -90,13 +134,18 @@ def load(path: str | os.PathLike) -> State:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
-    if path.stat().st_size > MAX_BYTES:
+    if path.stat().st_size > MAX_BYTES * (2 * MAX_PAIRS + 3):  # image, g, rho and S, Y
         raise InputError(f"{path}: too large for an onnxstyle checkpoint")
     try:
         with zipfile.ZipFile(path) as z:
             image = _read_member(z, "image", path)
             meta_arr = _read_member(z, "meta", path)
-        meta = json.loads(str(meta_arr[()]))
+            meta = json.loads(str(meta_arr[()]))
+            has_lbfgs = isinstance(meta, dict) and "lbfgs" in meta
+            if has_lbfgs and image.dtype == np.float32 and image.ndim == 3:
+                optimizer = _read_lbfgs(z, meta["lbfgs"], image, path)
+            else:
+                optimizer = None
     except InputError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError) as e:
@@ -110,6 +159,8 @@ def load(path: str | os.PathLike) -> State:
         raise InputError(f"{path}: checkpoint image has shape {image.shape} / {image.dtype}")
     if not np.isfinite(image).all():
         raise InputError(f"{path}: checkpoint image holds NaN or Inf")
+    if optimizer is not None and ((image < 0) | (image > 255)).any():
+        raise InputError(f"{path}: checkpoint image leaves 0..255, so it is no L-BFGS iterate")
     iteration = meta.get("iteration")
     if not isinstance(iteration, int) or iteration < 0:
         raise InputError(f"{path}: checkpoint iteration {iteration!r} is not a count")
@@ -118,7 +169,8 @@ def load(path: str | os.PathLike) -> State:
         raise InputError(f"{path}: checkpoint history is not a list")
     return State(image=np.clip(image, 0, 255), iteration=iteration,
                  options=dict(meta.get("options") or {}), seed=int(meta.get("seed", 0)),
-                 inputs=dict(meta.get("inputs") or {}), history=history)  # fmt: skip
+                 inputs=dict(meta.get("inputs") or {}), history=history,
+                 optimizer=optimizer)  # fmt: skip
 
 
 def check_compatible(state: State, options: dict, inputs: dict, where: str | os.PathLike) -> None:
@@ -144,7 +196,9 @@ def path_for(output: str | os.PathLike) -> Path:
 
 class Recorder:
     """Keeps the latest iterate of a run and writes it as a checkpoint every `every` iterations
-    (0: only when asked), continuing the numbering and history of a resumed run."""
+    (0: only when asked), continuing the numbering and history of a resumed run. With
+    --optimizer lbfgs each periodic checkpoint also holds the optimiser's state (a copy taken
+    from the Progress); set `optimizer_state` (e.g. from the Result) before a final write()."""
 
     def __init__(self, path: str | os.PathLike, options: dict, seed: int, inputs: dict,
                  every: int = 0, resumed: State | None = None) -> None:  # fmt: skip
@@ -154,16 +208,23 @@ class Recorder:
         self.history: list[dict] = list(resumed.history) if resumed else []
         self.image: np.ndarray | None = resumed.image if resumed else None
         self.iteration = self.offset
+        self.optimizer_state: LbfgsState | None = resumed.optimizer if resumed else None
 
     def update(self, progress) -> None:
         self.iteration = self.offset + progress.iteration
         self.image = progress.image
         self.history.append(dict(progress.terms))
+        self.optimizer_state = None  # the previous one belongs to the previous iterate
         if self.every and self.iteration % self.every == 0:
+            snapshot = getattr(progress, "optimizer_state", None)
+            self.optimizer_state = snapshot() if snapshot is not None else None
             self.write()
 
     def write(self) -> Path | None:
         if self.image is None:
             return None
+        opt = self.optimizer_state  # written only when it is the state at this image
+        if opt is not None and not np.array_equal(opt.x, self.image.reshape(-1)):
+            opt = None
         return save(self.path, State(self.image, self.iteration, self.options, self.seed,
-                                     self.inputs, self.history))  # fmt: skip
+                                     self.inputs, self.history, opt))  # fmt: skip

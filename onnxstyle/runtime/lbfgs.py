@@ -17,6 +17,10 @@ One iteration:
 
 Same calling convention as scipy.optimize.minimize(jac=True): fun(x) -> (loss, grad). The hot
 loop allocates no vector of size n: every buffer is made once and updated in place.
+
+The whole state (x, f, g, the ring of pairs, gamma, the counters) can be exported after any
+iteration (Iterate.state(), which copies) and handed back (`state=`): N iterations, then M
+more from the state, make the same iterates, bit for bit, as N + M in one call.
 """
 
 from __future__ import annotations
@@ -38,14 +42,50 @@ F_NOISE = 1e-6  # relative rounding of a float32 loss summed over many terms (~1
 EPS_CURV = 1e-10  # skip a pair unless s'y > EPS_CURV * y'y (float32 rounding, cf. scipy's eps)
 
 
+@dataclass
+class LbfgsState:
+    """Everything the next iteration depends on: the iterate x (float32, flat), its loss f and
+    gradient g, the ring of the last pairs (rows start, start+1, ... mod m of S and Y, `count`
+    of them, rho = 1 / s'y; other rows are unused), gamma = s'y / y'y of the newest pair, and the
+    iterations and evaluations so far (nit = 0 makes the next step a probe)."""
+
+    x: np.ndarray  # (n,) float32
+    f: float
+    g: np.ndarray  # (n,) float32
+    S: np.ndarray  # (m, n) float32
+    Y: np.ndarray  # (m, n) float32
+    rho: np.ndarray  # (m,) float64
+    gamma: float
+    start: int
+    count: int
+    nit: int
+    nfev: int
+
+    def check(self, n: int, m: int) -> None:
+        """ValueError unless this is a consistent state for n variables and m pairs."""
+        shapes = {"x": (self.x.shape, (n,)), "g": (self.g.shape, (n,)),
+                  "S": (self.S.shape, (m, n)), "Y": (self.Y.shape, (m, n)),
+                  "rho": (self.rho.shape, (m,))}  # fmt: skip
+        for name, (got, want) in shapes.items():
+            if got != want:
+                raise ValueError(f"L-BFGS state: {name} has shape {got}, this run needs {want}")
+        if not (0 <= self.start < m and 0 <= self.count <= m and self.nit >= 0 and self.nfev >= 0):
+            raise ValueError(f"L-BFGS state: ring start {self.start}, count {self.count}, "
+                             f"nit {self.nit}, nfev {self.nfev} out of range for m = {m}")  # fmt: skip
+        if not (math.isfinite(self.f) and math.isfinite(self.gamma) and self.gamma > 0):
+            raise ValueError(f"L-BFGS state: f = {self.f}, gamma = {self.gamma}")
+
+
 @dataclass(frozen=True)
 class Iterate:
-    """What the callback gets after each iteration (x is the optimiser's buffer: copy it)."""
+    """What the callback gets after each iteration (x is the optimiser's buffer: copy it).
+    state() returns a copy of the optimiser's whole state; call it during the callback."""
 
     x: np.ndarray
     fun: float
     nit: int
     nfev: int
+    state: Callable[[], LbfgsState] | None = None
 
 
 @dataclass
@@ -56,6 +96,7 @@ class LbfgsResult:
     nfev: int
     success: bool
     message: str
+    state: LbfgsState | None = None  # the state at x, to continue from (the run's own buffers)
 
 
 class _Stop(Exception):
@@ -122,12 +163,16 @@ def minimize(
     maxfun: int | None = None,
     max_ls: int = MAX_LS,
     gtol: float = 0.0,
+    state: LbfgsState | None = None,
 ) -> LbfgsResult:
     """Minimise fun over the box `bounds` from x0 for at most `maxiter` iterations.
 
     Stops early when the projected gradient's largest entry is <= gtol, after `maxfun`
     evaluations, when no step decreases the loss, or when the callback raises StopIteration
     (as scipy does). x0 is projected onto the box first.
+    `state` (e.g. Iterate.state() or a result's state): continue from it instead of x0 (which
+    must have the same size), without evaluating fun again; maxiter and maxfun then count this
+    call's iterations and evaluations, while nit and nfev go on from the state's.
     """
     lo, hi = float(bounds[0]), float(bounds[1])
     if not lo < hi:
@@ -137,10 +182,12 @@ def minimize(
     maxfun = maxfun if maxfun is not None else 4 * maxiter + 20
     n = int(np.size(x0))
     f32 = np.float32
+    if state is not None:
+        state.check(n, m)
 
     # All n-sized buffers, allocated once.
     x = np.empty(n, f32)
-    np.clip(np.asarray(x0).reshape(-1), lo, hi, out=x)
+    np.clip(np.asarray(x0 if state is None else state.x).reshape(-1), lo, hi, out=x)
     g = np.empty(n, f32)
     xt = np.empty(n, f32)  # trial point
     gt = np.empty(n, f32)  # its gradient
@@ -158,11 +205,11 @@ def minimize(
     alpha = np.zeros(m, np.float64)
     start, count = 0, 0  # the ring: pairs start, start+1, ... (mod m), `count` of them
     gamma = 1.0
-    nfev = 0
+    nfev = nfev0 = 0
 
     def evaluate(point: np.ndarray, grad_out: np.ndarray) -> float:
         nonlocal nfev
-        if nfev >= maxfun:
+        if nfev - nfev0 >= maxfun:
             raise _Stop("maximum number of function evaluations reached")
         nfev += 1
         value, grad = fun(point)
@@ -174,12 +221,27 @@ def minimize(
         np.multiply(v, f32(a), out=tmp)
         np.add(out, tmp, out=out)
 
-    f = evaluate(x, g)
-    if not math.isfinite(f):
-        raise ValueError("the loss or its gradient is not finite at the starting point")
-    nit, message, success = 0, "maximum number of iterations reached", True
+    def snapshot() -> LbfgsState:  # copies: the buffers change in the next iteration
+        return LbfgsState(x.copy(), f, g.copy(), S.copy(), Y.copy(), rho.copy(), gamma, start,
+                          count, nit, nfev)  # fmt: skip
+
+    if state is None:
+        f = evaluate(x, g)
+        if not math.isfinite(f):
+            raise ValueError("the loss or its gradient is not finite at the starting point")
+        nit = 0
+    else:
+        f, nit, nfev = float(state.f), int(state.nit), int(state.nfev)
+        np.copyto(g, state.g, casting="same_kind")
+        np.copyto(S, state.S, casting="same_kind")
+        np.copyto(Y, state.Y, casting="same_kind")
+        np.copyto(rho, state.rho)
+        gamma, start, count = float(state.gamma), int(state.start), int(state.count)
+        nfev0 = nfev
+    stop_at = nit + maxiter
+    message, success = "maximum number of iterations reached", True
     try:
-        while nit < maxiter:
+        while nit < stop_at:
             # 1. held variables; d <- P g (the projected gradient).
             np.less_equal(x, lo, out=b1)
             np.greater(g, 0, out=b2)
@@ -264,10 +326,15 @@ def minimize(
             nit += 1
             if callback is not None:
                 try:
-                    callback(Iterate(x, f, nit, nfev))
+                    callback(Iterate(x, f, nit, nfev, snapshot))
                 except StopIteration:
                     message = "stopped by the callback"
                     break
     except _Stop as e:
         message = str(e)
-    return LbfgsResult(x=x.copy(), fun=f, nit=nit, nfev=nfev, success=success, message=message)
+        if count == m:  # the line search wrote its trial steps over the oldest pair's s
+            start, count = (start + 1) % m, count - 1
+    # The final state takes over the buffers (this call is done with them): no copies.
+    final = LbfgsState(x, f, g, S, Y, rho, gamma, start, count, nit, nfev)
+    return LbfgsResult(x=x.copy(), fun=f, nit=nit, nfev=nfev, success=success, message=message,
+                       state=final)  # fmt: skip

@@ -29,6 +29,9 @@ class Progress:
     terms: dict[str, float]
     image: np.ndarray  # float32 H x W x 3 RGB 0..255 (a copy: the callback may keep it)
     elapsed: float
+    # optimizer="lbfgs": call during the callback for a copy of the optimiser's state at this
+    # iterate (to save and continue the run exactly); None for the other optimisers
+    optimizer_state: Callable[[], lbfgs.LbfgsState] | None = None
 
 
 Callback = Callable[[Progress], bool | None]
@@ -47,6 +50,9 @@ class Result:
     stopped: bool = False  # the callback stopped the run
     message: str = ""
     scales: list[dict] = field(default_factory=list)  # per scale: size, iterations, seconds
+    # optimizer="lbfgs": the L-BFGS state at the result, to continue the run exactly
+    # (stylize(..., optimizer_state=...)); None for the other optimisers
+    optimizer_state: lbfgs.LbfgsState | None = None
 
 
 def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
@@ -75,9 +81,12 @@ def check_optimizer(optimizer: str) -> None:
 
 
 def optimize(objective: Objective, x0: np.ndarray, iterations: int,
-             callback: Callback | None = None, optimizer: str = "scipy") -> Result:  # fmt: skip
+             callback: Callback | None = None, optimizer: str = "scipy",
+             state: lbfgs.LbfgsState | None = None) -> Result:  # fmt: skip
     """Run L-BFGS (scipy's L-BFGS-B or ours) once from x0 with pixel bounds [0, 255] for
-    `iterations` steps."""
+    `iterations` steps. `state` (optimizer="lbfgs" only): continue from this L-BFGS state, at
+    x0, exactly as the run that made it would have gone on; scipy's L-BFGS-B and lbfgs-device
+    cannot take one and start their memory afresh from x0."""
     if iterations < 1:
         raise InputError(f"iterations must be >= 1, got {iterations}")
     check_optimizer(optimizer)
@@ -107,7 +116,9 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         history.append(dict(terms))
         if callback is not None:  # (lbfgs-device: reading x copies it from the device)
             img = intermediate_result.x.reshape(shape).astype(np.float32)
-            prog = Progress(len(history), iterations, dict(terms), img, time.perf_counter() - start)
+            snap = intermediate_result.state if optimizer == "lbfgs" else None
+            prog = Progress(len(history), iterations, dict(terms), img, time.perf_counter() - start,
+                            snap)  # fmt: skip
             if callback(prog) is False:
                 stopped = True
                 raise StopIteration
@@ -130,8 +141,15 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
                                         callback=on_iter, maxfun=options["maxfun"],
                                         device=objective.ort_device)  # fmt: skip
         elif optimizer == "lbfgs":
+            if state is not None:
+                try:
+                    state.check(x0.size, defaults.LBFGS_MEMORY)
+                except ValueError as e:
+                    raise InputError(str(e)) from None
+                if not np.array_equal(state.x, x0.ravel()):
+                    raise InputError("the L-BFGS state is not at the starting image")
             res = lbfgs.minimize(fun, x0.ravel(), iterations, bounds=(0.0, 255.0),
-                                 callback=on_iter, maxfun=options["maxfun"])  # fmt: skip
+                                 callback=on_iter, maxfun=options["maxfun"], state=state)  # fmt: skip
         else:
             res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
                            bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)  # fmt: skip
@@ -150,6 +168,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         provider=objective.provider,
         stopped=stopped,
         message=str(res.message),
+        optimizer_state=getattr(res, "state", None) if optimizer == "lbfgs" else None,
     )
 
 
@@ -205,6 +224,7 @@ def stylize(
     threads: int | None = None,
     cancel: guard.CancelToken | None = None,
     optimizer: str = "scipy",
+    optimizer_state: lbfgs.LbfgsState | None = None,
 ) -> Result:
     """Stylize `content` (path, PIL image or array) with `style` (one or a list). No files.
 
@@ -217,6 +237,11 @@ def stylize(
     "lbfgs-device" (the same with the image, gradient and history kept on the onnxruntime
     device: runtime/device_lbfgs.py; the callback's image is copied back each iteration); `threads`:
     onnxruntime's intra-op threads (None or 0: its choice; BLAS runs on 1 thread meanwhile).
+    `optimizer_state` (single scale): continue a run from the L-BFGS state it left
+    (Result.optimizer_state, Progress.optimizer_state()), starting at its image whatever `init`
+    says. With optimizer="lbfgs", N iterations and then `iterations` more from the state give
+    the same image, bit for bit, as one run of N + `iterations`; scipy and lbfgs-device take
+    only its image and restart their memory there.
     """
     from onnxstyle.runtime import color
     from onnxstyle.runtime.models import resolve
@@ -243,6 +268,8 @@ def stylize(
     if not (np.isfinite(style_scale) and 0.05 <= style_scale <= 8):
         raise InputError(f"style scale {style_scale} must be within 0.05..8")
     sizes = ladder(size, scales)
+    if optimizer_state is not None and len(sizes) > 1:
+        raise InputError("an optimizer state continues single-scale runs; drop scales")
     images.check_run_memory(images.fit_size(c.shape, sizes[-1]) if sizes[-1] else c.shape[:2])
     iters = [int(iterations)] * len(sizes) if np.ndim(iterations) == 0 else [int(i) for i in iterations]
     if len(iters) != len(sizes):
@@ -277,7 +304,12 @@ def stylize(
             tv_weight=tv_weight, model=model_path, device=device, content_layers=content_layers,
             style_layers=style_layers, style_blend=style_blend, style_masks=masks, threads=threads,
         )  # fmt: skip
-        if result is None:
+        if optimizer_state is not None:
+            if optimizer_state.x.size != cz.size:
+                raise InputError(f"the optimizer state holds {optimizer_state.x.size // 3} "
+                                 f"pixels, this run has {hw[0]}x{hw[1]}")  # fmt: skip
+            x0 = optimizer_state.x.reshape(cz.shape)
+        elif result is None:
             x0 = initial_canvas(cz, init, seed, noise_ratio)
         else:
             x0 = images.resize(result.image.astype(np.float32), hw)
@@ -290,7 +322,8 @@ def stylize(
 
         run.offset = result.iterations if result is not None else 0
         with run.numerics():  # a NaN/Inf fault carries the last good image
-            r = optimize(objective, x0, n_iter, shown, optimizer)
+            r = optimize(objective, x0, n_iter, shown, optimizer,
+                         optimizer_state if optimizer == "lbfgs" else None)  # fmt: skip
         stats.append({"size": list(hw), "iterations": r.iterations, "evaluations": r.evaluations,
                       "seconds": r.seconds, "final": r.final})  # fmt: skip
         if result is not None:
