@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -63,14 +61,9 @@ def _json_default(obj):
 
 
 def write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=_json_default)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from onnxstyle.runtime.images import atomic_write
+
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, default=_json_default).encode()))
 
 
 @app.command()

