@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "onnxstyle" / "data"
 CONTENT = DATA / "astronaut.png"  # NASA, public domain (bundled)
 STYLE = DATA / "starry_night.jpg"  # van Gogh, public domain (bundled)
-SHARED_SPECIAL = ROOT.parent / "shared" / "data" / "special"  # present in the dev checkout only
+SHARED_SPECIAL = ROOT / "tests" / "data" / "special"  # copies of ../shared/data/special
 
 
 def env(**extra: str) -> dict[str, str]:
