@@ -32,7 +32,7 @@ import onnxruntime as ort
 
 from onnxstyle.errors import ModelError
 from onnxstyle.runtime import layout
-from onnxstyle.runtime.lbfgs import EPS_CURV, MAX_LS, LbfgsResult, LineSearch, _Stop
+from onnxstyle.runtime.lbfgs import MAX_LS, LbfgsResult, LineSearch, _Stop, store_pair
 
 DeviceFun = Callable[[ort.OrtValue, ort.OrtValue], "float | tuple[float, Any]"]
 DATA = Path(__file__).resolve().parents[1] / "data"  # the shipped step graphs
@@ -308,15 +308,7 @@ def minimize(
             pair.vec_out("s", S.data_ptr() + 4 * slot * n)
             pair.vec_out("y", Y.data_ptr() + 4 * slot * n)
             sy, yy = pair.run()
-            if sy > EPS_CURV * yy and yy > 0:
-                rho[slot] = 1.0 / sy
-                gamma = sy / yy
-                if count < m:
-                    count += 1
-                else:
-                    start = (start + 1) % m
-            elif count == m:  # the slot held the oldest pair, now overwritten: drop it
-                start, count = (start + 1) % m, count - 1
+            start, count, gamma = store_pair(rho, slot, sy, yy, start, count, gamma)
             x, xt = xt, x
             g, gt = gt, g
             f, info = ft, info_t

@@ -153,6 +153,19 @@ class LineSearch:
         return False, keep
 
 
+
+def store_pair(rho: np.ndarray, slot: int, sy: float, yy: float, start: int, count: int,
+               gamma: float) -> tuple[int, int, float]:  # fmt: skip
+    """Book the pair just written into ring slot `slot`: kept only with positive curvature
+    (s'y > 0), else dropped. Returns the ring's new (start, count) and the H0 scale gamma."""
+    m = len(rho)
+    if sy > EPS_CURV * yy and yy > 0:
+        rho[slot] = 1.0 / sy
+        return (start if count < m else (start + 1) % m), min(count + 1, m), sy / yy
+    if count == m:  # the slot held the oldest pair, now overwritten: drop it
+        return (start + 1) % m, count - 1, gamma
+    return start, count, gamma
+
 def minimize(
     fun: Fun,
     x0: np.ndarray,
@@ -311,15 +324,7 @@ def minimize(
             # 4. the pair (s, y); keep it only with positive curvature.
             np.subtract(gt, g, out=y)
             sy, yy = float(np.dot(s, y)), float(np.dot(y, y))
-            if sy > EPS_CURV * yy and yy > 0:
-                rho[slot] = 1.0 / sy
-                gamma = sy / yy
-                if count < m:
-                    count += 1
-                else:
-                    start = (start + 1) % m
-            elif count == m:  # the slot held the oldest pair, now overwritten: drop it
-                start, count = (start + 1) % m, count - 1
+            start, count, gamma = store_pair(rho, slot, sy, yy, start, count, gamma)
             x, xt = xt, x
             g, gt = gt, g
             f = ft
