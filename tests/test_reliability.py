@@ -702,6 +702,19 @@ def test_cli_nan_keeps_the_last_good_image(files, tmp_path, model):
 # ---------------------------------------------------------------- signals and --resume
 
 
+def interrupt_after_checkpoint(args: list, ckpt, sig: int) -> subprocess.CompletedProcess:
+    """Start the CLI, send `sig` once its first run-state checkpoint exists, and wait for it."""
+    proc = subprocess.Popen(list(map(str, args)), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 90
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert ckpt.exists(), proc.communicate()[1]
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_writes_best_image_and_state_then_resume_finishes(files, tmp_path, model, sig,
                                                                  code):  # fmt: skip
@@ -710,15 +723,7 @@ def test_signal_writes_best_image_and_state_then_resume_finishes(files, tmp_path
     args = [sys.executable, "-m", "onnxstyle", "stylize", files["content"], files["style"],
             "-o", out, "--size", "32", "--iterations", "5000",
             "--checkpoint-every", "2"]  # fmt: skip
-    proc = subprocess.Popen(list(map(str, args)), env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.time() + 90
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    assert ckpt.exists(), proc.communicate()[1]
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
-    done = subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+    done = interrupt_after_checkpoint(args, ckpt, sig)
     line = assert_one_line(done, code, signal.Signals(sig).name, str(out), str(ckpt), "--resume")
     state = checkpoint.load(ckpt)
     assert 2 <= state.iteration < 5000 and f"iteration {state.iteration}/5000" in line
@@ -747,15 +752,8 @@ def test_cli_lbfgs_interrupted_then_resumed_equals_uninterrupted(files, tmp_path
     base = ["stylize", files["content"], files["style"], "--size", "40", "--optimizer", "lbfgs",
             "--checkpoint-every", "5"]  # fmt: skip
     args = [sys.executable, "-m", "onnxstyle", *base, "-o", out, "--iterations", "5000"]
-    proc = subprocess.Popen(list(map(str, args)), env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.time() + 90
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert ckpt.exists(), proc.communicate()[1]
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    done = interrupt_after_checkpoint(args, ckpt, signal.SIGINT)
+    assert done.returncode == 130, done.stderr
     state = checkpoint.load(ckpt)  # written on the signal, with the Result's state
     k = state.iteration
     assert k >= 5 and state.optimizer is not None and state.optimizer.nit == k
