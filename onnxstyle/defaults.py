@@ -1,4 +1,6 @@
-"""Every default hyper-parameter in one place; the API and the CLI both read them from here."""
+"""Every default in one place, each with its source; `onnxstyle.options.StyleOptions` declares
+the options with these defaults, and every front end (API, CLI, batch, service, video) reads them
+through it."""
 
 from __future__ import annotations
 
@@ -26,3 +28,6 @@ COLOR_MATCH = "pca"  # NeuralImageSynthesis' default colour-transfer mode
 POOL = "avg"  # Gatys et al. 2015: average pooling gives slightly more appealing results
 LADDER_START = 256  # first size of an automatic coarse-to-fine ladder
 LBFGS_MEMORY = 10  # scipy's L-BFGS-B maxcor default
+OPTIMIZER = "scipy"  # L-BFGS-B, the optimiser of Gatys et al. and of every peer (the reference)
+DEVICE = "auto"  # CUDA when onnxruntime can really run it, else the CPU (jcjohnson: -gpu 0)
+PRESERVE_COLORS = "none"  # Gatys et al. 2015 transfer colours too; 2016's variants are opt-in

@@ -1,0 +1,354 @@
+"""Every stylize option, declared once: name, default (from `defaults`), help, parser and check.
+
+`StyleOptions` is what the API, the CLI (its options are derived from these fields), the batch
+manifest, the service's form fields and the video command all read, by the same names. It is
+checked once, when it is made: a bad value is an `OptionError` (an `InputError`) that names the
+option, so each front end can say where it came from (`--style-weight`, `row 3, style_weight`).
+Pure Python and NumPy: importing it loads neither onnxruntime nor scipy nor Pillow.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+from onnxstyle import defaults
+from onnxstyle.errors import InputError
+from onnxstyle.layers import LAYERS, canonical
+
+MIN_SIZE, MAX_SIZE = 16, 8192  # VGG needs >= 16 px (four 2x poolings); 8192 bounds the graph
+DEVICES = ("auto", "cpu", "cuda")
+INITS = ("noise", "content", "random")  # or an image file (or, in the API, an array)
+OPTIMIZERS = ("scipy", "lbfgs", "lbfgs-device")
+POOLS = ("avg", "max")
+PRESERVE_COLORS = ("none", "luminance", "match")
+COLOR_MATCHES = ("chol", "pca", "sym")
+
+
+class OptionError(InputError):
+    """A bad option value; `option` is the field's name (e.g. "style_weight")."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+# ------------------------------------------------------------------------------- checks
+
+
+def check_number(name: str, value, low: float = 0.0) -> float:
+    """A finite float >= low, or an InputError naming the option."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < low:
+        raise InputError(f"{name} must be a finite number >= {low:g}, got {value!r}")
+    return v
+
+
+def check_int(name: str, value, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise InputError(f"{name} must be a whole number, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        within = f"within {low}..{high}" if high is not None else f">= {low}"
+        raise InputError(f"{name} must be {within}, got {value}")
+    return value
+
+
+def check_choice(name: str, value, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise InputError(f"unknown {name} {value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def layer_weights(what: str, spec: Mapping[str, float] | Sequence[str] | None,
+                  default: Mapping[str, float]) -> dict[str, float]:  # fmt: skip
+    """{'conv4_2': 1.0} from a mapping, a list of names (equal weights) or None (the default);
+    names are canonical (`relu4_2` -> `conv4_2`)."""
+    if spec is None:
+        spec = default
+    if isinstance(spec, str):
+        raise InputError(f"{what} layers: give a list or a mapping, not the string {spec!r}")
+    if not isinstance(spec, Mapping):
+        names = list(spec)
+        spec = {name: 1.0 / max(1, len(names)) for name in names}
+    out: dict[str, float] = {}
+    for name, w in spec.items():
+        try:
+            key = canonical(str(name))
+        except ValueError as e:
+            raise InputError(f"{what} layers: {e}") from None
+        out[key] = check_number(f"{what} layer {name} weight", w)
+    if not out:
+        raise InputError(f"{what} layers: none given")
+    return out
+
+
+def check_blend(blend: Sequence[float] | None, n_styles: int) -> None:
+    if blend is None:
+        return
+    values = [check_number("style blend weight", v) for v in blend]
+    if len(values) != n_styles:
+        raise InputError(f"style blend has {len(values)} weights for {n_styles} style images")
+    if sum(values) <= 0:
+        raise InputError("style blend weights must not all be zero")
+
+
+# ----------------------------------------------------------------- parsing text values
+
+
+def parse_floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def parse_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def parse_layers(text: str) -> dict[str, float]:
+    """'conv1_1:0.2,conv2_1:0.2' or 'conv1_1,conv2_1' (equal weights) -> {name: weight}."""
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, w = item.partition(":")
+        try:
+            out[name] = float(w) if w else 1.0 / len(items)
+        except ValueError:
+            raise InputError(f"bad weight in {item!r}") from None
+    return out
+
+
+def parse_scales(text: str) -> str | tuple[int, ...]:
+    return "auto" if text.strip() == "auto" else parse_ints(text)
+
+
+def show_layers(spec: Mapping[str, float]) -> str:
+    return ",".join(f"{k}:{v:g}" for k, v in spec.items())
+
+
+def show(value) -> str:
+    """A value as the text that parses back to it (help defaults, manifests, forms)."""
+    if isinstance(value, Mapping):
+        return show_layers(value)
+    if isinstance(value, tuple | list):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def auto_ladder(size: int, start: int = defaults.LADDER_START) -> tuple[int, ...]:
+    """Doubling sizes from `start` up to `size` (e.g. 256, 512, 1024)."""
+    sizes = [size]
+    while sizes[0] // 2 >= start:
+        sizes.insert(0, sizes[0] // 2)
+    return tuple(sizes)
+
+
+# ------------------------------------------------------------------------- the options
+
+
+def opt(default, help: str, parse: Callable[[str], Any] | None = None, cli: type = str,
+        factory: Callable[[], Any] | None = None) -> Field:  # fmt: skip
+    """A field with what the front ends need: `help`, `parse` (text -> value) and the type the
+    CLI declares (`cli`: int and float get click's own conversion)."""
+    meta = {"help": help, "parse": parse or cli, "cli": cli}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class StyleOptions:
+    """The options of one stylize run; checked on construction. Make one with keywords,
+    `StyleOptions.parse({"size": "256", ...})` from text, or `options.replace(...)`."""
+
+    size: int = opt(defaults.SIZE, f"Longer side of the output in px ({MIN_SIZE}..{MAX_SIZE})", cli=int)
+    iterations: int | tuple[int, ...] = opt(defaults.ITERATIONS, "L-BFGS iterations (per scale)", cli=int)
+    content_weight: float = opt(defaults.CONTENT_WEIGHT, "Weight of the content term", cli=float)
+    style_weight: float = opt(defaults.STYLE_WEIGHT, "Weight of the style term", cli=float)
+    tv_weight: float = opt(defaults.TV_WEIGHT, "Weight of the total-variation term", cli=float)
+    style_blend: tuple[float, ...] | None = opt(None, "Weights of the styles, e.g. 0.7,0.3", parse_floats)
+    style_scale: float = opt(defaults.STYLE_SCALE, "Style size relative to the output (0.05..8)", cli=float)
+    content_layers: dict[str, float] = opt(None, "Content layers and weights, e.g. conv4_2:1", parse_layers,
+                                           factory=lambda: dict(defaults.CONTENT_LAYERS))
+    style_layers: dict[str, float] = opt(None, "Style layers and weights, e.g. conv1_1:0.2,conv2_1:0.2",
+                                         parse_layers, factory=lambda: dict(defaults.STYLE_LAYERS))
+    preserve_colors: str = opt(defaults.PRESERVE_COLORS, " | ".join(PRESERVE_COLORS))
+    color_match: str = opt(defaults.COLOR_MATCH, " | ".join(COLOR_MATCHES) + " (with --preserve-colors match)")
+    init: str | os.PathLike | np.ndarray = opt(defaults.INIT, "noise | content | random | an image file")
+    noise_ratio: float = opt(defaults.NOISE_RATIO, "Noise share of the noise init (0..1)", cli=float)
+    pool: str = opt(defaults.POOL, " | ".join(POOLS))
+    scales: tuple[int, ...] | None = opt(None, "Coarse to fine, e.g. 256,512,1024, or auto", parse_scales)
+    seed: int = opt(defaults.SEED, "Random seed of the initial canvas", cli=int)
+    device: str = opt(defaults.DEVICE, " | ".join(DEVICES))
+    optimizer: str = opt(defaults.OPTIMIZER, "scipy (L-BFGS-B) | lbfgs (ours: NumPy float32, far less "
+                         "overhead per step) | lbfgs-device (ours, vectors kept on the device)")
+    threads: int | None = opt(None, "onnxruntime intra-op threads (default: physical cores)", cli=int)
+    model: str | None = opt(None, "An exported .onnx (default: the models folder)")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            try:
+                value = _CHECKS[f.name](getattr(self, f.name), self)
+            except OptionError:
+                raise
+            except InputError as e:
+                raise OptionError(f.name, str(e)) from None
+            object.__setattr__(self, f.name, value)
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any], base: StyleOptions | None = None) -> StyleOptions:
+        """Options from text (a manifest row, a form, the CLI): each string is parsed by its
+        field's parser, other values are taken as they are; unknown names are refused."""
+        changes = {}
+        for name, value in values.items():
+            f = FIELDS.get(name)
+            if f is None:
+                close = difflib.get_close_matches(name, FIELDS, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise OptionError(name, f"unknown option {name!r}{hint}")
+            if isinstance(value, str) and f.metadata["parse"] is not str:
+                if value.strip() == "" and f.default is None:
+                    value = None
+                else:
+                    try:
+                        value = f.metadata["parse"](value.strip())
+                    except InputError as e:
+                        raise OptionError(name, f"{label(name)}: {e}") from None
+                    except ValueError:
+                        raise OptionError(name, f"{label(name)} must be a number, got {value!r}") from None
+            changes[name] = value
+        return replace(base or cls(), **changes)
+
+    def replace(self, **changes) -> StyleOptions:
+        return replace(self, **changes)
+
+    def ladder(self) -> list[int]:
+        """The sizes to run at, coarse to fine."""
+        return list(self.scales) if self.scales else [self.size]
+
+    def iteration_list(self) -> list[int]:
+        """Iterations at each size of the ladder."""
+        n = len(self.ladder())
+        if isinstance(self.iterations, tuple):
+            if len(self.iterations) != n:
+                raise OptionError("iterations", f"{len(self.iterations)} iteration counts for {n} scales")
+            return list(self.iterations)
+        return [self.iterations] * n
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _number(name: str) -> Callable:
+    return lambda v, o: check_number(label(name), v)
+
+
+def _iterations(v, o) -> int | tuple[int, ...]:
+    if np.ndim(v) == 0:
+        return check_int("iterations", v, 1)
+    return tuple(check_int("iterations", n, 1) for n in v)
+
+
+def _init(v, o):
+    if isinstance(v, np.ndarray) or v in INITS:
+        return v
+    if isinstance(v, str | os.PathLike) and os.path.isfile(v):
+        return v
+    raise InputError(f"unknown init {str(v)!r}: expected one of {', '.join(INITS)} or an image file")
+
+
+def _noise_ratio(v, o) -> float:
+    v = check_number("noise ratio", v)
+    if v > 1.0:
+        raise InputError(f"noise ratio {v:g} must be within 0..1")
+    return v
+
+
+def _style_scale(v, o) -> float:
+    v = check_number("style scale", v)
+    if not 0.05 <= v <= 8:
+        raise InputError(f"style scale {v:g} must be within 0.05..8")
+    return v
+
+
+def _blend(v, o) -> tuple[float, ...] | None:
+    if v is None:
+        return None
+    values = tuple(check_number("style blend weight", b) for b in v)
+    if not values or sum(values) <= 0:
+        raise InputError("style blend weights must not all be zero")
+    return values
+
+
+def _scales(v, o) -> tuple[int, ...] | None:
+    if v is None:
+        return None
+    sizes = auto_ladder(o.size) if isinstance(v, str) and v == "auto" else tuple(v)
+    sizes = tuple(check_int("scales: size", s, MIN_SIZE, MAX_SIZE) for s in sizes)
+    if not sizes:
+        raise InputError("scales: none given")
+    if any(b < a for a, b in zip(sizes, sizes[1:], strict=False)):
+        raise InputError(f"scales {list(sizes)} must grow from coarse to fine")
+    return sizes
+
+
+def _threads(v, o) -> int | None:
+    if v is None:
+        return None
+    return check_int("threads", v, 0)
+
+
+_CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
+    "size": lambda v, o: check_int("size", v, MIN_SIZE, MAX_SIZE),
+    "iterations": _iterations,
+    "content_weight": _number("content_weight"),
+    "style_weight": _number("style_weight"),
+    "tv_weight": _number("tv_weight"),
+    "style_blend": _blend,
+    "style_scale": _style_scale,
+    "content_layers": lambda v, o: layer_weights("content", v, defaults.CONTENT_LAYERS),
+    "style_layers": lambda v, o: layer_weights("style", v, defaults.STYLE_LAYERS),
+    "preserve_colors": lambda v, o: check_choice("preserve-colors", v, PRESERVE_COLORS),
+    "color_match": lambda v, o: check_choice("color match", v, COLOR_MATCHES),
+    "init": _init,
+    "noise_ratio": _noise_ratio,
+    "pool": lambda v, o: check_choice("pool", v, POOLS),
+    "scales": _scales,
+    "seed": lambda v, o: check_int("seed", v, 0),
+    "device": lambda v, o: check_choice("device", v, DEVICES),
+    "optimizer": lambda v, o: check_choice("optimizer", v, OPTIMIZERS),
+    "threads": _threads,
+    "model": lambda v, o: None if v is None else os.fspath(v),
+}
+
+FIELDS: dict[str, Field] = {f.name: f for f in fields(StyleOptions)}
+assert set(_CHECKS) == set(FIELDS), "every option has its check"
+
+
+def default(name: str):
+    f = FIELDS[name]
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+__all__ = ["StyleOptions", "OptionError", "FIELDS", "LAYERS", "default", "show", "label"]
