@@ -1,4 +1,4 @@
-"""typer commands: export, stylize, demo."""
+"""typer commands: export, stylize, demo, weights, serve."""
 
 from __future__ import annotations
 
@@ -398,3 +398,30 @@ def weights_list() -> None:
         if r.url:
             typer.echo(f"    {r.url}")
     typer.echo(f"download cache: {download.cache_dir()} (set {download.ENV_CACHE} to move it)")
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free one)")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Jobs run at once (one shared model)")] = 1,
+    max_queue: Annotated[int, typer.Option(min=0, help="Jobs waiting before 429")] = 8,
+    token: Annotated[str | None, typer.Option(envvar="ONNXSTYLE_TOKEN",
+                                              help="Require Authorization: Bearer TOKEN on /v1/jobs")] = None,
+    max_upload: Annotated[int, typer.Option(min=1, help="Bytes per request (413 above)")] = 20_000_000,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Pixels per image, from its header (413)")] = 16_000_000,
+    max_size: Annotated[int, typer.Option(min=16, help="Largest size a job may ask for")] = 1024,
+    max_iterations: Annotated[int, typer.Option(min=1, help="Most iterations a job may ask for")] = 1000,
+    keep: Annotated[float, typer.Option(min=0, help="Minutes finished jobs and pictures are kept")] = 60.0,
+    workdir: Annotated[Path, typer.Option(help="The only folder the server writes (pictures)")] = Path(
+        "onnxstyle-serve"),
+    model: Annotated[str | None, typer.Option(help="An exported .onnx (default: the models folder)")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = defaults.DEVICE,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime threads per job")] = None,
+) -> None:  # fmt: skip
+    """Serve stylize jobs over HTTP with a page at / (pip install 'onnxstyle[serve]'; docs/serve.md)."""
+    settings = dict(locals())  # exactly the Settings fields, by name
+    from onnxstyle import serve as service
+
+    service.serve(service.Settings(**settings))

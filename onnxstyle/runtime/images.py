@@ -92,10 +92,22 @@ def _identify(data: bytes) -> str | None:
         return None
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+class ImageTooLarge(InputError):
+    """An image over the pixel limit (or a decompression bomb), refused before decoding."""
+
+
+def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open and decode an image file, refusing anything unsafe or broken with an InputError."""
     path = Path(path)
-    data = _read_bytes(path)
+    return decode_image(_read_bytes(path), str(path), max_pixels)
+
+
+def decode_image(data: bytes, path: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an image from bytes (an upload) as open_image does; `path` names it in errors.
+    The pixel limit is checked from the header, before any pixel is decoded (ImageTooLarge)."""
+    if not data:
+        raise InputError(f"{path}: file is empty (0 bytes)")
+    max_pixels = min(max_pixels, MAX_PIXELS)
     Image.init()  # register every plugin, so FORMATS (MPO, WEBP, TIFF) are all known
     try:
         with _open_lock, warnings.catch_warnings():
@@ -105,8 +117,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         w, h = img.size
         if w < 1 or h < 1:
             raise InputError(f"{path}: image of {w}x{h} pixels is empty")
-        if w * h > MAX_PIXELS:
-            raise InputError(f"{path}: {w}x{h} pixels is over the limit of {MAX_PIXELS:,} "
+        if w * h > max_pixels:
+            raise ImageTooLarge(f"{path}: {w}x{h} pixels is over the limit of {max_pixels:,} "
                              "(a decompression bomb?); refused before decoding")  # fmt: skip
         check_memory(w * h * DECODE_BYTES_PER_PIXEL, f"{path}: decoding {w}x{h} pixels")
         img.load()
@@ -123,7 +135,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     except Image.DecompressionBombError as e:
         m = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(m.group(1)):,} pixels" if m else "its size"
-        raise InputError(f"{path}: {size} is over the limit of {MAX_PIXELS:,} (a decompression "
+        raise ImageTooLarge(f"{path}: {size} is over the limit of {max_pixels:,} (a decompression "
                          "bomb?); refused before decoding") from None  # fmt: skip
     except MemoryError:
         raise InputError(f"{path}: not enough memory to decode this image") from None
