@@ -113,6 +113,7 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.base = StyleOptions(model=settings.model, device=settings.device, threads=settings.threads)
+        self.base = self.base.replace(size=min(self.base.size, settings.max_size))  # a job's default
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
         self.queue: queue.Queue[Job | None] = queue.Queue()
