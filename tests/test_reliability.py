@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import onnxstyle
+from onnxstyle import layout, options
 from onnxstyle.errors import InputError, ModelError, NumericalError, OnnxStyleError, WeightsError
 from onnxstyle.layers import LAYERS
-from onnxstyle.runtime import checkpoint, guard, images, layout, lbfgs, models, modelscan, session
+from onnxstyle.runtime import checkpoint, guard, images, lbfgs, modelscan, session
 from onnxstyle.runtime.objective import Objective
 from tests.helpers_reliability import (
     CONTENT,
@@ -39,7 +40,7 @@ SMALL = 40  # px: every run here is tiny (2 shared CPU cores)
 
 @pytest.fixture(scope="module")
 def model() -> Path:
-    return models.resolve(None)  # exports the graph on first use
+    return onnxstyle.export_models()  # exports the graph on first use
 
 
 @pytest.fixture(scope="module")
@@ -120,22 +121,22 @@ def test_property_weights(value):
     except (TypeError, ValueError):
         ok = False
     if ok:
-        assert guard.check_number("style weight", value) == float(value)
+        assert options.check_number("style weight", value) == float(value)
     else:
         with pytest.raises(InputError, match="style weight"):
-            guard.check_number("style weight", value)
+            options.check_number("style weight", value)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.integers(-10**7, 10**7), st.floats(-1e7, 1e7), st.booleans()))
 def test_property_size(value):
     ok = (not isinstance(value, bool) and float(value).is_integer()
-          and guard.MIN_SIZE <= value <= guard.MAX_SIZE)  # fmt: skip
+          and options.MIN_SIZE <= value <= options.MAX_SIZE)  # fmt: skip
     if ok:
-        assert guard.check_int("size", value, guard.MIN_SIZE, guard.MAX_SIZE) == int(value)
+        assert options.check_int("size", value, options.MIN_SIZE, options.MAX_SIZE) == int(value)
     else:
         with pytest.raises(InputError, match="size"):
-            guard.check_int("size", value, guard.MIN_SIZE, guard.MAX_SIZE)
+            options.check_int("size", value, options.MIN_SIZE, options.MAX_SIZE)
 
 
 @settings(max_examples=200, deadline=None)
@@ -145,10 +146,10 @@ def test_property_layer_names(name):
     known = name.strip().lower().replace("relu", "conv", 1) in LAYERS and (
         name.strip().lower().startswith(("conv", "relu")))
     if known:
-        guard.check_layers("style", [name])
+        options.layer_weights("style", [name], {})
     else:
         with pytest.raises(InputError, match="style layers"):
-            guard.check_layers("style", [name])
+            options.layer_weights("style", [name], {})
 
 
 @settings(max_examples=100, deadline=None)
@@ -156,10 +157,10 @@ def test_property_layer_names(name):
 def test_property_blend(blend, n):
     ok = len(blend) == n and all(np.isfinite(b) and b >= 0 for b in blend) and sum(blend) > 0
     if ok:
-        guard.check_blend(blend, n)
+        options.check_blend(blend, n)
     else:
         with pytest.raises(InputError, match="blend"):
-            guard.check_blend(blend, n)
+            options.check_blend(blend, n)
 
 
 # CLI option parsing, in-process (fast): any value either names the bad option, or gets past

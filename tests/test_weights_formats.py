@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from onnxstyle import layout
 from onnxstyle.errors import WeightsError
 from onnxstyle.export import export
 from onnxstyle.export.download import UnverifiedWeightsWarning
 from onnxstyle.export.formats import detect, load_weights, read_raw
 from onnxstyle.layers import ARCH, CHANNELS, LAYERS
-from onnxstyle.runtime import layout, models, session
+from onnxstyle.runtime import models, session
 from onnxstyle.runtime.objective import Objective
 from tests import oracle
 

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from onnxstyle import layout
 from onnxstyle.errors import ModelError
-from onnxstyle.runtime import layout
 from onnxstyle.runtime.lbfgs import MAX_LS, LbfgsResult, LineSearch, _Stop, store_pair
 
 DeviceFun = Callable[[ort.OrtValue, ort.OrtValue], "float | tuple[float, Any]"]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from onnxstyle import layout
 from onnxstyle.errors import DeviceError, ModelError
-from onnxstyle.runtime import layout, modelscan
+from onnxstyle.runtime import modelscan
 
 DEVICES = ("auto", "cpu", "cuda")
 _lock = threading.Lock()
