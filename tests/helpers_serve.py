@@ -32,10 +32,12 @@ class Server:
     (so a test can show that nothing is written outside the working folder)."""
 
     def __init__(self, root: Path, *args: str, ready: bool = True, timeout: float = 120) -> None:
-        self.workdir, self.cwd, self.tmp = root / "work", root / "cwd", root / "tmp"
-        for d in (self.cwd, self.tmp):
+        self.workdir, self.cwd, self.tmp, self.home = root / "work", root / "cwd", root / "tmp", root / "home"
+        for d in (self.cwd, self.tmp, self.home):
             d.mkdir(parents=True)
-        env = {**os.environ, "TMPDIR": str(self.tmp), "PYTHONUNBUFFERED": "1"}
+        # HOME too: onnxruntime's telemetry would write to ~/.cache/Microsoft
+        env = {**os.environ, "TMPDIR": str(self.tmp), "HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+        env.pop("ORT_DISABLE_TELEMETRY", None)  # the server must switch it off itself
         root_dir = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root_dir, env.get("PYTHONPATH")) if p)
         cmd = [sys.executable, "-m", "onnxstyle", "serve", "--port", "0", "--workdir", str(self.workdir), *args]

@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from onnxstyle.errors import OnnxStyleError
 from onnxstyle.serve.jobs import Service, Settings
@@ -23,8 +25,25 @@ GRACE = 1.0  # seconds reads are still answered once every run has stopped
 DRAIN_LIMIT = 7.0  # seconds after the signal at most; uvicorn's own shutdown follows (< 10 s)
 
 
+def contain(workdir: Path) -> None:
+    """Keep the process's files in the working folder: temporary files go to workdir/tmp, and
+    onnxruntime's telemetry (a `.ses` file in $TMPDIR, a device id and an event store in
+    ~/.cache/Microsoft) is off unless ORT_DISABLE_TELEMETRY says otherwise. Both are read when
+    onnxruntime loads, so this must run before (the CLI imports it lazily)."""
+    tmp = workdir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(tmp.resolve())
+    tempfile.tempdir = None  # Python's tempfile reads TMPDIR again
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    if "onnxruntime" in sys.modules:
+        logging.getLogger("onnxstyle.serve").warning("onnxruntime was loaded before the server: its "
+                                                     "telemetry files may land outside %s", workdir)  # fmt: skip
+
+
 def serve(settings: Settings) -> None:
     """Run the server until SIGTERM/SIGINT; returns normally (exit 0) after draining."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    contain(settings.workdir)
     try:
         import multipart  # noqa: F401  (python-multipart: Starlette's form parser)
         import uvicorn
@@ -53,7 +72,6 @@ def serve(settings: Settings) -> None:
 
     config = uvicorn.Config(create_app(service), host=settings.host, port=settings.port, access_log=False,
                             timeout_graceful_shutdown=1, log_level="info")  # fmt: skip
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     Server(config).run()
     if any(t.is_alive() for t in service.threads()):
         # A run still inside one long iteration (its picture is already kept): leave now rather

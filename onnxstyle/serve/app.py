@@ -88,7 +88,7 @@ def create_app(service: Service) -> Starlette:
         try:  # the graph for this pool must already be exported: the server never exports
             from onnxstyle.runtime import models
 
-            models.resolve(options.model, export_missing=False, pool=options.pool)
+            models.resolve(options.model, pool=options.pool)
         except ModelError as e:
             raise OptionError("pool", f"pool {options.pool}: {e}") from None
         return options

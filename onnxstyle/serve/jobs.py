@@ -4,7 +4,6 @@ cancellation, expiry, and the figures /metrics shows. The event loop only reads 
 
 from __future__ import annotations
 
-import inspect
 import io
 import logging
 import math
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxstyle.errors import NumericalError, OnnxStyleError
+from onnxstyle.files import atomic_write
 from onnxstyle.options import StyleOptions
 
 log = logging.getLogger("onnxstyle.serve")
@@ -99,12 +99,9 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def run_stylize(content, styles, options: StyleOptions, callback, cancel):
-    """The library call: `options=` once stylize takes it, else its keyword arguments."""
     from onnxstyle.runtime.stylize import stylize
 
-    if "options" in inspect.signature(stylize).parameters:
-        return stylize(content, styles, options=options, callback=callback, cancel=cancel)
-    return stylize(content, styles, callback=callback, cancel=cancel, **options.to_dict())
+    return stylize(content, styles, options, callback=callback, cancel=cancel)
 
 
 class Service:
@@ -143,7 +140,7 @@ class Service:
         from onnxstyle.runtime import models
 
         try:
-            models.resolve(self.base.model, export_missing=False, pool=self.base.pool)  # never export here
+            models.resolve(self.base.model, pool=self.base.pool)  # the graphs are there (never exported here)
             tiny = np.full((32, 32, 3), 128, np.uint8)
             run_stylize(tiny, [tiny], self.base.replace(size=32, iterations=1, scales=None), None, None)
             self.ready.set()
@@ -290,8 +287,6 @@ class Service:
     def _finish(self, job: Job, status: str, image: np.ndarray | None, terms: dict | None,
                 error: str | None) -> None:  # fmt: skip
         """Keep the picture in the working folder and free what the run held."""
-        from onnxstyle.runtime.images import atomic_write
-
         path = None
         if image is not None:
             png = encode_png(image)
