@@ -1,0 +1,120 @@
+"""The page at / in a real headless browser (Debian's chromium, driven over the DevTools protocol
+on 127.0.0.1): upload a photo through the file input, pick a bundled painting, stylize, watch the
+picture form, download it. 128 px, 40 iterations; with ONNXSTYLE_SERVE_SCREENSHOT=PATH, 256 px
+and 80 iterations, and the screenshot is kept there (docs/serve_page.png is made so)."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+httpx = pytest.importorskip("httpx")
+ws_client = pytest.importorskip("websockets.sync.client")
+
+from tests.helpers_serve import DATA, Server  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+class Browser:
+    """Headless chromium and one page, spoken to over the DevTools protocol (CDP)."""
+
+    def __init__(self, profile: Path) -> None:
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+             "--window-size=1180,760", "--hide-scrollbars", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        port_file = profile / "DevToolsActivePort"
+        end = time.monotonic() + 60
+        while not (port_file.is_file() and port_file.read_text().strip()) and time.monotonic() < end:
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        pages = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"]
+        self.connection = ws_client.connect(pages[0]["webSocketDebuggerUrl"], max_size=None)
+        self.ws = self.connection.__enter__()
+        self.ids = itertools.count(1)
+
+    def call(self, method: str, **params):
+        msg_id = next(self.ids)
+        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=60))
+            if msg.get("id") == msg_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg["result"]
+
+    def js(self, expression: str):
+        r = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"{expression}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    def until(self, expression: str, timeout: float = 60):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise TimeoutError(expression)
+
+    def close(self) -> None:
+        self.connection.__exit__(None, None, None)
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_page_stylizes_an_uploaded_photo_with_a_bundled_painting(tmp_path, model_path):
+    shot_path = os.environ.get("ONNXSTYLE_SERVE_SCREENSHOT")
+    size, iterations = (256, 80) if shot_path else (128, 40)
+    server = Server(tmp_path / "server")
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.call("Emulation.setDeviceMetricsOverride", width=1180, height=820, deviceScaleFactor=1, mobile=False)
+        browser.call("Page.navigate", url=server.url + "/")
+        browser.until("document.getElementById('style-sample').options.length >= 3")
+        # the photo through the real file input; a bundled painting from the list
+        doc = browser.call("DOM.getDocument")["root"]["nodeId"]
+        node = browser.call("DOM.querySelector", nodeId=doc, selector="#content")["nodeId"]
+        browser.call("DOM.setFileInputFiles", nodeId=node, files=[str(DATA / "chelsea.jpg")])
+        browser.js(f"""(() => {{ const s = document.getElementById('style-sample'); s.value = 'the_scream.jpg';
+            s.dispatchEvent(new Event('change')); document.getElementById('content').dispatchEvent(new Event('change'));
+            document.getElementById('size').value = '{size}';
+            document.getElementById('iterations').value = '{iterations}';
+            document.getElementById('go').click(); }})()""")  # fmt: skip
+        # the picture forms while the job runs, with its progress
+        browser.until("document.body.dataset.state === 'running' && "
+                      "document.getElementById('picture').naturalWidth > 0", 120)  # fmt: skip
+        assert "iteration" in browser.js("document.getElementById('status').textContent")
+        assert 0 < browser.js("document.getElementById('bar').value") < 1
+        state = browser.until("['done','failed','cancelled','error'].includes(document.body.dataset.state) && "
+                              "document.body.dataset.state", 180)  # fmt: skip
+        assert state == "done", browser.js("document.getElementById('status').textContent")
+        assert browser.js("document.getElementById('picture').naturalWidth") == size  # chelsea is landscape
+        done = f"done: iteration {iterations} of {iterations}"
+        assert browser.js("document.getElementById('status').textContent").startswith(done)
+        link = browser.js("(() => { const a = document.getElementById('download'); "
+                          "return [getComputedStyle(a).display, a.href, a.download]; })()")  # fmt: skip
+        assert link[0] != "none" and link[1].startswith("blob:") and link[2] == "onnxstyle.png"
+        size = browser.js(f"fetch('{link[1]}').then(r => r.blob()).then(b => b.size)")
+        assert size > 1000  # the download holds the PNG
+        shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+        (tmp_path / "page.png").write_bytes(shot)
+        if shot_path:
+            Path(shot_path).write_bytes(shot)
+    finally:
+        browser.close()
+        server.stop()
