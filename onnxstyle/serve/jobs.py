@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import queue
 import secrets
 import threading
@@ -21,6 +22,9 @@ from onnxstyle.files import atomic_write
 from onnxstyle.options import StyleOptions
 
 log = logging.getLogger("onnxstyle.serve")
+# Workers run at a lower CPU priority than the event loop, so status reads stay fast while every
+# core is busy; onnxruntime's pool threads, made by these threads, inherit it.
+WORKER_NICE = 10
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 
@@ -104,12 +108,23 @@ def run_stylize(content, styles, options: StyleOptions, callback, cancel):
     return stylize(content, styles, options, callback=callback, cancel=cancel)
 
 
+def lower_priority() -> None:
+    """Give this thread (and the threads it starts) WORKER_NICE, where the OS allows."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at the same priority
+        pass
+
+
 class Service:
     """Jobs, workers, expiry and metrics. Every method is safe from any thread."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.base = StyleOptions(model=settings.model, device=settings.device, threads=settings.threads)
+        threads = settings.threads
+        if threads is None and settings.workers > 1:  # share the cores rather than oversubscribe
+            threads = max(1, (os.cpu_count() or 1) // settings.workers)
+        self.base = StyleOptions(model=settings.model, device=settings.device, threads=threads)
         self.base = self.base.replace(size=min(self.base.size, settings.max_size))  # a job's default
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
@@ -139,6 +154,7 @@ class Service:
         """Load the model (both graphs) with a one-iteration run, so /healthz means ready."""
         from onnxstyle.runtime import models
 
+        lower_priority()
         try:
             models.resolve(self.base.model, pool=self.base.pool)  # the graphs are there (never exported here)
             tiny = np.full((32, 32, 3), 128, np.uint8)
@@ -240,6 +256,7 @@ class Service:
         return None, png
 
     def _work(self) -> None:
+        lower_priority()
         while True:
             job = self.queue.get()
             if job is None:
