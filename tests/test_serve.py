@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -176,3 +178,22 @@ def test_sigterm_mid_job_drains_and_exits_0(tmp_path, model_path):
         assert [p for d in (s.cwd, s.tmp, s.home) for p in d.rglob("*")] == []
     finally:
         s.stop()
+
+
+def test_without_the_extra_serve_says_what_to_install(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from onnxstyle.cli.app import app
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `pip install onnxstyle` only
+    r = CliRunner().invoke(app, ["serve", "--port", "0", "--workdir", str(tmp_path / "work")])
+    assert r.exit_code == 1 and not (tmp_path / "work").exists()
+    assert r.output.strip().splitlines() == ["onnxstyle: error: the service needs its extra: pip install "
+                                             "'onnxstyle[serve]'"]  # fmt: skip
+
+
+def test_import_onnxstyle_and_the_cli_load_no_web_stack():
+    heavy = "('starlette', 'uvicorn', 'python_multipart', 'onnxruntime')"
+    code = f"import sys, onnxstyle, onnxstyle.cli.app, onnxstyle.serve; print([m for m in {heavy} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -42,15 +42,15 @@ def contain(workdir: Path) -> None:
 
 def serve(settings: Settings) -> None:
     """Run the server until SIGTERM/SIGINT; returns normally (exit 0) after draining."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-    contain(settings.workdir)
     try:
-        import multipart  # noqa: F401  (python-multipart: Starlette's form parser)
+        import python_multipart  # noqa: F401  (Starlette's form parser)
+        import starlette  # noqa: F401
         import uvicorn
-
-        from onnxstyle.serve.app import create_app
     except ImportError:
         raise OnnxStyleError("the service needs its extra: pip install 'onnxstyle[serve]'") from None
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    contain(settings.workdir)
+    from onnxstyle.serve.app import create_app  # loads onnxruntime: after contain()
 
     service = Service(settings)
 
