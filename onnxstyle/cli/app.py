@@ -287,7 +287,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one)")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Jobs run at once (one shared model)")] = 1,
-    max_queue: Annotated[int, typer.Option(min=0, help="Jobs waiting before 429")] = 8,
+    max_queue: Annotated[int, typer.Option(min=1, help="Jobs waiting before 429")] = 8,
     token: Annotated[str | None, typer.Option(envvar="ONNXSTYLE_TOKEN",
                                               help="Require Authorization: Bearer TOKEN on /v1/jobs")] = None,
     max_upload: Annotated[int, typer.Option(min=1, help="Bytes per request (413 above)")] = 20_000_000,

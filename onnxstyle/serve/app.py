@@ -20,7 +20,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainT
 from starlette.routing import Route
 
 from onnxstyle.errors import InputError, ModelError
-from onnxstyle.options import INITS, OptionError, StyleOptions
+from onnxstyle.options import INITS, OptionError, StyleOptions, check_blend
 from onnxstyle.runtime import images
 from onnxstyle.serve.jobs import FINISHED, QueueFull, Service, Unavailable
 
@@ -113,6 +113,7 @@ def create_app(service: Service) -> Starlette:
             if len(files["content"]) != 1 or not files["style"]:
                 raise ApiError(400, "send one content file and at least one style file")
             options = job_options(fields)
+            check_blend(options.style_blend, len(files["style"]))
             uploads = [(f"{kind} {u.filename or kind!r}", await u.read()) for kind in ("content", "style")
                        for u in files[kind]]  # fmt: skip
         finally:
