@@ -101,7 +101,7 @@ def test_page_stylizes_an_uploaded_photo_with_a_bundled_painting(tmp_path, model
         assert "iteration" in browser.js("document.getElementById('status').textContent")
         assert 0 < browser.js("document.getElementById('bar').value") < 1
         state = browser.until("['done','failed','cancelled','error'].includes(document.body.dataset.state) && "
-                              "document.body.dataset.state", 180)  # fmt: skip
+                              "document.body.dataset.state", 600 if shot_path else 180)  # fmt: skip
         assert state == "done", browser.js("document.getElementById('status').textContent")
         assert browser.js("document.getElementById('picture').naturalWidth") == size  # chelsea is landscape
         done = f"done: iteration {iterations} of {iterations}"
