@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxstyle import protowire
+from onnxstyle.export import protowire
 from onnxstyle.errors import WeightsError
 from onnxstyle.export import download
 from onnxstyle.export.weights import (
