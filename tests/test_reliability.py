@@ -31,6 +31,7 @@ from tests.helpers_reliability import (
     STYLE,
     assert_one_line,
     cli,
+    cli_in_process,
     env,
     png_bomb,
 )
@@ -187,23 +188,18 @@ def _float(v: str) -> float | None:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
-def test_property_cli_options(files, capsys, monkeypatch, data):
-    from onnxstyle.cli import main
-
+def test_property_cli_options(files, capfd, data):
     opt = data.draw(st.sampled_from(sorted(OPTION_CASES)))
     strategy, valid = OPTION_CASES[opt]
     value = data.draw(strategy)
-    argv = ["onnxstyle", "stylize", str(files["content"]), str(files["style"]),
-            "-o", "/nonexistent-dir/out.png", f"{opt}={value}"]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as ei:
-        main()
-    err = capsys.readouterr().err.strip()
+    proc = cli_in_process(capfd, "stylize", files["content"], files["style"],
+                          "-o", "/nonexistent-dir/out.png", f"{opt}={value}")  # fmt: skip
+    err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and err.startswith("onnxstyle: error: "), err
     if valid(value):
-        assert ei.value.code == 1 and "/nonexistent-dir" in err, err
+        assert proc.returncode == 1 and "/nonexistent-dir" in err, err
     else:
-        assert ei.value.code in (1, 2) and "/nonexistent-dir" not in err, err
+        assert proc.returncode in (1, 2) and "/nonexistent-dir" not in err, err
         name = opt.lstrip("-").replace("-", " ")
         assert name in err.lower() or opt in err, err
 
@@ -252,13 +248,19 @@ def _cli_cases(f: dict[str, Path], tmp: Path) -> list[tuple[list, int, list[str]
     ]  # fmt: skip
 
 
-def test_cli_bad_inputs_one_line_each(files, tmp_path, model):
+def test_cli_bad_inputs_one_line_each(files, tmp_path, model, capfd, monkeypatch):
+    """In process (one interpreter start instead of one per case), and one case through a real
+    `python -m onnxstyle` process: the corrupt model, where native code could write to stderr."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ONNXSTYLE_MAX_MEMORY", "2G")
+    monkeypatch.setenv("ONNXSTYLE_THREADS", "1")
     cases = _cli_cases(files, tmp_path)
     for args, code, words in cases:
-        proc = cli("stylize", *args, cwd=tmp_path, ONNXSTYLE_MAX_MEMORY="2G")
-        assert_one_line(proc, code, *words)
+        assert_one_line(cli_in_process(capfd, "stylize", *args), code, *words)
         assert not (tmp_path / "out.png").exists()  # nothing half-written
         assert (tmp_path / "exists.png").read_bytes() == b"precious"
+    args, code, words = next(c for c in cases if "corrupt.onnx" in c[2])
+    assert_one_line(cli("stylize", *args, cwd=tmp_path), code, *words)
     print(f"{len(cases)} CLI bad-input cases")
 
 
