@@ -81,7 +81,7 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
         guard.check_writable_dir(job.report, "report ")
     if job.resume is not None and opts.scales:
         raise InputError("resume continues single-scale runs; drop scales or start afresh")
-    rgb, alpha = images.to_rgb(images.open_image(job.content))
+    rgb, alpha = images.load_rgba(job.content)
     styles = [images.load_rgb(s) for s in job.styles]
     masks = None if job.masks is None else [None if m is None else images.open_image(m) for m in job.masks]
     ladder = opts.ladder()
