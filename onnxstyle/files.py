@@ -43,6 +43,12 @@ def features_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name.removesuffix(".onnx") + layout.FEATURES_SUFFIX)
 
 
+def weights_path(path: str | os.PathLike) -> Path:
+    """The tensors file both graphs of a pair read (`x.onnx` -> `x.weights`)."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".onnx") + layout.WEIGHTS_SUFFIX)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

