@@ -74,23 +74,25 @@ def main() -> None:
         src.mkdir()
         for i, f in enumerate(frames):
             images.save(f, src / f"f{i:03d}.png")
+        later = [int(k) for k in args.later.split(",")]
+        weights = [float(w) for w in args.weights.split(",")]
         configs = [("independent", TemporalOptions(independent=True, later_iterations=args.first))]
-        configs += [(f"W={w:g} later={args.later.split(',')[1]}", TemporalOptions(
-            weight=float(w), later_iterations=int(args.later.split(",")[1]))) for w in args.weights.split(",")]
-        configs += [(f"W={args.weight:g} later={k}", TemporalOptions(weight=args.weight, later_iterations=int(k)))
-                    for k in args.later.split(",") if k != args.later.split(",")[1]]
+        configs += [(f"W={w:g} later={later[1]}", TemporalOptions(weight=w, later_iterations=later[1]))
+                    for w in weights]
+        configs += [(f"W={args.weight:g} later={k}", TemporalOptions(weight=args.weight, later_iterations=k))
+                    for k in later if k != later[1]]
+        shown = f"W={args.weight:g} later={later[1]}"
         for label, temporal in configs:
             out = Path(tmp) / label.replace(" ", "_").replace("=", "")
             r = stylize_clip(src, out, [style], options, temporal)
             styled = [images.load_rgb(out / frame_name(i)) for i in range(n)]
-            final = [images.load_rgb(out / frame_name(i)) for i in range(n)]
             err = temporal_error(styled, truth, vis)
             runs.append({"run": label, "temporal_error": err, "seconds_first": r.seconds_per_frame[0],
                          "seconds_later": float(np.mean(r.seconds_per_frame[1:]))})
             print(runs[-1], flush=True)
-            if label.startswith(f"W={args.weight:g} later={args.later.split(',')[1]}") or label == "independent":
+            if label in (shown, "independent"):
                 tag = "temporal" if label != "independent" else "independent"
-                strip = np.concatenate(final, axis=1)
+                strip = np.concatenate(styled, axis=1)
                 images.save(strip, OUT / f"stills_{tag}.jpg")
                 if tag == "temporal":
                     io.write_video(OUT / "astronaut_starry_night.mp4", [out / frame_name(i) for i in range(n)],
