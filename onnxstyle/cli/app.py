@@ -408,7 +408,8 @@ def video(
     styles: Annotated[list[Path], typer.Argument(help="Style image(s)")],
     size: Annotated[int, typer.Option(help="Longer side of the frames in px")] = 512,
     iterations: Annotated[int, typer.Option(help="L-BFGS iterations of the first frame")] = defaults.ITERATIONS,
-    later_iterations: Annotated[int | None, typer.Option(help="Iterations of each later frame (default: half of --iterations)")] = None,
+    later_iterations: Annotated[int | None, typer.Option(
+        help="Iterations of each later frame (default: half of --iterations)")] = None,
     temporal_weight: Annotated[float | None, typer.Option(help="Weight of the temporal term (0: off)")] = None,
     frames: Annotated[str | None, typer.Option(help="Frame range START:STOP (0-based, STOP excluded)")] = None,
     fps: Annotated[str | None, typer.Option(help="Output frame rate (default: the input's)")] = None,
