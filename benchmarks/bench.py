@@ -316,7 +316,7 @@ def device_quadratic(a: np.ndarray, c: np.ndarray, device: str, threads: int | N
         return None
     import onnxruntime as ort
 
-    from onnxstyle.runtime import layout
+    from onnxstyle import layout
 
     f, n = TensorProto.FLOAT, a.size
     nodes = [helper.make_node("Sub", ["x", "c"], ["r"]), helper.make_node("Mul", ["a", "r"], ["g"]),

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 import onnxstyle  # noqa: E402
+from onnxstyle.options import auto_ladder  # noqa: E402
 from onnxstyle.runtime import images  # noqa: E402
-from onnxstyle.runtime.stylize import auto_ladder  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"

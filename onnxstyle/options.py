@@ -178,7 +178,8 @@ class StyleOptions:
     """The options of one stylize run; checked on construction. Make one with keywords,
     `StyleOptions.parse({"size": "256", ...})` from text, or `options.replace(...)`."""
 
-    size: int = opt(defaults.SIZE, f"Longer side of the output in px ({MIN_SIZE}..{MAX_SIZE})", cli=int)
+    # size None (API only): the content's own size
+    size: int | None = opt(defaults.SIZE, f"Longer side of the output in px ({MIN_SIZE}..{MAX_SIZE})", cli=int)
     iterations: int | tuple[int, ...] = opt(defaults.ITERATIONS, "L-BFGS iterations (per scale)", cli=int)
     content_weight: float = opt(defaults.CONTENT_WEIGHT, "Weight of the content term", cli=float)
     style_weight: float = opt(defaults.STYLE_WEIGHT, "Weight of the style term", cli=float)
@@ -219,11 +220,7 @@ class StyleOptions:
         changes = {}
         for name, value in values.items():
             f = FIELDS.get(name)
-            if f is None:
-                close = difflib.get_close_matches(name, FIELDS, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
-                raise OptionError(name, f"unknown option {name!r}{hint}")
-            if isinstance(value, str) and f.metadata["parse"] is not str:
+            if f is not None and isinstance(value, str) and f.metadata["parse"] is not str:
                 if value.strip() == "" and f.default is None:
                     value = None
                 else:
@@ -234,13 +231,19 @@ class StyleOptions:
                     except ValueError:
                         raise OptionError(name, f"{label(name)} must be a number, got {value!r}") from None
             changes[name] = value
-        return replace(base or cls(), **changes)
+        return (base or cls()).replace(**changes)
 
     def replace(self, **changes) -> StyleOptions:
+        """A copy with `changes` (values as the API takes them: numbers, lists, arrays)."""
+        for name in changes:
+            if name not in FIELDS:
+                close = difflib.get_close_matches(name, FIELDS, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise OptionError(name, f"unknown option {name!r}{hint}")
         return replace(self, **changes)
 
-    def ladder(self) -> list[int]:
-        """The sizes to run at, coarse to fine."""
+    def ladder(self) -> list[int | None]:
+        """The sizes to run at, coarse to fine (None: the content's own size)."""
         return list(self.scales) if self.scales else [self.size]
 
     def iteration_list(self) -> list[int]:
@@ -304,7 +307,11 @@ def _blend(v, o) -> tuple[float, ...] | None:
 def _scales(v, o) -> tuple[int, ...] | None:
     if v is None:
         return None
-    sizes = auto_ladder(o.size) if isinstance(v, str) and v == "auto" else tuple(v)
+    if isinstance(v, str) and v == "auto":
+        if o.size is None:
+            raise InputError("scales auto needs a size")
+        v = auto_ladder(o.size)
+    sizes = tuple(v)
     sizes = tuple(check_int("scales: size", s, MIN_SIZE, MAX_SIZE) for s in sizes)
     if not sizes:
         raise InputError("scales: none given")
@@ -320,7 +327,7 @@ def _threads(v, o) -> int | None:
 
 
 _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
-    "size": lambda v, o: check_int("size", v, MIN_SIZE, MAX_SIZE),
+    "size": lambda v, o: None if v is None else check_int("size", v, MIN_SIZE, MAX_SIZE),
     "iterations": _iterations,
     "content_weight": _number("content_weight"),
     "style_weight": _number("style_weight"),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import onnxstyle
-from onnxstyle.runtime import images, models, session
+from onnxstyle.runtime import images, session
 from onnxstyle.runtime.objective import Objective
 from tests.helpers_reliability import CONTENT, STYLE
 
@@ -21,7 +21,7 @@ ITERATIONS = 5
 
 @pytest.fixture(scope="module")
 def pair() -> tuple[np.ndarray, np.ndarray]:
-    models.resolve(None)  # export once if needed
+    onnxstyle.export_models()  # export once if needed
     return images.load_rgb(CONTENT), images.load_rgb(STYLE)
 
 

@@ -9,7 +9,8 @@ import onnxruntime as ort
 import pytest
 from conftest import DATA
 
-from onnxstyle.runtime import device_lbfgs, layout, lbfgs
+from onnxstyle import layout
+from onnxstyle.runtime import device_lbfgs, lbfgs
 
 M = 10  # the shipped graph's history length (defaults.LBFGS_MEMORY)
 
@@ -333,11 +334,12 @@ def test_through_the_cli_and_multiscale(tmp_path, model_path):
 
     from onnxstyle.cli import app
     from onnxstyle.errors import InputError
-    from onnxstyle.runtime.stylize import check_optimizer, stylize
+    from onnxstyle.options import StyleOptions
+    from onnxstyle.runtime.stylize import stylize
 
-    check_optimizer("lbfgs-device")
+    StyleOptions(optimizer="lbfgs-device")
     with pytest.raises(InputError, match="lbfgs-device"):
-        check_optimizer("lbfgs-gpu")
+        StyleOptions(optimizer="lbfgs-gpu")
     out = tmp_path / "out.png"
     args = ["stylize", str(DATA / "astronaut.png"), str(DATA / "starry_night.jpg"), "-o", str(out),
             "--size", "32", "--iterations", "3", "--optimizer", "lbfgs-device", "--threads", "1"]

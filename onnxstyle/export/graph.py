@@ -28,9 +28,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxstyle import layout
 from onnxstyle.export.weights import VGGWeights
 from onnxstyle.layers import ARCH, CHANNELS, LAYERS
-from onnxstyle.runtime import layout
 
 FLOAT = TensorProto.FLOAT
 Backward = Callable[[str], str]

@@ -25,9 +25,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from onnxstyle import defaults
+from onnxstyle import defaults, layout
 from onnxstyle.export.graph import Builder
-from onnxstyle.runtime import layout
 
 FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
 DATA = Path(__file__).resolve().parents[1] / "data"  # shipped with the package

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from onnxstyle.errors import InputError
-from onnxstyle.runtime.images import MAX_PIXELS, atomic_write
+from onnxstyle.files import atomic_write
+from onnxstyle.runtime.images import MAX_PIXELS
 from onnxstyle.runtime.lbfgs import LbfgsState
 
 FORMAT = "onnxstyle-checkpoint"

@@ -1,15 +1,14 @@
-"""Guards around a run: option checks before any work, output-path checks, cancellation,
+"""Guards around a run: output-path checks before any work, cancellation,
 signal handling for the CLI, NaN/Inf faults that keep the last good image, and a BLAS thread
 limit that is safe when many threads run stylize at once."""
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -17,96 +16,6 @@ from typing import Protocol
 import numpy as np
 
 from onnxstyle.errors import InputError, NumericalError
-from onnxstyle.layers import canonical
-
-MIN_SIZE, MAX_SIZE = 16, 8192  # as stylize.prepare: VGG needs >= 16 px; 8192 bounds the graph
-DEVICES = ("auto", "cpu", "cuda")  # as session.DEVICES (not imported: keeps onnxruntime out)
-INITS = ("noise", "content", "random")  # as stylize.INITS
-
-
-# ---------------------------------------------------------------------------------- options
-
-
-def check_number(name: str, value, low: float = 0.0) -> float:
-    """A finite float >= low, or an InputError naming the option."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < low:
-        raise InputError(f"{name} must be a finite number >= {low:g}, got {value!r}")
-    return v
-
-
-def check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise InputError(f"{name} must be a whole number, got {value!r}")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        within = f"within {low}..{high}" if high is not None else f">= {low}"
-        raise InputError(f"{name} must be {within}, got {value}")
-    return value
-
-
-def check_layers(what: str, spec: Mapping[str, float] | Sequence[str] | None) -> None:
-    if spec is None:
-        return
-    if isinstance(spec, str):
-        raise InputError(f"{what} layers: give a list or a mapping, not the string {spec!r}")
-    items = spec.items() if isinstance(spec, Mapping) else ((n, 1.0) for n in spec)
-    count = 0
-    for name, w in items:
-        count += 1
-        try:
-            canonical(str(name))
-        except ValueError as e:
-            raise InputError(f"{what} layers: {e}") from None
-        check_number(f"{what} layer {name} weight", w)
-    if count == 0:
-        raise InputError(f"{what} layers: none given")
-
-
-def check_blend(blend: Sequence[float] | None, n_styles: int) -> None:
-    if blend is None:
-        return
-    values = [check_number("style blend weight", v) for v in blend]
-    if len(values) != n_styles:
-        raise InputError(f"style blend has {len(values)} weights for {n_styles} style images")
-    if sum(values) <= 0:
-        raise InputError("style blend weights must not all be zero")
-
-
-def check_options(*, size: int | None = None, iterations: int | None = None,
-                  content_weight: float | None = None, style_weight: float | None = None,
-                  tv_weight: float | None = None, device: str | None = None,
-                  init: str | None = None, noise_ratio: float | None = None,
-                  content_layers=None, style_layers=None,
-                  style_blend: Sequence[float] | None = None, n_styles: int = 1,
-                  checkpoint_every: int | None = None) -> None:  # fmt: skip
-    """Refuse nonsense options before any image is read or model loaded."""
-    if size is not None:
-        check_int("size", size, MIN_SIZE, MAX_SIZE)
-    if iterations is not None:
-        check_int("iterations", iterations, 1)
-    for name, v in (("content weight", content_weight), ("style weight", style_weight),
-                    ("tv weight", tv_weight)):  # fmt: skip
-        if v is not None:
-            check_number(name, v)
-    if noise_ratio is not None and not 0.0 <= check_number("noise ratio", noise_ratio) <= 1.0:
-        raise InputError(f"noise ratio {noise_ratio} must be within 0..1")
-    if device is not None and device not in DEVICES:
-        raise InputError(f"unknown device {device!r}: expected one of {', '.join(DEVICES)}")
-    if isinstance(init, str) and init not in INITS:
-        raise InputError(f"unknown init {init!r}: expected one of {', '.join(INITS)} or an image")
-    check_layers("content", content_layers)
-    check_layers("style", style_layers)
-    check_blend(style_blend, n_styles)
-    if checkpoint_every is not None:
-        check_int("checkpoint every", checkpoint_every, 0)
-
 
 # ------------------------------------------------------------------------------ output path
 
@@ -167,14 +76,12 @@ class RunGuard:
         self.cancel = cancel
         self.offset = offset  # iterations done before this run (a resumed run)
         self.last = None  # the last Progress seen
-        self.cancelled = False
 
     def callback(self, progress) -> bool | None:
         self.last = progress
         if self.user_callback is not None and self.user_callback(progress) is False:
             return False
         if self.cancel is not None and self.cancel.is_set():
-            self.cancelled = True
             return False
         return None
 

@@ -13,7 +13,6 @@ import io
 import os
 import re
 import stat
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from onnxstyle.errors import InputError
+from onnxstyle.files import atomic_write
 from onnxstyle.layers import ARCH
 
 # Formats read; others (EPS runs Ghostscript, PDF/ICO/PCX/... are no photos) are refused.
@@ -361,34 +361,6 @@ def check_run_memory(hw: tuple[int, int], what: str = "") -> None:
 
 
 # -------------------------------------------------------------------------------- writing
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # read once at import: os.umask is process-wide and not thread-safe to probe
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call write(binary file) on a temporary file beside `path`, fsync it, then rename it over
-    `path`: a crash leaves either the old file or the new one, never a half-written one."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save(image: np.ndarray, path: str | os.PathLike, alpha: np.ndarray | None = None) -> Path:

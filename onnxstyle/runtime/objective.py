@@ -9,45 +9,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from onnxstyle import defaults
+from onnxstyle import defaults, layout
 from onnxstyle.errors import InputError, ModelError, NumericalError
 from onnxstyle.layers import CHANNELS, LAYERS, canonical
-from onnxstyle.runtime import layout, models, session
+from onnxstyle.options import check_number, layer_weights
+from onnxstyle.runtime import models, session
 from onnxstyle.runtime.images import as_rgb_array
 
-TERMS = ("content", "style", "tv", "total")
 _DEVICE_LOCK = threading.Lock()  # guards each objective's lazily built device-side targets
 DEVICE_MIN_SIZE = 4096  # inputs this large live on the device; smaller ones (flags, weights) on the host
-
-
-def layer_weights(spec: Mapping[str, float] | Sequence[str] | None, default: Mapping[str, float],
-                  what: str) -> dict[str, float]:  # fmt: skip
-    """{'conv4_2': 1.0} from a mapping, a list of names (equal weights) or None (default)."""
-    if spec is None:
-        spec = default
-    if not isinstance(spec, Mapping):
-        names = list(spec)
-        spec = {name: 1.0 / max(1, len(names)) for name in names}
-    out: dict[str, float] = {}
-    for name, w in spec.items():
-        try:
-            key = canonical(name)
-        except ValueError as e:
-            raise InputError(f"{what} layers: {e}") from None
-        w = float(w)
-        if not np.isfinite(w) or w < 0:
-            raise InputError(f"{what} layer {name}: weight {w} must be finite and >= 0")
-        out[key] = w
-    if not out:
-        raise InputError(f"{what} layers: none given")
-    return out
-
-
-def check_weight(name: str, value: float) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value < 0:
-        raise InputError(f"{name} must be a finite number >= 0, got {value}")
-    return value
 
 
 class Objective:
@@ -79,9 +49,9 @@ class Objective:
         if not fpath.is_file():
             raise ModelError(f"{path}: its features graph {fpath.name} is missing beside it (re-export)")
         self.features_engine = session.load(fpath, device, threads, kind="features")
-        self.content_layers = layer_weights(content_layers, defaults.CONTENT_LAYERS, "content")
-        self.style_layers = layer_weights(style_layers, defaults.STYLE_LAYERS, "style")
-        weights = [check_weight(n, v) for n, v in (("content weight", content_weight),
+        self.content_layers = layer_weights("content", content_layers, defaults.CONTENT_LAYERS)
+        self.style_layers = layer_weights("style", style_layers, defaults.STYLE_LAYERS)
+        weights = [check_number(n, v) for n, v in (("content weight", content_weight),
                    ("style weight", style_weight), ("tv weight", tv_weight))]  # fmt: skip
         self.weights = np.array(weights, np.float32)
 

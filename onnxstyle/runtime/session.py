@@ -11,8 +11,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from onnxstyle import layout
 from onnxstyle.errors import DeviceError, ModelError
-from onnxstyle.runtime import layout, modelscan
 
 DEVICES = ("auto", "cpu", "cuda")
 _lock = threading.Lock()
@@ -86,7 +86,8 @@ def _create(path: Path, device: str, threads: int, kind: str) -> Engine:
     if device == "cuda" and not cuda_usable():
         raise DeviceError("device cuda asked for, but no CUDA GPU or onnxruntime-gpu is usable here")
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
-    modelscan.scan(path)  # corrupt files and external data outside the model's directory
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: empty file, not an ONNX model")
     so = _options(threads)
     # The features graph runs once per objective: no arena, so its memory goes back to the
     # system instead of sitting beside the loss graph's for the whole run.
@@ -97,7 +98,8 @@ def _create(path: Path, device: str, threads: int, kind: str) -> Engine:
         session = ort.InferenceSession(str(path), so, providers=providers)
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: not a loadable onnxstyle model ({msg[:200]})") from None
+        # onnxruntime (>= 1.31) also refuses external data outside the model's directory
+        raise ModelError(f"{path}: not an ONNX model onnxruntime can load ({msg[:200]})") from None
     provider = session.get_providers()[0]
     if device == "cuda" and provider != "CUDAExecutionProvider":
         raise DeviceError("device cuda asked for, but onnxruntime could not start its CUDA provider")

@@ -1,4 +1,4 @@
-"""Stylize: resize, build the objective, and minimise it with L-BFGS-B. Writes no files."""
+"""Stylize: resize, build the objective, and minimise it with L-BFGS. Writes no files."""
 
 from __future__ import annotations
 
@@ -12,12 +12,9 @@ from scipy.optimize import Bounds, minimize
 
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
+from onnxstyle.options import INITS, OPTIMIZERS, OptionError, StyleOptions, check_blend, check_choice, check_int
 from onnxstyle.runtime import guard, images, lbfgs
 from onnxstyle.runtime.objective import Objective
-
-INITS = ("noise", "content", "random")
-OPTIMIZERS = ("scipy", "lbfgs", "lbfgs-device")  # scipy's L-BFGS-B (the reference) or ours:
-# runtime/lbfgs.py (NumPy), runtime/device_lbfgs.py (vectors kept on the onnxruntime device)
 
 
 @dataclass(frozen=True)
@@ -67,17 +64,10 @@ def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
     if init == "random":
         return rng.uniform(0, 255, content.shape).astype(np.float32)
     if init == "noise":
-        if not 0.0 <= noise_ratio <= 1.0:
-            raise InputError(f"noise ratio {noise_ratio} must be within 0..1")
         m, s = float(content.mean()), float(content.std())
         noise = rng.uniform(m - s, m + s, content.shape)
         return (noise * noise_ratio + content * (1 - noise_ratio)).astype(np.float32)
-    raise InputError(f"unknown init {init!r}: expected one of {', '.join(INITS)} or an image")
-
-
-def check_optimizer(optimizer: str) -> None:
-    if optimizer not in OPTIMIZERS:
-        raise InputError(f"unknown optimizer {optimizer!r}: expected {', '.join(OPTIMIZERS)}")
+    raise InputError(f"unknown init {init!r}: expected one of {', '.join(INITS)} or an array")
 
 
 def optimize(objective: Objective, x0: np.ndarray, iterations: int,
@@ -87,9 +77,8 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     `iterations` steps. `state` (optimizer="lbfgs" only): continue from this L-BFGS state, at
     x0, exactly as the run that made it would have gone on; scipy's L-BFGS-B and lbfgs-device
     cannot take one and start their memory afresh from x0."""
-    if iterations < 1:
-        raise InputError(f"iterations must be >= 1, got {iterations}")
-    check_optimizer(optimizer)
+    check_int("iterations", iterations, 1)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     dtype = np.float32 if optimizer == "lbfgs" else np.float64  # each one's working precision
     shape = x0.shape
     start = time.perf_counter()
@@ -179,113 +168,63 @@ def _styles(style) -> list[np.ndarray]:
     return styles
 
 
-def ladder(size: int | None, scales: Sequence[int] | None) -> list[int | None]:
-    """The sizes to run at: `scales` coarse to fine, else just `size` (None: as given)."""
-    sizes = [int(v) for v in scales] if scales else [size]
-    for v in sizes:
-        if v is not None and not 16 <= v <= 8192:
-            raise InputError(f"size {v} must be within 16..8192 px")
-    if any(a is not None and b is not None and b < a for a, b in zip(sizes, sizes[1:], strict=False)):
-        raise InputError(f"scales {sizes} must grow from coarse to fine")
-    return sizes
-
-
-def auto_ladder(size: int, start: int = 256) -> list[int]:
-    """Doubling sizes from `start` up to `size` (e.g. 256, 512, 1024)."""
-    sizes = [size]
-    while sizes[0] // 2 >= start:
-        sizes.insert(0, sizes[0] // 2)
-    return sizes
-
-
 def stylize(
     content,
     style,
-    size: int | None = defaults.SIZE,
-    iterations: int | Sequence[int] = defaults.ITERATIONS,
-    content_weight: float = defaults.CONTENT_WEIGHT,
-    style_weight: float = defaults.STYLE_WEIGHT,
-    tv_weight: float = defaults.TV_WEIGHT,
-    init: str | np.ndarray = defaults.INIT,
-    noise_ratio: float = defaults.NOISE_RATIO,
-    seed: int = defaults.SEED,
+    options: StyleOptions | None = None,
+    *,
     callback: Callback | None = None,
-    model: str | os.PathLike | None = None,
-    device: str = "auto",
-    content_layers=None,
-    style_layers=None,
-    style_blend: Sequence[float] | None = None,
-    style_masks: Sequence[np.ndarray | None] | None = None,
-    style_scale: float = defaults.STYLE_SCALE,
-    preserve_colors: str = "none",
-    color_match: str = defaults.COLOR_MATCH,
-    pool: str = defaults.POOL,
-    scales: Sequence[int] | None = None,
-    threads: int | None = None,
     cancel: guard.CancelToken | None = None,
-    optimizer: str = "scipy",
+    style_masks: Sequence[np.ndarray | None] | None = None,
     optimizer_state: lbfgs.LbfgsState | None = None,
+    **changes,
 ) -> Result:
     """Stylize `content` (path, PIL image or array) with `style` (one or a list). No files.
 
-    The content is resized to `size` on its longer side and each style to `style_scale` times
-    that (aspect kept). With `scales` (e.g. [256, 512, 1024]) each scale starts from the previous
-    result upsampled; `iterations` is then per scale (one number or one per scale).
-    `cancel` (e.g. threading.Event) stops the run at its next iteration when set from any thread;
-    like a callback returning False, this returns the Result so far with `stopped=True`.
-    `optimizer`: "scipy" (L-BFGS-B, the default), "lbfgs" (ours: runtime/lbfgs.py) or
-    "lbfgs-device" (the same with the image, gradient and history kept on the onnxruntime
-    device: runtime/device_lbfgs.py; the callback's image is copied back each iteration); `threads`:
-    onnxruntime's intra-op threads (None or 0: its choice; BLAS runs on 1 thread meanwhile).
+    `options` (a StyleOptions; default: every default) with `changes` applied, by the options'
+    names: `stylize(c, s, size=256, style_weight=1e4)`. See onnxstyle.options for each option.
+    The content is resized to `size` on its longer side (None: as given) and each style to
+    `style_scale` times that (aspect kept). With `scales` (e.g. [256, 512, 1024]) each scale
+    starts from the previous result upsampled; `iterations` is then per scale (one number or one
+    per scale). `style_masks`: one region per style (arrays, resized to the output).
+    `callback` gets a Progress after each iteration and stops the run by returning False;
+    `cancel` (e.g. threading.Event) stops it when set from any thread; either way this returns
+    the Result so far with `stopped=True`.
     `optimizer_state` (single scale): continue a run from the L-BFGS state it left
     (Result.optimizer_state, Progress.optimizer_state()), starting at its image whatever `init`
     says. With optimizer="lbfgs", N iterations and then `iterations` more from the state give
     the same image, bit for bit, as one run of N + `iterations`; scipy and lbfgs-device take
     only its image and restart their memory there.
+    The default graph must have been exported (onnxstyle.export_models(), or `onnxstyle export`).
     """
     from onnxstyle.runtime import color
     from onnxstyle.runtime.models import resolve
 
-    iter_list = [iterations] if np.ndim(iterations) == 0 else list(iterations)
-    for n in iter_list:
-        guard.check_int("iterations", n, 1)
-    guard.check_options(size=size, content_weight=content_weight, style_weight=style_weight,
-                        tv_weight=tv_weight, device=device, noise_ratio=noise_ratio,
-                        init=init if isinstance(init, str) and init in INITS else None,
-                        content_layers=content_layers, style_layers=style_layers,
-                        style_blend=style_blend,
-                        n_styles=len(style) if isinstance(style, list | tuple) else 1)  # fmt: skip
-    if isinstance(init, str | os.PathLike) and str(init) not in INITS and not os.path.isfile(init):
-        raise InputError(f"unknown init {str(init)!r}: expected one of {', '.join(INITS)} or an image file")
-    check_optimizer(optimizer)
-    if threads is not None and threads < 0:
-        raise InputError(f"threads must be >= 0 (0: onnxruntime's choice), got {threads}")
+    opts = (options or StyleOptions()).replace(**changes)
+    n_styles = len(style) if isinstance(style, list | tuple) else 1
+    try:
+        check_blend(opts.style_blend, n_styles)
+    except InputError as e:
+        raise OptionError("style_blend", str(e)) from None
+    sizes, iters = opts.ladder(), opts.iteration_list()
     c = images.as_rgb_array(content)
     styles = _styles(style)
-    if preserve_colors not in color.MODES:
-        raise InputError(f"unknown preserve-colors {preserve_colors!r}: expected one of "
-                         f"{', '.join(color.MODES)}")  # fmt: skip
-    if not (np.isfinite(style_scale) and 0.05 <= style_scale <= 8):
-        raise InputError(f"style scale {style_scale} must be within 0.05..8")
-    sizes = ladder(size, scales)
     if optimizer_state is not None and len(sizes) > 1:
         raise InputError("an optimizer state continues single-scale runs; drop scales")
     images.check_run_memory(images.fit_size(c.shape, sizes[-1]) if sizes[-1] else c.shape[:2])
-    iters = [int(iterations)] * len(sizes) if np.ndim(iterations) == 0 else [int(i) for i in iterations]
-    if len(iters) != len(sizes):
-        raise InputError(f"{len(iters)} iteration counts for {len(sizes)} scales")
+    init = opts.init
     if isinstance(init, str | os.PathLike) and str(init) not in INITS:
         init = images.as_rgb_array(init)  # an image file
 
     original = c
-    if preserve_colors == "match":
-        styles = [color.match_colors(s, c, color_match) for s in styles]
-    elif preserve_colors == "luminance":
+    if opts.preserve_colors == "match":
+        styles = [color.match_colors(s, c, opts.color_match) for s in styles]
+    elif opts.preserve_colors == "luminance":
         cy = color.luminance(c)
         styles = [color.match_luminance(color.luminance(s), cy) for s in styles]
         c = cy
 
-    model_path = resolve(model, pool=pool)
+    model_path = resolve(opts.model, pool=opts.pool)
     run = guard.RunGuard(callback, cancel)  # cancel token, stop, last good image for NaN faults
     result: Result | None = None
     stats: list[dict] = []
@@ -293,16 +232,17 @@ def stylize(
     for sz, n_iter in zip(sizes, iters, strict=True):
         hw = images.fit_size(c.shape, sz) if sz else c.shape[:2]
         cz = images.resize(c, hw)
-        sz_style = None if sz is None else max(16, round(sz * style_scale))
+        sz_style = None if sz is None else max(16, round(sz * opts.style_scale))
         sts = [images.resize(s, images.fit_size(s.shape, sz_style)) if sz_style else
-               images.resize(s, images.fit_size(s.shape, round(max(s.shape[:2]) * style_scale)))
+               images.resize(s, images.fit_size(s.shape, round(max(s.shape[:2]) * opts.style_scale)))
                for s in styles]  # fmt: skip
         masks = None if style_masks is None else [
             None if m is None else images.resize_mask(m, hw) for m in style_masks]  # fmt: skip
         objective = Objective(
-            cz, sts, content_weight=content_weight, style_weight=style_weight,
-            tv_weight=tv_weight, model=model_path, device=device, content_layers=content_layers,
-            style_layers=style_layers, style_blend=style_blend, style_masks=masks, threads=threads,
+            cz, sts, content_weight=opts.content_weight, style_weight=opts.style_weight,
+            tv_weight=opts.tv_weight, model=model_path, device=opts.device,
+            content_layers=opts.content_layers, style_layers=opts.style_layers,
+            style_blend=opts.style_blend, style_masks=masks, threads=opts.threads,
         )  # fmt: skip
         if optimizer_state is not None:
             if optimizer_state.x.size != cz.size:
@@ -310,11 +250,11 @@ def stylize(
                                  f"pixels, this run has {hw[0]}x{hw[1]}")  # fmt: skip
             x0 = optimizer_state.x.reshape(cz.shape)
         elif result is None:
-            x0 = initial_canvas(cz, init, seed, noise_ratio)
+            x0 = initial_canvas(cz, init, opts.seed, opts.noise_ratio)
         else:
             x0 = images.resize(result.image.astype(np.float32), hw)
         shown = run.callback
-        if preserve_colors == "luminance":
+        if opts.preserve_colors == "luminance":
             full = images.resize(original, hw)
 
             def shown(p: Progress, cb=run.callback, full=full) -> bool | None:
@@ -322,8 +262,8 @@ def stylize(
 
         run.offset = result.iterations if result is not None else 0
         with run.numerics():  # a NaN/Inf fault carries the last good image
-            r = optimize(objective, x0, n_iter, shown, optimizer,
-                         optimizer_state if optimizer == "lbfgs" else None)  # fmt: skip
+            r = optimize(objective, x0, n_iter, shown, opts.optimizer,
+                         optimizer_state if opts.optimizer == "lbfgs" else None)  # fmt: skip
         stats.append({"size": list(hw), "iterations": r.iterations, "evaluations": r.evaluations,
                       "seconds": r.seconds, "final": r.final})  # fmt: skip
         if result is not None:
@@ -335,7 +275,7 @@ def stylize(
         if r.stopped:
             break
     assert result is not None
-    if preserve_colors == "luminance":
+    if opts.preserve_colors == "luminance":
         full = images.resize(original, result.image.shape[:2])
         result.image = images.to_uint8(color.with_chroma(result.image, full))
     result.seconds = time.perf_counter() - start

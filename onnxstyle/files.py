@@ -1,0 +1,73 @@
+"""Where onnxstyle keeps files, and how it writes them. Below both `export` and `runtime`.
+
+Exported graphs: `$ONNXSTYLE_HOME` if set; else `models/` of a source checkout (an editable
+install or running from the tree); else `$XDG_CACHE_HOME/onnxstyle` (`~/.cache/onnxstyle`).
+Downloaded weights: `$ONNXSTYLE_WEIGHTS_CACHE`, else `weights/` in that cache folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from onnxstyle import layout
+
+DEFAULT_NAME = "vgg19_gatys.onnx"
+NAMES = {"avg": DEFAULT_NAME, "max": "vgg19_gatys_maxpool.onnx"}  # one graph per pooling
+ENV_HOME = "ONNXSTYLE_HOME"  # overrides the directory for exported graphs
+
+
+def user_cache() -> Path:
+    """The per-user cache folder (XDG base directory specification)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "onnxstyle"
+
+
+def models_dir() -> Path:
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "models").is_dir():
+        return checkout / "models"
+    return user_cache()
+
+
+def default_model(pool: str = "avg") -> Path:
+    return models_dir() / NAMES[pool]
+
+
+def features_path(path: str | os.PathLike) -> Path:
+    """The features graph written beside a loss graph (`x.onnx` -> `x.features.onnx`)."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".onnx") + layout.FEATURES_SUFFIX)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once at import: os.umask is process-wide and not thread-safe to probe
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call write(binary file) on a temporary file beside `path`, fsync it, then rename it over
+    `path`: a crash leaves either the old file or the new one, never a half-written one."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+

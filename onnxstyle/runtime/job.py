@@ -1,0 +1,150 @@
+"""One stylize job from files to a file: the inputs and output are checked before any work, the
+run can checkpoint, resume and be cancelled, and everything is written atomically. The CLI's
+`stylize`, the batch workers and the service all run their work through here; the library's
+`stylize()` stays file-free."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from onnxstyle.errors import InputError, NumericalError
+from onnxstyle.files import atomic_write
+from onnxstyle.options import StyleOptions, check_int
+from onnxstyle.runtime import checkpoint, guard, images, sheet
+from onnxstyle.runtime.stylize import Progress, Result, stylize
+
+UNRECORDED = ("device", "threads", "model", "iterations")  # options a resumed run may change
+
+
+@dataclass
+class Job:
+    """What to make: `content` with `styles` into `output`. `masks`: one mask file (or None) per
+    style. `checkpoint_every` K: an image every K iterations, the run state beside the output
+    (out.ckpt.npz), and at the end a contact sheet and a loss plot. `resume`: a .ckpt.npz."""
+
+    content: Path
+    styles: list[Path]
+    output: Path
+    options: StyleOptions = field(default_factory=StyleOptions)
+    masks: list[Path | None] | None = None
+    checkpoint_every: int = 0
+    report: Path | None = None
+    overwrite: bool = False
+    resume: Path | None = None
+
+
+@dataclass
+class Outcome:
+    output: Path
+    result: Result | None  # None: the checkpoint already held the whole run
+    iterations: int  # iterations done in all, a resumed run's included
+    resumed_from: int = 0
+    state: Path | None = None  # the run state written when the run stopped early
+    extras: list[Path] = field(default_factory=list)  # contact sheet, loss plot
+
+
+def recorded_options(options: StyleOptions) -> dict:
+    """The options that change the result, in a form a checkpoint can store and compare."""
+    out = {}
+    for key, value in options.to_dict().items():
+        if key in UNRECORDED:
+            continue
+        if isinstance(value, np.ndarray):
+            value = checkpoint.digest(value)
+        out[key] = value
+    return out
+
+
+def write_json(path: Path, data: dict) -> None:
+    def default(obj):
+        if isinstance(obj, np.ndarray):
+            return f"<array {'x'.join(map(str, obj.shape))}>"
+        return obj.item() if isinstance(obj, np.generic) else str(obj)
+
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, default=default).encode()))
+
+
+def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
+        cancel: guard.CancelToken | None = None) -> Outcome:  # fmt: skip
+    """Run `job`; `on_progress(progress, step)` gets every iteration (step counts across scales
+    and a resumed run). Raises InputError & co. before any work for bad inputs; a NumericalError
+    after writing the last good image; a cancelled run writes its best image and its state."""
+    opts = job.options
+    check_int("checkpoint every", job.checkpoint_every, 0)
+    guard.check_output(job.output, job.overwrite or job.resume is not None)
+    if job.report is not None:
+        guard.check_writable_dir(job.report, "report ")
+    if job.resume is not None and opts.scales:
+        raise InputError("resume continues single-scale runs; drop scales or start afresh")
+    rgb, alpha = images.load_rgba(job.content)
+    styles = [images.load_rgb(s) for s in job.styles]
+    masks = None if job.masks is None else [None if m is None else images.open_image(m) for m in job.masks]
+    ladder = opts.ladder()
+    images.check_run_memory(images.fit_size(rgb.shape, ladder[-1]) if ladder[-1] else rgb.shape[:2])
+
+    recorded = recorded_options(opts)
+    inputs = {"content": checkpoint.digest(rgb), "style": [checkpoint.digest(s) for s in styles]}
+    state = checkpoint.load(job.resume) if job.resume is not None else None
+    run_opts, opt_state = opts, None
+    if state is not None:
+        checkpoint.check_compatible(state, recorded, inputs, job.resume)
+        want = images.fit_size(rgb.shape, opts.size) if opts.size else rgb.shape[:2]
+        if state.image.shape[:2] != want:
+            got = f"{state.image.shape[1]}x{state.image.shape[0]}"
+            raise InputError(f"{job.resume}: checkpoint image is {got}, this run is {want[1]}x{want[0]}")
+        if state.iteration >= opts.iterations:  # the checkpoint already holds the whole run
+            images.save(state.image, job.output, alpha)
+            return Outcome(job.output, None, state.iteration, state.iteration)
+        run_opts = opts.replace(iterations=opts.iterations - state.iteration, init=state.image)
+        if state.optimizer is not None and opts.optimizer == "lbfgs":
+            opt_state = state.optimizer  # continue exactly where it stopped
+    rec = checkpoint.Recorder(checkpoint.path_for(job.output), recorded, opts.seed, inputs,
+                              job.checkpoint_every, state)  # fmt: skip
+    shots: list[tuple[np.ndarray, str]] = []
+    done = {"offset": rec.offset, "last": 0}
+
+    def progress(p: Progress) -> None:
+        if p.iteration < done["last"]:  # a new scale began
+            done["offset"] += done["last"]
+        done["last"] = p.iteration
+        step = done["offset"] + p.iteration
+        rec.update(p)
+        if job.checkpoint_every and step % job.checkpoint_every == 0:
+            shot = job.output.with_name(f"{job.output.stem}_{step:05d}{job.output.suffix}")
+            images.save(p.image, shot, alpha)
+            shots.append((p.image, f"it {step}  loss {p.terms['total']:.3g}"))
+        if on_progress is not None:
+            on_progress(p, step)
+
+    try:
+        result = stylize(rgb, styles, run_opts, callback=progress, cancel=cancel, style_masks=masks,
+                         optimizer_state=opt_state)  # fmt: skip
+    except NumericalError as e:
+        if e.image is not None:
+            images.save(e.image, job.output, alpha)
+            e.args = (f"{e}: wrote it to {job.output}, run state to {rec.write()}",)
+        raise
+    images.save(result.image, job.output, alpha)
+    rec.optimizer_state = result.optimizer_state  # lbfgs: the state at the result
+    out = Outcome(job.output, result, rec.offset + result.iterations, rec.offset)
+    if result.stopped:
+        out.state = rec.write()
+        return out
+    if shots:
+        stem = job.output.with_name(job.output.stem)
+        out.extras = [Path(f"{stem}_sheet.png"), Path(f"{stem}_losses.png")]
+        images.save_pil(sheet.contact_sheet([c for c, _ in shots], [t for _, t in shots]), out.extras[0])
+        images.save_pil(sheet.loss_plot(result.history), out.extras[1])
+    if job.report is not None:
+        write_json(job.report, {
+            "size": list(result.image.shape[:2]), "iterations": out.iterations,
+            "resumed_from": rec.offset, "evaluations": result.evaluations, "seconds": result.seconds,
+            "provider": result.provider, "initial": result.initial, "final": result.final,
+            "scales": result.scales, "options": recorded,
+        })  # fmt: skip
+    return out
