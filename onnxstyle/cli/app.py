@@ -283,3 +283,64 @@ def weights_list() -> None:
         if r.url:
             typer.echo(f"    {r.url}")
     typer.echo(f"download cache: {download.cache_dir()} (set {download.ENV_CACHE} to move it)")
+
+
+@app.command()
+@friendly
+def video(
+    input: Annotated[Path, typer.Argument(help="Video file, or a folder of numbered images")],
+    output: Annotated[Path, typer.Argument(help="Video file (.mp4 .mov .mkv ...), or a folder for PNG frames")],
+    styles: Annotated[list[Path], typer.Argument(help="Style image(s)")],
+    size: Annotated[int, typer.Option(help="Longer side of the frames in px")] = 512,
+    iterations: Annotated[int, typer.Option(help="L-BFGS iterations of the first frame")] = defaults.ITERATIONS,
+    later_iterations: Annotated[int | None, typer.Option(
+        help="Iterations of each later frame (default: half of --iterations)")] = None,
+    temporal_weight: Annotated[float | None, typer.Option(help="Weight of the temporal term (0: off)")] = None,
+    frames: Annotated[str | None, typer.Option(help="Frame range START:STOP (0-based, STOP excluded)")] = None,
+    fps: Annotated[str | None, typer.Option(help="Output frame rate (default: the input's)")] = None,
+    flow: Annotated[str, typer.Option(help="Optical flow: dis | farneback")] = "dis",
+    content_weight: Annotated[float, typer.Option()] = defaults.CONTENT_WEIGHT,
+    style_weight: Annotated[float, typer.Option()] = defaults.STYLE_WEIGHT,
+    tv_weight: Annotated[float, typer.Option()] = defaults.TV_WEIGHT,
+    style_scale: Annotated[float, typer.Option()] = defaults.STYLE_SCALE,
+    preserve_colors: Annotated[str, typer.Option(help="none | luminance | match")] = "none",
+    init: Annotated[str, typer.Option(help="First frame: noise | content | random | an image file")] = defaults.INIT,
+    seed: Annotated[int, typer.Option()] = defaults.SEED,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    optimizer: Annotated[str, typer.Option(help="scipy | lbfgs")] = "scipy",
+    model: Annotated[Path | None, typer.Option(help="An exported .onnx")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
+) -> None:
+    """Stylize a clip frame by frame, temporally consistent (Ruder et al. 2016): run the same
+    command again after an interruption to continue at the next frame."""
+    from onnxstyle import video as vid
+
+    vid.require()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from onnxstyle.options import StyleOptions
+    from onnxstyle.runtime import guard
+    from onnxstyle.video.run import TemporalOptions, stylize_clip
+
+    options = StyleOptions(size=size, iterations=iterations, content_weight=content_weight,
+                           style_weight=style_weight, tv_weight=tv_weight, style_scale=style_scale,
+                           preserve_colors=preserve_colors, init=init, seed=seed, device=device,
+                           optimizer=optimizer, model=model)  # fmt: skip
+    given = {"weight": temporal_weight, "later_iterations": later_iterations}
+    temporal = TemporalOptions(frames=frames, fps=fps, flow=flow, **{k: v for k, v in given.items() if v is not None})
+    columns = (TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[left]}"))  # fmt: skip
+    with Progress(*columns) as bar, guard.interruptible() as stop:
+        task = bar.add_task("frames", total=None, left="reading...")
+
+        def on_frame(p) -> None:
+            bar.update(task, total=p.frames, completed=p.frame, left=f"~{p.remaining:.0f} s left")
+
+        result = stylize_clip(input, output, styles, options, temporal, overwrite=overwrite,
+                              progress=on_frame, cancel=stop.token)  # fmt: skip
+    if result.stopped or stop.signum:
+        typer.echo(f"onnxstyle: interrupted by {stop.name}: {result.resumed_at + len(result.seconds_per_frame)} "
+                   f"of {result.frames} frames are done; run the same command to continue", err=True)  # fmt: skip
+        raise typer.Exit(stop.code or 130)
+    typer.echo(f"wrote {output} ({result.frames} frames at {float(result.fps):g} fps, {result.seconds:.1f} s; "
+               f"{result.resumed_at} were done already)")  # fmt: skip
