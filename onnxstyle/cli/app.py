@@ -287,29 +287,19 @@ def weights_list() -> None:
 
 @app.command()
 @friendly
+@style_options
 def video(
     input: Annotated[Path, typer.Argument(help="Video file, or a folder of numbered images")],
     output: Annotated[Path, typer.Argument(help="Video file (.mp4 .mov .mkv ...), or a folder for PNG frames")],
     styles: Annotated[list[Path], typer.Argument(help="Style image(s)")],
-    size: Annotated[int, typer.Option(help="Longer side of the frames in px")] = 512,
-    iterations: Annotated[int, typer.Option(help="L-BFGS iterations of the first frame")] = defaults.ITERATIONS,
     later_iterations: Annotated[int | None, typer.Option(
-        help="Iterations of each later frame (default: half of --iterations)")] = None,
+        help="Iterations of each later frame (default: half of --iterations, the first frame's)")] = None,
     temporal_weight: Annotated[float | None, typer.Option(help="Weight of the temporal term (0: off)")] = None,
     frames: Annotated[str | None, typer.Option(help="Frame range START:STOP (0-based, STOP excluded)")] = None,
     fps: Annotated[str | None, typer.Option(help="Output frame rate (default: the input's)")] = None,
     flow: Annotated[str, typer.Option(help="Optical flow: dis | farneback")] = "dis",
-    content_weight: Annotated[float, typer.Option()] = defaults.CONTENT_WEIGHT,
-    style_weight: Annotated[float, typer.Option()] = defaults.STYLE_WEIGHT,
-    tv_weight: Annotated[float, typer.Option()] = defaults.TV_WEIGHT,
-    style_scale: Annotated[float, typer.Option()] = defaults.STYLE_SCALE,
-    preserve_colors: Annotated[str, typer.Option(help="none | luminance | match")] = "none",
-    init: Annotated[str, typer.Option(help="First frame: noise | content | random | an image file")] = defaults.INIT,
-    seed: Annotated[int, typer.Option()] = defaults.SEED,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    optimizer: Annotated[str, typer.Option(help="scipy | lbfgs")] = "scipy",
-    model: Annotated[Path | None, typer.Option(help="An exported .onnx")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
+    options: StyleOptions = None,
 ) -> None:
     """Stylize a clip frame by frame, temporally consistent (Ruder et al. 2016): run the same
     command again after an interruption to continue at the next frame."""
@@ -318,14 +308,10 @@ def video(
     vid.require()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from onnxstyle.options import StyleOptions
     from onnxstyle.runtime import guard
     from onnxstyle.video.run import TemporalOptions, stylize_clip
 
-    options = StyleOptions(size=size, iterations=iterations, content_weight=content_weight,
-                           style_weight=style_weight, tv_weight=tv_weight, style_scale=style_scale,
-                           preserve_colors=preserve_colors, init=init, seed=seed, device=device,
-                           optimizer=optimizer, model=model)  # fmt: skip
+    ensure_models(options)
     given = {"weight": temporal_weight, "later_iterations": later_iterations}
     temporal = TemporalOptions(frames=frames, fps=fps, flow=flow, **{k: v for k, v in given.items() if v is not None})
     columns = (TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
