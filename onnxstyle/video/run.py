@@ -81,6 +81,10 @@ class TemporalObjective:
     def provider(self) -> str:
         return self.base.provider
 
+    @property
+    def engine(self):
+        return self.base.engine
+
     def evaluate(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
         terms, grad = self.base.evaluate(x)
         d = np.asarray(x, np.float32).reshape(self.target.shape) - self.target
