@@ -160,12 +160,12 @@ def parse_masks(specs: list[str], styles: list[Path]) -> list[Path | None] | Non
 
 def ensure_models(options: StyleOptions) -> None:
     """Export the default graphs on first use, saying so (the library itself never does)."""
-    from onnxstyle.files import default_model, features_path
+    from onnxstyle.files import default_model, exported
 
     if options.model is not None:
         return
     path = default_model(options.pool)
-    if not (path.is_file() and features_path(path).is_file()):
+    if not exported(path):
         typer.echo(f"onnxstyle: exporting the graphs to {path.parent} (first use; ~104 MB)", err=True)
         onnxstyle.export_models(options.pool)
 
