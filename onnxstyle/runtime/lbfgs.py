@@ -1,4 +1,4 @@
-"""L-BFGS with box constraints by projection, in NumPy float32 (no scipy).
+"""L-BFGS with box constraints by projection, written once for two places the vectors can live.
 
 One iteration:
   1. the held set: variables at a bound whose gradient pushes them out of the box (x = lo with
@@ -15,12 +15,15 @@ One iteration:
      slope, and bisects once bracketed;
   4. s = x(t) - x and y = g(x(t)) - g go into ring buffers of m rows.
 
-Same calling convention as scipy.optimize.minimize(jac=True): fun(x) -> (loss, grad). The hot
-loop allocates no vector of size n: every buffer is made once and updated in place.
+`drive` runs these iterations on scalars only (the line search, the ring's bookkeeping, the
+stops, the callback); the vectors sit behind `Vectors`: HostVectors here (NumPy float32, no
+scipy), device_lbfgs.DeviceVectors on an onnxruntime device. `minimize` is the host optimiser,
+with scipy.optimize.minimize(jac=True)'s calling convention: fun(x) -> (loss, grad). Its hot loop
+allocates no vector of size n: every buffer is made once and updated in place.
 
-The whole state (x, f, g, the ring of pairs, gamma, the counters) can be exported after any
-iteration (Iterate.state(), which copies) and handed back (`state=`): N iterations, then M
-more from the state, make the same iterates, bit for bit, as N + M in one call.
+The host optimiser's whole state (x, f, g, the ring of pairs, gamma, the counters) can be
+exported after any iteration (Iterate.state(), which copies) and handed back (`state=`): N
+iterations, then M more from the state, make the same iterates, bit for bit, as N + M in one call.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -78,14 +83,25 @@ class LbfgsState:
 
 @dataclass(frozen=True)
 class Iterate:
-    """What the callback gets after each iteration (x is the optimiser's buffer: copy it).
-    state() returns a copy of the optimiser's whole state; call it during the callback."""
+    """What the callback gets after an iteration; `x` and state() only work during the callback.
+    x: on the host the optimiser's own buffer (copy it to keep it), on the device a copy of the
+    image fetched on the first read. state(): a copy of the host optimiser's whole state (None
+    on the device). info: what the device's fun returned beside the loss at this point."""
 
-    x: np.ndarray
+    _x: list  # [x, or a function fetching it], emptied when the callback returns
     fun: float
     nit: int
     nfev: int
+    info: Any = None
     state: Callable[[], LbfgsState] | None = None
+
+    @property
+    def x(self) -> np.ndarray:
+        if not self._x:
+            raise RuntimeError("Iterate.x is only readable during the callback")
+        if callable(self._x[0]):
+            self._x[0] = self._x[0]()
+        return self._x[0]
 
 
 @dataclass
@@ -96,7 +112,8 @@ class LbfgsResult:
     nfev: int
     success: bool
     message: str
-    state: LbfgsState | None = None  # the state at x, to continue from (the run's own buffers)
+    state: LbfgsState | None = None  # host: the state at x, to continue from (the run's buffers)
+    info: Any = None  # device: fun's info at x
 
 
 class _Stop(Exception):
@@ -104,7 +121,7 @@ class _Stop(Exception):
 
 
 class LineSearch:
-    """The line search's step lengths, on scalars only (shared with device_lbfgs.py): trial
+    """The line search's step lengths, on scalars only (drive runs one per iteration): trial
     steps start at `t`; `judge` takes each trial's outcome and accepts it or sets the next t.
     `probe`: the first iteration, without curvature yet, accepts any sufficient decrease."""
 
@@ -153,18 +170,274 @@ class LineSearch:
         return False, keep
 
 
+@dataclass
+class Ring:
+    """The pairs' bookkeeping: slots start, start+1, ... (mod m) hold `count` pairs, oldest first,
+    with rho = 1 / s'y (other slots' rho are stale); gamma = s'y / y'y of the newest pair."""
 
-def store_pair(rho: np.ndarray, slot: int, sy: float, yy: float, start: int, count: int,
-               gamma: float) -> tuple[int, int, float]:  # fmt: skip
-    """Book the pair just written into ring slot `slot`: kept only with positive curvature
-    (s'y > 0), else dropped. Returns the ring's new (start, count) and the H0 scale gamma."""
-    m = len(rho)
-    if sy > EPS_CURV * yy and yy > 0:
-        rho[slot] = 1.0 / sy
-        return (start if count < m else (start + 1) % m), min(count + 1, m), sy / yy
-    if count == m:  # the slot held the oldest pair, now overwritten: drop it
-        return (start + 1) % m, count - 1, gamma
-    return start, count, gamma
+    rho: np.ndarray  # (m,) float64
+    start: int = 0
+    count: int = 0
+    gamma: float = 1.0
+
+    @property
+    def slot(self) -> int:
+        """Where the next pair goes: the oldest pair's slot when the ring is full."""
+        return (self.start + self.count) % len(self.rho)
+
+    def slots(self) -> list[int]:
+        return [(self.start + j) % len(self.rho) for j in range(self.count)]
+
+    def store(self, sy: float, yy: float) -> None:
+        """Book the pair just written into self.slot: kept only with positive curvature (s'y > 0)."""
+        if sy > EPS_CURV * yy and yy > 0:
+            self.rho[self.slot] = 1.0 / sy
+            self.gamma = sy / yy
+            if self.count < len(self.rho):
+                self.count += 1
+            else:
+                self.start = (self.start + 1) % len(self.rho)
+        elif self.count == len(self.rho):  # the slot held the oldest pair, now overwritten
+            self.drop_oldest()
+
+    def drop_oldest(self) -> None:
+        self.start, self.count = (self.start + 1) % len(self.rho), self.count - 1
+
+    def forget(self) -> None:
+        self.start, self.count, self.gamma = 0, 0, 1.0
+
+
+class Vectors(Protocol):
+    """The vectors of one run and the work on them: the iterate x and its gradient g, the
+    direction d, the trial point xt and its gradient gt, the best trial kept (xb, gb) and the
+    ring's rows S, Y. Only view, vectors and result hand drive an array."""
+
+    m: int  # the ring's slots
+    info: Any  # what fun returned beside the loss at x (None where it returns nothing)
+
+    def start(self) -> float: ...  # f(x), with g <- g(x); inf where not finite
+    def direction(self, ring: Ring) -> tuple[float, float, float]: ...  # d <- -P H P g; (g'd, ||d||, max |P g|)
+    def trial(self, t: float) -> float: ...  # xt <- clip(x + t d, lo, hi); g's with s = xt - x
+    def evaluate(self) -> tuple[float, float]: ...  # gt <- g(xt); (f(xt), gt's), both inf where not finite
+    def keep(self) -> None: ...  # the trial is the best decrease so far: keep it while the search goes on
+    def settle(self) -> None: ...  # xt, gt <- the kept trial
+    def pair(self) -> tuple[float, float]: ...  # s, y into the slot ring.slot had at direction(); (s'y, y'y)
+    def accept(self) -> None: ...  # x, g <- xt, gt
+    def view(self) -> np.ndarray | Callable[[], np.ndarray]: ...  # x for the callback, or a function fetching it
+    def vectors(self) -> tuple[np.ndarray, ...] | None: ...  # the own (x, g, S, Y); None: no state to export
+    def result(self) -> np.ndarray: ...  # a copy of x on the host
+
+
+def limits(bounds: tuple[float, float], maxiter: int, every: int = 1) -> tuple[float, float]:
+    """(lo, hi); ValueError for an empty box or a count below 1."""
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if not lo < hi:
+        raise ValueError(f"bounds ({lo}, {hi}): the lower bound must be below the upper")
+    if maxiter < 1:
+        raise ValueError("maxiter must be >= 1")
+    if every < 1:
+        raise ValueError("callback_every must be >= 1")
+    return lo, hi
+
+
+def export(vec: Vectors, ring: Ring, f: float, nit: int, nfev: int, copy: bool) -> LbfgsState | None:
+    """The run's state: copies, or (copy=False) the run's own buffers; None where vec has none."""
+    own = vec.vectors()
+    if own is None:
+        return None
+    x, g, S, Y, rho = (a.copy() if copy else a for a in (*own, ring.rho))
+    return LbfgsState(x, f, g, S, Y, rho, ring.gamma, ring.start, ring.count, nit, nfev)
+
+
+def drive(
+    vec: Vectors,
+    maxiter: int,
+    callback: Callable[[Iterate], None] | None = None,
+    maxfun: int | None = None,
+    max_ls: int = MAX_LS,
+    gtol: float = 0.0,
+    every: int = 1,
+    state: LbfgsState | None = None,
+) -> LbfgsResult:
+    """The iterations of the module docstring on `vec`, from its x (evaluated first) or from
+    `state`'s scalars and ring (vec then holds the state's vectors). Stops and counts as
+    minimize says; the callback runs after every `every`-th iteration."""
+    maxfun = maxfun if maxfun is not None else 4 * maxiter + 20
+    if state is None:
+        ring, f, nit, nfev = Ring(np.zeros(vec.m)), math.inf, 0, 0
+    else:
+        ring = Ring(np.array(state.rho, np.float64), int(state.start), int(state.count), float(state.gamma))
+        f, nit, nfev = float(state.f), int(state.nit), int(state.nfev)
+    stop_at, nfev_max = nit + maxiter, nfev + maxfun
+
+    def spend() -> None:  # one more evaluation of fun
+        nonlocal nfev
+        if nfev >= nfev_max:
+            raise _Stop("maximum number of function evaluations reached")
+        nfev += 1
+
+    if state is None:
+        spend()
+        f = vec.start()
+        if not math.isfinite(f):
+            raise ValueError("the loss or its gradient is not finite at the starting point")
+    message, success = "maximum number of iterations reached", True
+    try:
+        while nit < stop_at:
+            # 1-2. the projected direction; the gtol stop; lost descent to rounding: restart.
+            gd, dnorm, pgmax = vec.direction(ring)
+            if pgmax <= gtol:
+                message = "projected gradient below gtol"
+                break
+            if ring.count and gd >= 0:
+                ring.forget()
+                gd, dnorm, pgmax = vec.direction(ring)
+
+            # 3. line search along the projected path.
+            ls = LineSearch(1.0 if ring.count else min(1.0, 1.0 / max(dnorm, 1e-30)), probe=nit == 0)
+            accepted = False
+            for _ in range(max_ls):
+                gs = vec.trial(ls.t)  # the first-order change along the projected step
+                if gs >= 0:  # the step rounds to nothing
+                    break
+                spend()
+                ft, gts = vec.evaluate()
+                accepted, keep = ls.judge(f, gs, ft, gts)
+                if accepted:
+                    break
+                if keep:  # a decrease, kept in case nothing better turns up
+                    vec.keep()
+            if not accepted:
+                if ls.f_best == math.inf:
+                    if ring.count:  # the memory misled us: forget it and try steepest descent
+                        ring.forget()
+                        continue
+                    message, success = "line search cannot decrease the loss", False
+                    break
+                vec.settle()  # settle for the best sufficient decrease seen
+                ft = ls.f_best
+
+            # 4. the pair (s, y) into the ring; kept only with positive curvature.
+            ring.store(*vec.pair())
+            vec.accept()
+            f, nit = ft, nit + 1
+            if callback is not None and nit % every == 0:
+                box = [vec.view()]
+                snap = partial(export, vec, ring, f, nit, nfev, True) if vec.vectors() is not None else None
+                try:
+                    callback(Iterate(box, f, nit, nfev, vec.info, snap))
+                except StopIteration:
+                    message = "stopped by the callback"
+                    break
+                finally:
+                    box.clear()
+    except _Stop as e:
+        message = str(e)
+        if ring.count == vec.m:  # HostVectors' trial steps went into the oldest pair's slot
+            ring.drop_oldest()
+    return LbfgsResult(x=vec.result(), fun=f, nit=nit, nfev=nfev, success=success, message=message,
+                       state=export(vec, ring, f, nit, nfev, copy=False), info=vec.info)  # fmt: skip
+
+
+class HostVectors:
+    """Vectors in NumPy float32 on the host, each buffer made once and updated in place; the
+    trial steps s go straight into S's next slot."""
+
+    info = None
+
+    def __init__(self, fun: Fun, x0: np.ndarray, lo: float, hi: float, m: int,
+                 state: LbfgsState | None = None) -> None:  # fmt: skip
+        n, f32 = int(np.size(x0)), np.float32
+        self.fun, self.lo, self.hi, self.m = fun, lo, hi, m
+        self.x = np.empty(n, f32)
+        np.clip(np.asarray(x0 if state is None else state.x).reshape(-1), lo, hi, out=self.x)
+        # xb, gb: the best Armijo point that failed the curvature test; free: 1 where free, 0
+        # where held (a multiply beats a masked copy); d is also the two-loop's work vector.
+        self.g, self.xt, self.gt, self.d, self.tmp, self.xb, self.gb, self.free = (
+            np.empty(n, f32) for _ in range(8))  # fmt: skip
+        self.held, self.b1, self.b2 = (np.empty(n, bool) for _ in range(3))
+        self.S, self.Y = np.zeros((m, n), f32), np.zeros((m, n), f32)
+        self.alpha = np.zeros(m, np.float64)
+        if state is not None:
+            for own, saved in ((self.g, state.g), (self.S, state.S), (self.Y, state.Y)):
+                np.copyto(own, saved, casting="same_kind")
+        self.s, self.y = self.S[0], self.Y[0]  # the next slot's rows
+
+    def _eval(self, point: np.ndarray, grad_out: np.ndarray) -> float:
+        value, grad = self.fun(point)
+        np.copyto(grad_out, np.asarray(grad).reshape(-1), casting="same_kind")
+        value = float(value)
+        return value if math.isfinite(value) and np.isfinite(grad_out).all() else math.inf
+
+    def _axpy(self, a: float, v: np.ndarray, out: np.ndarray) -> None:  # out += a v, in place
+        np.multiply(v, np.float32(a), out=self.tmp)
+        np.add(out, self.tmp, out=out)
+
+    def start(self) -> float:
+        return self._eval(self.x, self.g)
+
+    def direction(self, ring: Ring) -> tuple[float, float, float]:
+        x, g, d, free, held, b1, b2 = self.x, self.g, self.d, self.free, self.held, self.b1, self.b2
+        np.less_equal(x, self.lo, out=b1)
+        np.greater(g, 0, out=b2)
+        np.logical_and(b1, b2, out=held)
+        np.greater_equal(x, self.hi, out=b1)
+        np.less(g, 0, out=b2)
+        np.logical_and(b1, b2, out=b1)
+        np.logical_or(held, b1, out=held)
+        np.logical_not(held, out=b1)
+        np.copyto(free, b1)
+        np.multiply(g, free, out=d)  # P g
+        pgmax = max(float(d.max()), -float(d.min()))
+        S, Y, rho, alpha = self.S, self.Y, ring.rho, self.alpha
+        for i in reversed(ring.slots()):
+            alpha[i] = rho[i] * float(np.dot(S[i], d))
+            self._axpy(-alpha[i], Y[i], d)
+        d *= np.float32(ring.gamma)
+        for i in ring.slots():
+            beta = rho[i] * float(np.dot(Y[i], d))
+            self._axpy(alpha[i] - beta, S[i], d)
+        np.multiply(d, free, out=d)
+        np.negative(d, out=d)
+        self.s, self.y = S[ring.slot], Y[ring.slot]
+        return float(np.dot(g, d)), float(np.linalg.norm(d)), pgmax
+
+    def trial(self, t: float) -> float:
+        np.multiply(self.d, np.float32(t), out=self.xt)
+        np.add(self.xt, self.x, out=self.xt)
+        np.clip(self.xt, self.lo, self.hi, out=self.xt)
+        np.subtract(self.xt, self.x, out=self.s)
+        return float(np.dot(self.g, self.s))
+
+    def evaluate(self) -> tuple[float, float]:
+        ft = self._eval(self.xt, self.gt)
+        return ft, (float(np.dot(self.gt, self.s)) if ft < math.inf else math.inf)
+
+    def keep(self) -> None:
+        np.copyto(self.xb, self.xt)
+        np.copyto(self.gb, self.gt)
+
+    def settle(self) -> None:
+        np.copyto(self.xt, self.xb)
+        np.copyto(self.gt, self.gb)
+        np.subtract(self.xt, self.x, out=self.s)
+
+    def pair(self) -> tuple[float, float]:  # s is already in place
+        np.subtract(self.gt, self.g, out=self.y)
+        return float(np.dot(self.s, self.y)), float(np.dot(self.y, self.y))
+
+    def accept(self) -> None:
+        self.x, self.xt, self.g, self.gt = self.xt, self.x, self.gt, self.g
+
+    def view(self) -> np.ndarray:
+        return self.x
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.x, self.g, self.S, self.Y
+
+    def result(self) -> np.ndarray:
+        return self.x.copy()
+
 
 def minimize(
     fun: Fun,
@@ -178,7 +451,7 @@ def minimize(
     gtol: float = 0.0,
     state: LbfgsState | None = None,
 ) -> LbfgsResult:
-    """Minimise fun over the box `bounds` from x0 for at most `maxiter` iterations.
+    """Minimise fun over the box `bounds` from x0 for at most `maxiter` iterations, on the host.
 
     Stops early when the projected gradient's largest entry is <= gtol, after `maxfun`
     evaluations, when no step decreases the loss, or when the callback raises StopIteration
@@ -187,159 +460,9 @@ def minimize(
     must have the same size), without evaluating fun again; maxiter and maxfun then count this
     call's iterations and evaluations, while nit and nfev go on from the state's.
     """
-    lo, hi = float(bounds[0]), float(bounds[1])
-    if not lo < hi:
-        raise ValueError(f"bounds ({lo}, {hi}): the lower bound must be below the upper")
-    if maxiter < 1 or m < 1:
-        raise ValueError("maxiter and m must be >= 1")
-    maxfun = maxfun if maxfun is not None else 4 * maxiter + 20
-    n = int(np.size(x0))
-    f32 = np.float32
+    lo, hi = limits(bounds, maxiter)
+    if m < 1:
+        raise ValueError("m must be >= 1")
     if state is not None:
-        state.check(n, m)
-
-    # All n-sized buffers, allocated once.
-    x = np.empty(n, f32)
-    np.clip(np.asarray(x0 if state is None else state.x).reshape(-1), lo, hi, out=x)
-    g = np.empty(n, f32)
-    xt = np.empty(n, f32)  # trial point
-    gt = np.empty(n, f32)  # its gradient
-    d = np.empty(n, f32)  # search direction, also the two-loop's work vector
-    tmp = np.empty(n, f32)
-    xb = np.empty(n, f32)  # best Armijo point that failed the curvature test
-    gb = np.empty(n, f32)
-    free = np.empty(n, f32)  # 1 where free, 0 where held (a multiply beats a masked copy)
-    held = np.empty(n, bool)
-    b1 = np.empty(n, bool)
-    b2 = np.empty(n, bool)
-    S = np.zeros((m, n), f32)
-    Y = np.zeros((m, n), f32)
-    rho = np.zeros(m, np.float64)
-    alpha = np.zeros(m, np.float64)
-    start, count = 0, 0  # the ring: pairs start, start+1, ... (mod m), `count` of them
-    gamma = 1.0
-    nfev = nfev0 = 0
-
-    def evaluate(point: np.ndarray, grad_out: np.ndarray) -> float:
-        nonlocal nfev
-        if nfev - nfev0 >= maxfun:
-            raise _Stop("maximum number of function evaluations reached")
-        nfev += 1
-        value, grad = fun(point)
-        np.copyto(grad_out, np.asarray(grad).reshape(-1), casting="same_kind")
-        value = float(value)
-        return value if math.isfinite(value) and np.isfinite(grad_out).all() else math.inf
-
-    def axpy(a: float, v: np.ndarray, out: np.ndarray) -> None:  # out += a v, in place
-        np.multiply(v, f32(a), out=tmp)
-        np.add(out, tmp, out=out)
-
-    def snapshot() -> LbfgsState:  # copies: the buffers change in the next iteration
-        return LbfgsState(x.copy(), f, g.copy(), S.copy(), Y.copy(), rho.copy(), gamma, start,
-                          count, nit, nfev)  # fmt: skip
-
-    if state is None:
-        f = evaluate(x, g)
-        if not math.isfinite(f):
-            raise ValueError("the loss or its gradient is not finite at the starting point")
-        nit = 0
-    else:
-        f, nit, nfev = float(state.f), int(state.nit), int(state.nfev)
-        np.copyto(g, state.g, casting="same_kind")
-        np.copyto(S, state.S, casting="same_kind")
-        np.copyto(Y, state.Y, casting="same_kind")
-        np.copyto(rho, state.rho)
-        gamma, start, count = float(state.gamma), int(state.start), int(state.count)
-        nfev0 = nfev
-    stop_at = nit + maxiter
-    message, success = "maximum number of iterations reached", True
-    try:
-        while nit < stop_at:
-            # 1. held variables; d <- P g (the projected gradient).
-            np.less_equal(x, lo, out=b1)
-            np.greater(g, 0, out=b2)
-            np.logical_and(b1, b2, out=held)
-            np.greater_equal(x, hi, out=b1)
-            np.less(g, 0, out=b2)
-            np.logical_and(b1, b2, out=b1)
-            np.logical_or(held, b1, out=held)
-            np.logical_not(held, out=b1)
-            np.copyto(free, b1)
-            np.multiply(g, free, out=d)
-            if max(float(d.max()), -float(d.min())) <= gtol:
-                message = "projected gradient below gtol"
-                break
-
-            # 2. two-loop recursion on d = P g, then d <- -P H P g.
-            for j in range(count - 1, -1, -1):
-                i = (start + j) % m
-                alpha[i] = rho[i] * float(np.dot(S[i], d))
-                axpy(-alpha[i], Y[i], d)
-            d *= f32(gamma)
-            for j in range(count):
-                i = (start + j) % m
-                beta = rho[i] * float(np.dot(Y[i], d))
-                axpy(alpha[i] - beta, S[i], d)
-            np.multiply(d, free, out=d)
-            np.negative(d, out=d)
-            if count and float(np.dot(g, d)) >= 0:  # lost descent to rounding: restart
-                start, count, gamma = 0, 0, 1.0
-                np.multiply(g, free, out=d)
-                np.negative(d, out=d)
-
-            # 3. line search along the projected path; the step s goes straight into the ring.
-            slot = (start + count) % m
-            s, y = S[slot], Y[slot]
-            ls = LineSearch(1.0 if count else min(1.0, 1.0 / max(float(np.linalg.norm(d)), 1e-30)),
-                            probe=nit == 0)  # fmt: skip
-            accepted = False
-            for _ in range(max_ls):
-                np.multiply(d, f32(ls.t), out=xt)
-                np.add(xt, x, out=xt)
-                np.clip(xt, lo, hi, out=xt)
-                np.subtract(xt, x, out=s)
-                gs = float(np.dot(g, s))  # the first-order change along the projected step
-                if gs >= 0:  # the step rounds to nothing
-                    break
-                ft = evaluate(xt, gt)
-                gts = float(np.dot(gt, s)) if ft < math.inf else math.inf
-                accepted, keep = ls.judge(f, gs, ft, gts)
-                if accepted:
-                    break
-                if keep:  # a decrease, kept in case nothing better turns up
-                    np.copyto(xb, xt)
-                    np.copyto(gb, gt)
-            if not accepted:
-                if ls.f_best == math.inf:
-                    if count:  # the memory misled us: forget it and try steepest descent
-                        start, count, gamma = 0, 0, 1.0
-                        continue
-                    message, success = "line search cannot decrease the loss", False
-                    break
-                np.copyto(xt, xb)  # settle for the best sufficient decrease seen
-                np.copyto(gt, gb)
-                np.subtract(xt, x, out=s)
-                ft = ls.f_best
-
-            # 4. the pair (s, y); keep it only with positive curvature.
-            np.subtract(gt, g, out=y)
-            sy, yy = float(np.dot(s, y)), float(np.dot(y, y))
-            start, count, gamma = store_pair(rho, slot, sy, yy, start, count, gamma)
-            x, xt = xt, x
-            g, gt = gt, g
-            f = ft
-            nit += 1
-            if callback is not None:
-                try:
-                    callback(Iterate(x, f, nit, nfev, snapshot))
-                except StopIteration:
-                    message = "stopped by the callback"
-                    break
-    except _Stop as e:
-        message = str(e)
-        if count == m:  # the line search wrote its trial steps over the oldest pair's s
-            start, count = (start + 1) % m, count - 1
-    # The final state takes over the buffers (this call is done with them): no copies.
-    final = LbfgsState(x, f, g, S, Y, rho, gamma, start, count, nit, nfev)
-    return LbfgsResult(x=x.copy(), fun=f, nit=nit, nfev=nfev, success=success, message=message,
-                       state=final)  # fmt: skip
+        state.check(int(np.size(x0)), m)
+    return drive(HostVectors(fun, x0, lo, hi, m, state), maxiter, callback, maxfun, max_ls, gtol, state=state)

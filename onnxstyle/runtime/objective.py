@@ -42,13 +42,17 @@ class Objective:
         style_blend: Sequence[float] | None = None,
         style_masks: Sequence[np.ndarray | None] | None = None,
         threads: int | None = None,
+        precision: str = defaults.PRECISION,
+        cudnn_search: str = defaults.CUDNN_SEARCH,
     ) -> None:
         path = models.resolve(model)
-        self.engine = session.load(path, device, threads)
+        self.engine = session.load(path, device, threads, "loss", precision, cudnn_search)
         fpath = models.features_path(path)
         if not fpath.is_file():
             raise ModelError(f"{path}: its features graph {fpath.name} is missing beside it (re-export)")
-        self.features_engine = session.load(fpath, device, threads, kind="features")
+        self.features_engine = session.load(fpath, device, threads, "features", precision, cudnn_search)
+        self.bound = self.provider == session.CUDA  # loss+gradient through I/O bindings (_run)
+        self._bindings = threading.local()
         self.content_layers = layer_weights("content", content_layers, defaults.CONTENT_LAYERS)
         self.style_layers = layer_weights("style", style_layers, defaults.STYLE_LAYERS)
         weights = [check_number(n, v) for n, v in (("content weight", content_weight),
@@ -157,9 +161,22 @@ class Objective:
             x = x.reshape(self.shape) if x.size == np.prod(self.shape) else x
         if x.shape != self.shape:
             raise InputError(f"image of shape {x.shape}, the objective was built for {self.shape}")
-        feed = dict(self._feed)
-        feed[layout.IMAGE] = np.ascontiguousarray(x, dtype=np.float32)
-        return self.engine.session.run(outputs, feed)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not self.bound:
+            return self.engine.session.run(outputs, {**self._feed, layout.IMAGE: x})
+        # On CUDA: the targets stay on the device (uploaded once), the bindings are made once per
+        # thread and output list; only the image goes up and the outputs come down per call.
+        local = self._bindings.__dict__
+        io = local.get(tuple(outputs))
+        if io is None:
+            io = local[tuple(outputs)] = self.engine.session.io_binding()
+            for name, value in self._device_feed().items():
+                io.bind_ortvalue_input(name, value)
+            for name in outputs:
+                io.bind_output(name, "cpu")
+        io.bind_cpu_input(layout.IMAGE, x)
+        self.engine.session.run_with_iobinding(io)
+        return io.copy_outputs_to_cpu()  # copies: the binding reuses its output buffers
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """(total loss, its gradient as float64 of x's shape)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -19,16 +20,23 @@ from onnxstyle.runtime.objective import Objective
 
 @dataclass(frozen=True)
 class Progress:
-    """What the callback gets after each iteration. Return False from the callback to stop."""
+    """What the callback gets after each iteration. Return False from the callback to stop.
+    `image` (float32 H x W x 3 RGB 0..255, a copy the callback may keep) is made when first read,
+    which must be during the callback: with lbfgs-device that is a copy from the device, made
+    only for the iterations whose image someone looks at."""
 
     iteration: int
     iterations: int
     terms: dict[str, float]
-    image: np.ndarray  # float32 H x W x 3 RGB 0..255 (a copy: the callback may keep it)
+    read_image: Callable[[], np.ndarray] = field(repr=False)
     elapsed: float
     # optimizer="lbfgs": call during the callback for a copy of the optimiser's state at this
     # iterate (to save and continue the run exactly); None for the other optimisers
     optimizer_state: Callable[[], lbfgs.LbfgsState] | None = None
+
+    @functools.cached_property
+    def image(self) -> np.ndarray:
+        return self.read_image()
 
 
 Callback = Callable[[Progress], bool | None]
@@ -37,6 +45,7 @@ Callback = Callable[[Progress], bool | None]
 @dataclass
 class Result:
     image: np.ndarray  # uint8 H x W x 3 RGB
+    iterate: np.ndarray  # float32 H x W x 3: the optimiser's last iterate (before rounding)
     initial: dict[str, float]
     final: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
@@ -44,6 +53,9 @@ class Result:
     evaluations: int = 0
     seconds: float = 0.0
     provider: str = ""
+    gpu: str = ""  # the GPU's name on CUDA
+    precision: str = ""  # fp32, or tf32 on CUDA
+    note: str = ""  # device auto with a GPU driver present: why the run is on the CPU
     stopped: bool = False  # the callback stopped the run
     message: str = ""
     scales: list[dict] = field(default_factory=list)  # per scale: size, iterations, seconds
@@ -103,10 +115,14 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
             xk = intermediate_result.x
             terms = last["terms"] if np.array_equal(last.get("x"), xk) else objective.terms(xk.reshape(shape))
         history.append(dict(terms))
-        if callback is not None:  # (lbfgs-device: reading x copies it from the device)
-            img = intermediate_result.x.reshape(shape).astype(np.float32)
+        if callback is not None:
+            if optimizer == "lbfgs-device":  # read x (a copy from the device) only if asked
+                read = lambda: intermediate_result.x.reshape(shape).astype(np.float32)  # noqa: E731
+            else:  # host memory the optimiser goes on changing: copy it now
+                img = intermediate_result.x.reshape(shape).astype(np.float32)
+                read = lambda: img  # noqa: E731
             snap = intermediate_result.state if optimizer == "lbfgs" else None
-            prog = Progress(len(history), iterations, dict(terms), img, time.perf_counter() - start,
+            prog = Progress(len(history), iterations, dict(terms), read, time.perf_counter() - start,
                             snap)  # fmt: skip
             if callback(prog) is False:
                 stopped = True
@@ -148,6 +164,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         final = last["terms"] if np.array_equal(last.get("x"), res.x) else objective.terms(x)
     return Result(
         image=images.to_uint8(x),
+        iterate=x.astype(np.float32),
         initial=initial,
         final=dict(final),
         history=history,
@@ -155,6 +172,9 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         evaluations=evals,
         seconds=time.perf_counter() - start,
         provider=objective.provider,
+        gpu=objective.engine.gpu,
+        precision=objective.engine.precision,
+        note=objective.engine.note,
         stopped=stopped,
         message=str(res.message),
         optimizer_state=getattr(res, "state", None) if optimizer == "lbfgs" else None,
@@ -243,6 +263,7 @@ def stylize(
             tv_weight=opts.tv_weight, model=model_path, device=opts.device,
             content_layers=opts.content_layers, style_layers=opts.style_layers,
             style_blend=opts.style_blend, style_masks=masks, threads=opts.threads,
+            precision=opts.precision, cudnn_search=opts.cudnn_search,
         )  # fmt: skip
         if optimizer_state is not None:
             if optimizer_state.x.size != cz.size:
@@ -258,7 +279,7 @@ def stylize(
             full = images.resize(original, hw)
 
             def shown(p: Progress, cb=run.callback, full=full) -> bool | None:
-                return cb(replace(p, image=color.with_chroma(p.image, full)))
+                return cb(replace(p, read_image=lambda: color.with_chroma(p.image, full)))
 
         run.offset = result.iterations if result is not None else 0
         with run.numerics():  # a NaN/Inf fault carries the last good image

@@ -1,5 +1,5 @@
 """Just enough of the protobuf wire format to walk a message's fields (no compiled protobuf):
-used to scan .onnx models before onnxruntime opens them and to read Caffe weights."""
+used to read Caffe weights."""
 
 from __future__ import annotations
 
