@@ -352,7 +352,7 @@ def serve(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = defaults.DEVICE,
     threads: Annotated[int | None, typer.Option(help="onnxruntime threads per job")] = None,
 ) -> None:  # fmt: skip
-    """Serve stylize jobs over HTTP with a page at / (pip install 'onnxstyle[serve]'; docs/serve.md)."""
+    """Serve stylize jobs over HTTP, with a page at / (needs the serve extra; see docs/serve.md)."""
     settings = dict(locals())  # exactly the Settings fields, by name
     from onnxstyle import serve as service
 

@@ -161,9 +161,9 @@ class Service:
             run_stylize(tiny, [tiny], self.base.replace(size=32, iterations=1, scales=None), None, None)
             self.ready.set()
             log.info("model loaded; ready")
-        except OnnxStyleError as e:
-            self.load_error = str(e)
-            log.error("cannot load the model: %s", e)
+        except Exception as e:  # /healthz and every submission say why, in one line
+            self.load_error = str(e) if isinstance(e, OnnxStyleError) else f"unexpected {type(e).__name__}: {e}"
+            log.error("cannot load the model: %s", self.load_error)
 
     def drain(self) -> None:
         """Stop taking jobs; cancel the queued and running ones (each keeps its best picture)."""
