@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from onnxstyle import defaults, layout
 from onnxstyle.errors import InputError, ModelError, NumericalError
+from onnxstyle.files import features_path
 from onnxstyle.layers import CHANNELS, LAYERS, canonical
 from onnxstyle.options import check_number, layer_weights
 from onnxstyle.runtime import models, session, tiles
@@ -79,7 +80,7 @@ class Objective:
     ) -> None:
         path = models.resolve(model)
         self.engine = session.load(path, device, threads, "loss", precision, cudnn_search)
-        fpath = models.features_path(path)
+        fpath = features_path(path)
         if not fpath.is_file():
             raise ModelError(f"{path}: its features graph {fpath.name} is missing beside it (re-export)")
         self.features_engine = session.load(fpath, device, threads, "features", precision, cudnn_search)
