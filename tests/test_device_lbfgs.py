@@ -223,7 +223,7 @@ def test_real_stylize_matches_lbfgs(model_path):
             x0 = initial_canvas(c, "noise", seed)
             ref = optimize(obj, x0, iterations, optimizer="lbfgs")
             progress = []  # the image is read during the callback (after it, it is gone)
-            res = optimize(obj, x0, iterations, callback=lambda p: progress.append(p) or p.image,
+            res = optimize(obj, x0, iterations, callback=lambda p, seen=progress: seen.append(p) or p.image,
                            optimizer="lbfgs-device")  # fmt: skip
             assert res.iterations == iterations == len(res.history) == len(progress)
             assert [p.iteration for p in progress] == list(range(1, iterations + 1))
