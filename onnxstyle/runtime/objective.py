@@ -139,6 +139,10 @@ class Objective:
         feed[layout.WEIGHTS] = self.weights
         feed[layout.CONTENT_LAYER_W] = np.array([self.content_layers.get(n, 0.0) for n in LAYERS], np.float32)
         feed[layout.STYLE_LAYER_W] = np.array([self.style_layers.get(n, 0.0) for n in LAYERS], np.float32)
+        for term, w, lw in (("content", self.weights[0], feed[layout.CONTENT_LAYER_W]),
+                            ("style", self.weights[1], feed[layout.STYLE_LAYER_W])):  # fmt: skip
+            for name, coef in zip(LAYERS, w * lw, strict=True):  # float32, as the graph's coef
+                feed[layout.gate(term, name)] = np.array(coef != 0)
         self._feed = feed
 
     @staticmethod
@@ -250,6 +254,7 @@ class Objective:
             layout.WEIGHTS: np.zeros(3, np.float32),
             layout.CONTENT_LAYER_W: np.zeros(len(LAYERS), np.float32),
             layout.STYLE_LAYER_W: np.zeros(len(LAYERS), np.float32),
+            **{layout.gate(t, n): np.array(False) for n in LAYERS for t in ("content", "style")},
         }
         for name in LAYERS:
             n = CHANNELS[name]
