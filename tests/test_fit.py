@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import DATA  # copies of ../shared/data (tests/data/CREDITS.md)
 
 from onnxstyle import StyleOptions, stylize
 from onnxstyle.errors import InputError
@@ -53,8 +53,8 @@ def test_options():
 
 def test_stylize_tiled_matches_untiled_and_says_so():
     """Forced small tiles, two styles, the ladder: the same run as untiled, reported as tiled."""
-    c = SHARED / "content" / "chelsea.png"
-    s1, s2 = SHARED / "style" / "the_scream.jpg", SHARED / "style" / "starry_night.jpg"
+    c = DATA / "chelsea.png"
+    s1, s2 = DATA / "the_scream.jpg", DATA / "starry_night.jpg"
     kw = {"size": 80, "scales": (48, 80), "iterations": 2, "optimizer": "lbfgs",
           "style_layers": ["conv1_1", "conv2_1"], "content_layers": ["conv2_2"]}
     a = stylize(c, [s1, s2], **kw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import DATA  # copies of ../shared/data (tests/data/CREDITS.md)
 
 from onnxstyle.runtime import tiles
 from onnxstyle.runtime.images import load_rgb, resize
@@ -14,8 +14,8 @@ TERMS_RTOL = 3e-5
 GRAD_RTOL = 1e-4
 
 
-def picture(kind: str, name: str, hw: tuple[int, int]) -> np.ndarray:
-    return resize(load_rgb(SHARED / kind / name).astype(np.float32), hw)
+def picture(name: str, hw: tuple[int, int]) -> np.ndarray:
+    return resize(load_rgb(DATA / name).astype(np.float32), hw)
 
 
 def canvas(content: np.ndarray) -> np.ndarray:
@@ -58,16 +58,16 @@ def check_same(untiled: Objective, tiled: Objective, x: np.ndarray) -> None:
 
 @pytest.mark.parametrize("tile", [64, 112])  # 64 px is smaller than the 156 px receptive field
 def test_tiled_equals_untiled_avg(tile):
-    c = picture("content", "chelsea.png", (217, 301))
-    s = picture("style", "the_scream.jpg", (233, 181))  # bigger than a tile: its Grams are tiled too
+    c = picture("chelsea.png", (217, 301))
+    s = picture("the_scream.jpg", (233, 181))  # bigger than a tile: its Grams are tiled too
     kw = {"content_layers": ["conv4_2"], "style_layers": ["conv1_1", "conv2_1", "conv3_1"]}
     check_same(Objective(c, s, **kw), Objective(c, s, tile=tile, **kw), canvas(c))
 
 
 def test_tiled_equals_untiled_max_pool_masks_two_styles(maxpool_model_path):
-    c = picture("content", "astronaut.png", (203, 189))
-    styles = [picture("style", "starry_night.jpg", (150, 190)),
-              picture("style", "woman-with-hat-matisse.jpg", (211, 170))]  # fmt: skip
+    c = picture("astronaut.png", (203, 189))
+    styles = [picture("starry_night.jpg", (150, 190)),
+              picture("woman_with_hat.jpg", (211, 170))]  # fmt: skip
     mask = np.zeros(c.shape[:2], np.float32)
     mask[:, :90] = 1.0
     mask[60:140, 80:120] = 0.5
@@ -78,12 +78,12 @@ def test_tiled_equals_untiled_max_pool_masks_two_styles(maxpool_model_path):
 
 def test_tiled_equals_untiled_default_layers():
     """The default layers (conv5_1: a 160 px gradient halo) on a picture wider than two halos."""
-    c = picture("content", "astronaut.png", (345, 479))
-    s = picture("style", "starry_night.jpg", (199, 251))
+    c = picture("astronaut.png", (345, 479))
+    s = picture("starry_night.jpg", (199, 251))
     check_same(Objective(c, s), Objective(c, s, tile=192), canvas(c))
 
 
 def test_one_tile_is_untiled():
-    c = picture("content", "chelsea.png", (64, 80))
-    s = picture("style", "the_scream.jpg", (64, 64))
+    c = picture("chelsea.png", (64, 80))
+    s = picture("the_scream.jpg", (64, 64))
     assert not Objective(c, s, tile=96).tiled

@@ -93,6 +93,6 @@ def plan(hw: tuple[int, int], optimizer: str = "scipy", limit: int | None = None
     need = estimate(hw, t, p, **kw)
     how = "untiled" if t is None else f"in {t} px tiles"
     hint = "; --optimizer lbfgs keeps half of scipy's state" if optimizer == "scipy" else ""
-    raise InputError(f"stylizing at {w}x{h} px needs about {images.mb(need)} even {how} with "
-                     f"{p} L-BFGS pairs, over the {images.mb(limit or 0)} limit; use a smaller "
-                     f"--size or raise --max-memory{hint}")  # fmt: skip
+    raise InputError(f"stylizing at {w}x{h} px needs about {images.mb(need)} of memory even {how} with "
+                     f"{p} L-BFGS pairs, and {images.mb(limit or 0)} is available (--max-memory); use a "
+                     f"smaller --size{hint}")  # fmt: skip
