@@ -165,12 +165,13 @@ def test_cancel_keeps_running_work_and_a_rerun_resumes_it(kind, request, tmp_pat
     threading.Thread(target=watch, daemon=True).start()
     first = batch.run(batch.read(manifest, out, checkpoint_every=5), make_engine(kind, request),
                       out / "batch.jsonl", cancel=cancel)  # fmt: skip
-    assert first.interrupted == 1 and first.ok <= 1
+    assert first.interrupted >= 1 and first.ok + first.interrupted == 2  # the short one may be running too
     assert (out / "astronaut_starry_night.png").is_file() and long_state.is_file()
     second = batch.run(batch.read(manifest, out, checkpoint_every=5), make_engine(kind, request), out / "batch.jsonl")
     assert (second.ok + second.skipped, second.failed, second.interrupted) == (2, 0, 0)
-    last = json.loads((out / "batch.jsonl").read_text().splitlines()[-1])
-    assert last["output"].endswith("astronaut_starry_night.png") and last["status"] == "ok"
+    records = [json.loads(line) for line in (out / "batch.jsonl").read_text().splitlines()]
+    last = [r for r in records if r["output"].endswith("astronaut_starry_night.png")][-1]
+    assert last["status"] == "ok"
     assert last["resumed_from"] >= 5 and last["iterations"] == 40 and not long_state.exists()
 
 
