@@ -29,7 +29,7 @@ class Summary:
     skipped: int = 0
     running: set[int] = field(default_factory=set)
     seconds: list[float] = field(default_factory=list)  # of the jobs that ran to the end
-    workers: int = 1
+    workers: int = 1  # the most jobs seen running at once
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -47,7 +47,7 @@ def run(tasks: Sequence[Task], engine, log: Path, on_event: Callable[[Event, Sum
         cancel: CancelToken | None = None) -> Summary:  # fmt: skip
     """Run `tasks` on `engine` (LocalEngine, RayEngine): rows with an error are recorded as
     failed, finished jobs as skipped, and the rest run; every job appends one line to `log`."""
-    summary = Summary(total=len(tasks), workers=getattr(engine, "workers", None) or 1)
+    summary = Summary(total=len(tasks))
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as f:
 
@@ -71,6 +71,7 @@ def run(tasks: Sequence[Task], engine, log: Path, on_event: Callable[[Event, Sum
         def handle(event: Event) -> None:
             if event.kind == "started":
                 summary.running.add(event.item.index)
+                summary.workers = max(summary.workers, len(summary.running))
             elif event.kind == "retry":
                 summary.running.discard(event.item.index)
                 retried.setdefault(event.item.index, []).append(event.record["error"])

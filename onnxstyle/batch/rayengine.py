@@ -58,16 +58,17 @@ class _Actor:
 
 class RayEngine:
     """`address`: None starts a local Ray instance (`num_cpus` of this box, default all), else
-    "auto" or "ray://head:10001". `workers`: actors (default: as many as the cluster fits)."""
+    "auto" or "ray://head:10001". `workers`: actors (default: as many as the cluster fits).
+    `gpus_per_job` None: 1 when the cluster has GPUs and `device` is not "cpu", else 0."""
 
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None, retries: int = 2,
-                 cpus_per_job: float = 1.0, gpus_per_job: float = 0.0,
+                 cpus_per_job: float = 1.0, gpus_per_job: float | None = None, device: str = "auto",
                  num_cpus: int | None = None) -> None:  # fmt: skip
         self.address, self.retries, self.num_cpus = address, retries, num_cpus
         self.cpus, self.gpus = cpus_per_job, gpus_per_job
-        self.workers = workers
+        self.workers, self.device = workers, device
         self.started = False  # this engine started Ray, so it shuts it down
 
     def connect(self):
@@ -84,6 +85,8 @@ class RayEngine:
     def actor_count(self, ray, items: int) -> int:
         have = ray.cluster_resources()
         cpus, gpus = have.get("CPU", 0.0), have.get("GPU", 0.0)
+        if self.gpus is None:
+            self.gpus = 1.0 if gpus and self.device != "cpu" else 0.0
         fits = min(cpus // self.cpus if self.cpus else items, gpus // self.gpus if self.gpus else items)
         if fits < 1:
             raise InputError(f"the Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs; a job asks for "
@@ -102,6 +105,10 @@ class RayEngine:
     def _run(self, ray, items: Sequence[Work], on_event: OnEvent, cancel: CancelToken) -> None:
         from ray.exceptions import GetTimeoutError, RayActorError
 
+        queue: deque = deque((item, 1) for item in items)
+        if not queue:
+            return
+        count = self.actor_count(ray, len(queue))
         actor_class = ray.remote(StyleWorker).options(num_cpus=self.cpus, num_gpus=self.gpus, max_concurrency=2,
                                                       max_restarts=0, max_task_retries=0)  # fmt: skip
         threads = max(1, int(self.cpus))
@@ -115,8 +122,7 @@ class RayEngine:
                                  f"{self.cpus:g} CPUs and {self.gpus:g} GPUs free?") from None  # fmt: skip
             return [_Actor(h, name, pid) for h, (name, pid) in zip(handles, hellos, strict=True)]
 
-        queue: deque = deque((item, 1) for item in items)
-        idle = start(self.actor_count(ray, len(queue))) if queue else []
+        idle = start(count)
         running: dict[Any, tuple[_Actor, Work, int]] = {}
         stopping = False
         try:

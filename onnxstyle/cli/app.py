@@ -230,9 +230,7 @@ def batch_engine(engine: str, workers: int | None, address: str | None, cpus_per
     from onnxstyle.batch.rayengine import RayEngine, import_ray
 
     import_ray()  # says how to install it when it is missing
-    if gpus_per_job is None:
-        gpus_per_job = 1.0 if device == "cuda" else 0.0
-    return RayEngine(address, workers, retries, cpus_per_job, gpus_per_job)
+    return RayEngine(address, workers, retries, cpus_per_job, gpus_per_job, device)
 
 
 def duration(seconds: float | None) -> str:
@@ -256,7 +254,8 @@ def batch(
         help="Ray cluster: auto | ray://head:10001 (default: a local Ray instance)")] = None,
     cpus_per_job: Annotated[float, typer.Option(help="Ray: CPUs each job declares")] = 1.0,
     gpus_per_job: Annotated[float | None, typer.Option(
-        help="Ray: GPUs each job declares, e.g. 0.25 packs four a GPU (default: 1 with --device cuda, else 0)")
+        help="Ray: GPUs each job declares, e.g. 0.25 packs four a GPU (default: 1 where the cluster has "
+             "GPUs, unless --device cpu)")
     ] = None,
     retries: Annotated[int, typer.Option(help="Times a job whose worker died is retried")] = 2,
     checkpoint_every: Annotated[int, typer.Option(help="Keep each job's run state every K iterations")] = 0,
