@@ -6,8 +6,8 @@ The same N jobs at 256 px (content and style pictures from tests/data) run
   - on the Ray engine (a local Ray instance) with 1 actor (2 CPUs) and 2 actors (1 CPU each).
 Each figure is the wall time of the whole batch, worker start and model loading included; the
 overhead per job is the 1-worker batch's wall time less the time its jobs spent inside job.run
-(from the log), over the jobs: what the engine adds, robust to a shared, busy machine. Ray's own start (ray.init) is timed
-apart: it is paid once per batch, not per job. Writes benchmarks/results/batch.{md,json}.
+(from the log), over the jobs: what the engine adds, robust to a shared, busy machine. Ray's own
+start (ray.init) is timed apart: it is paid once per batch, not per job. Writes benchmarks/results/batch.{md,json}.
 """
 
 from __future__ import annotations
