@@ -103,7 +103,7 @@ class RayEngine:
                 self.started = False
 
     def _run(self, ray, items: Sequence[Work], on_event: OnEvent, cancel: CancelToken) -> None:
-        from ray.exceptions import GetTimeoutError, RayActorError
+        from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
         queue: deque = deque((item, 1) for item in items)
         if not queue:
@@ -148,6 +148,11 @@ class RayEngine:
                         if not stopping and queue:
                             idle += start(1)  # Ray places it where there is room
                         continue
+                    except RayError as e:  # the task itself broke (e.g. a KeyboardInterrupt in the actor)
+                        why = getattr(e, "cause", None) or e
+                        error = (f"{type(why).__name__}: {why}".strip().splitlines() or ["?"])[0][:300]
+                        record = {"status": "interrupted" if stopping else "failed", "error": error,
+                                  "worker": actor.name}  # fmt: skip
                     idle.append(actor)
                     on_event(Event("finished", item, actor.name, actor.pid, record, attempt))
         finally:
