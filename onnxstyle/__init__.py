@@ -40,10 +40,10 @@ def export_models(pool: str = defaults.POOL, path: str | os.PathLike | None = No
     models folder (onnxstyle.files.models_dir()) or `path`, unless they are there already.
     Returns the loss graph's path. The only library call that writes files by itself."""
     from onnxstyle.errors import ModelError
-    from onnxstyle.files import default_model, features_path
+    from onnxstyle.files import default_model, exported
 
     target = Path(path) if path is not None else default_model(pool)
-    if not force and target.is_file() and features_path(target).is_file():
+    if not force and exported(target):
         return target
     try:
         from onnxstyle.export import export

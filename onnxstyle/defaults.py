@@ -31,3 +31,5 @@ LBFGS_MEMORY = 10  # scipy's L-BFGS-B maxcor default
 OPTIMIZER = "scipy"  # L-BFGS-B, the optimiser of Gatys et al. and of every peer (the reference)
 DEVICE = "auto"  # CUDA when onnxruntime can really run it, else the CPU (jcjohnson: -gpu 0)
 PRESERVE_COLORS = "none"  # Gatys et al. 2015 transfer colours too; 2016's variants are opt-in
+PRECISION = "tf32"  # onnxruntime's CUDA default (use_tf32=1), as PyTorch's cuDNN convolutions
+CUDNN_SEARCH = "heuristic"  # no cuDNN timing run at each new size (every ladder scale)

@@ -43,6 +43,18 @@ def features_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name.removesuffix(".onnx") + layout.FEATURES_SUFFIX)
 
 
+def exported(path: str | os.PathLike) -> bool:
+    """Whether the graph at `path` and its features graph are there (the weights file, where the
+    pair has one, is checked when onnxruntime loads them)."""
+    return Path(path).is_file() and features_path(path).is_file()
+
+
+def weights_path(path: str | os.PathLike) -> Path:
+    """The tensors file both graphs of a pair read (`x.onnx` -> `x.weights`)."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".onnx") + layout.WEIGHTS_SUFFIX)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-LAYOUT_VERSION = "3"  # bump when inputs, outputs or their meaning change
+LAYOUT_VERSION = "4"  # bump when inputs, outputs or their meaning change
 OPSET = 17  # loads in onnxruntime 1.31 (gpu) and 1.32
 IR_VERSION = 8  # onnx 1.23 writes IR 11 by default; onnxruntime-gpu 1.31 refuses it
 
@@ -13,10 +13,13 @@ STYLE_LAYER_W = "style_layer_weights"
 STYLE_MASKED = "style_masked"  # bool: use STYLE_MASKS
 STYLE_MASKS = "style_masks"  # [K, H, W] each style's region
 STYLE_BLEND = "style_blend"  # [K] each masked style's weight
+TILED = "tiled"  # bool: one tile of a tiled evaluation (export/graph.py)
+LAYER_M = "layer_m"  # [13] the whole picture's h*w per layer (when tiled)
 LOSS, CONTENT, STYLE, TV, GRAD = "loss", "content", "style", "tv", "grad"
 META_POOL = "onnxstyle.pool"
 META_KIND = "onnxstyle.kind"  # "loss" (loss and gradient) or "features" (targets)
 FEATURES_SUFFIX = ".features.onnx"  # the features graph beside each loss graph
+WEIGHTS_SUFFIX = ".weights"  # the VGG19 tensors both graphs read (ONNX external data)
 
 # Metadata keys written into the model.
 META_LAYOUT = "onnxstyle.layout"

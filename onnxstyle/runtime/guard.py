@@ -95,8 +95,10 @@ class RunGuard:
         try:
             yield
         except NumericalError as e:
-            if self.last is not None:
-                e.image = np.clip(self.last.image + 0.5, 0, 255).astype(np.uint8)
+            try:  # (lbfgs-device: unless read during its callback, the image is gone by now)
+                e.image = None if self.last is None else np.clip(self.last.image + 0.5, 0, 255).astype(np.uint8)
+            except RuntimeError:
+                e.image = None
             e.iteration = self.iteration
             kept = "; the last good image is kept" if e.image is not None else ""
             what = e.args[0] if e.args else "NaN or Inf"

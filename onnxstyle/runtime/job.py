@@ -16,9 +16,9 @@ from onnxstyle.errors import InputError, NumericalError
 from onnxstyle.files import atomic_write
 from onnxstyle.options import StyleOptions, check_int
 from onnxstyle.runtime import checkpoint, guard, images, sheet
-from onnxstyle.runtime.stylize import Progress, Result, stylize
+from onnxstyle.runtime.stylize import Progress, Result, fit_for, stylize
 
-UNRECORDED = ("device", "threads", "model", "iterations")  # options a resumed run may change
+UNRECORDED = ("device", "threads", "model", "iterations", "cudnn_search", "max_memory", "tile")  # a resume may change
 
 
 @dataclass
@@ -85,7 +85,7 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
     styles = [images.load_rgb(s) for s in job.styles]
     masks = None if job.masks is None else [None if m is None else images.open_image(m) for m in job.masks]
     ladder = opts.ladder()
-    images.check_run_memory(images.fit_size(rgb.shape, ladder[-1]) if ladder[-1] else rgb.shape[:2])
+    fit_for(opts, rgb.shape, len(styles), masks is not None)(ladder[-1])  # refuse up front
 
     recorded = recorded_options(opts)
     inputs = {"content": checkpoint.digest(rgb), "style": [checkpoint.digest(s) for s in styles]}
@@ -127,10 +127,11 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
     except NumericalError as e:
         if e.image is not None:
             images.save(e.image, job.output, alpha)
+            rec.image = e.image.astype(np.float32)
             e.args = (f"{e}: wrote it to {job.output}, run state to {rec.write()}",)
         raise
     images.save(result.image, job.output, alpha)
-    rec.optimizer_state = result.optimizer_state  # lbfgs: the state at the result
+    rec.image, rec.optimizer_state = result.iterate, result.optimizer_state  # the state at the result
     out = Outcome(job.output, result, rec.offset + result.iterations, rec.offset)
     if result.stopped:
         out.state = rec.write()
@@ -144,7 +145,8 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
         write_json(job.report, {
             "size": list(result.image.shape[:2]), "iterations": out.iterations,
             "resumed_from": rec.offset, "evaluations": result.evaluations, "seconds": result.seconds,
-            "provider": result.provider, "initial": result.initial, "final": result.final,
+            "provider": result.provider, "gpu": result.gpu, "precision": result.precision,
+            "note": result.note, "initial": result.initial, "final": result.final,
             "scales": result.scales, "options": recorded,
         })  # fmt: skip
     return out

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from onnxstyle.errors import ModelError
-from onnxstyle.files import default_model, features_path
+from onnxstyle.files import default_model, exported
 
 
 def resolve(model: str | os.PathLike | None, pool: str = "avg") -> Path:
@@ -18,7 +18,7 @@ def resolve(model: str | os.PathLike | None, pool: str = "avg") -> Path:
             raise ModelError(f"{path}: model file not found")
         return path
     path = default_model(pool)
-    if not (path.is_file() and features_path(path).is_file()):
+    if not exported(path):
         raise ModelError(f"{path}: no exported graph; run `onnxstyle export` "
                          "(or onnxstyle.export_models()) first")
     return path

@@ -1,0 +1,68 @@
+"""Optical flow (OpenCV), backward warping and Ruder et al.'s reliability mask.
+
+Flows are H x W x 2 float32 (dx, dy) in pixels: `flow(a, b)[y, x]` is where the pixel (x, y) of
+`a` moves to in `b`. The video loop needs the backward flow (frame t -> t-1) to warp the previous
+stylized frame onto frame t, and the forward flow (t-1 -> t) to tell where that warp is reliable.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from onnxstyle.errors import InputError
+
+METHODS = ("dis", "farneback")
+DEFAULT_METHOD = "dis"  # more accurate and faster than Farneback on the known-motion clip (docs/video.md)
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def flow(a: np.ndarray, b: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
+    """Dense flow from RGB image `a` to RGB image `b` (same size)."""
+    ga, gb = _grey(a), _grey(b)
+    if method == "dis":
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        out = dis.calc(ga, gb, None)
+    elif method == "farneback":
+        out = cv2.calcOpticalFlowFarneback(ga, gb, None, pyr_scale=0.5, levels=5, winsize=15,
+                                           iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+    else:
+        raise InputError(f"unknown flow method {method!r}: expected one of {', '.join(METHODS)}")
+    return out.astype(np.float32)
+
+
+def warp(image: np.ndarray, flow_to_source: np.ndarray) -> np.ndarray:
+    """Backward warp: out[y, x] = image[(x, y) + flow_to_source[y, x]] (bilinear, edges replicated).
+    With the backward flow t -> t-1 this carries frame t-1's content onto frame t."""
+    h, w = flow_to_source.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    mx, my = gx + flow_to_source[..., 0], gy + flow_to_source[..., 1]
+    return cv2.remap(np.ascontiguousarray(image, np.float32), mx, my, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def reliability(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """Ruder et al. (2016) eq. 2-3: 1 where the backward flow (t -> t-1) can be trusted, 0 at
+    disocclusions (the forward flow, warped onto frame t, does not cancel the backward one) and at
+    motion boundaries (a large gradient of the backward flow). H x W float32."""
+    w_fwd = warp(forward, backward)  # w~(x) = w(x + w^(x))
+    s = w_fwd + backward
+    disoccluded = (s**2).sum(-1) > 0.01 * ((w_fwd**2).sum(-1) + (backward**2).sum(-1)) + 0.5
+    du = np.gradient(backward[..., 0])
+    dv = np.gradient(backward[..., 1])
+    grad2 = du[0] ** 2 + du[1] ** 2 + dv[0] ** 2 + dv[1] ** 2
+    boundary = grad2 > 0.01 * (backward**2).sum(-1) + 0.002
+    h, w = backward.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w), np.arange(h))
+    sx, sy = gx + backward[..., 0], gy + backward[..., 1]
+    outside = (sx < 0) | (sx > w - 1) | (sy < 0) | (sy > h - 1)  # came from outside frame t-1
+    return (~(disoccluded | boundary | outside)).astype(np.float32)
+
+
+def endpoint_error(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean endpoint error (Euclidean distance between flow vectors, in px), over `mask` if given."""
+    err = np.sqrt(((estimate - truth) ** 2).sum(-1))
+    return float(err[mask > 0].mean() if mask is not None else err.mean())

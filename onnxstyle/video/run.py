@@ -1,0 +1,297 @@
+"""The frame loop (Ruder, Dosovitskiy & Brox 2016): the first frame from the usual canvas, each
+later one from the previous stylized frame warped by the optical flow, with a temporal term
+W * sum(c * (x - warp(prev))^2) / D pulling it toward that warp where the flow is reliable (c).
+
+Every finished frame is written at once (atomically) as a numbered PNG beside a run.json naming
+the run: the folder is the checkpoint, and the same command run again continues at the next frame.
+A video output is encoded from that folder at the end (then the folder is removed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from onnxstyle.errors import InputError
+from onnxstyle.options import StyleOptions, check_int, check_number
+from onnxstyle.runtime import checkpoint, color, guard, images
+from onnxstyle.runtime.objective import Objective
+from onnxstyle.runtime.stylize import Result, initial_canvas, optimize
+from onnxstyle.video import flow as flows
+from onnxstyle.video import io
+
+# Measured on the known-motion clip (docs/video.md): the temporal error is ~0.1x that of
+# independent frames at W = 1e2..1e3; later frames start from the warped previous result and
+# get half the first frame's iterations (Ruder et al.: 1000 of 2000), as measured.
+TEMPORAL_WEIGHT = 1e3
+LATER_SHARE = 0.5  # later-frame iterations as a share of the first frame's (when not given)
+RUN_FILE = "run.json"
+
+
+def frame_name(i: int) -> str:
+    return f"frame_{i + 1:06d}.png"
+
+
+@dataclass(frozen=True)
+class TemporalOptions:
+    """What the video adds to StyleOptions (whose `iterations` is the first frame's)."""
+
+    weight: float = TEMPORAL_WEIGHT  # W of the temporal term; 0 drops it
+    later_iterations: int | None = None  # iterations of each later frame (default: LATER_SHARE of the first's)
+    frames: str | None = None  # 'A:B' (0-based, B excluded)
+    fps: Fraction | None = None  # output frame rate (default: the input's)
+    flow: str = flows.DEFAULT_METHOD
+    independent: bool = False  # stylize each frame alone from the canvas (the flickering baseline)
+
+    def __post_init__(self) -> None:
+        check_number("temporal weight", self.weight)
+        if self.later_iterations is not None:
+            check_int("later iterations", self.later_iterations, 1)
+        if self.fps is not None:
+            try:
+                fps = Fraction(self.fps).limit_denominator(1001000)
+            except (TypeError, ValueError, ZeroDivisionError):
+                raise InputError(f"--fps {self.fps!r}: expected a number such as 24 or 30000/1001") from None
+            if not 0 < fps <= 1000:
+                raise InputError(f"--fps {self.fps}: must be within 0..1000")
+            object.__setattr__(self, "fps", fps)
+        if self.flow not in flows.METHODS:
+            raise InputError(f"unknown flow {self.flow!r}: expected one of {', '.join(flows.METHODS)}")
+
+
+class TemporalObjective:
+    """An objective plus Ruder et al.'s temporal term, in NumPy beside the graph; the same
+    interface as Objective for the host optimisers (scipy, lbfgs)."""
+
+    def __init__(self, base: Objective, target: np.ndarray, mask: np.ndarray, weight: float) -> None:
+        self.base, self.weight = base, float(weight)
+        self.target = np.asarray(target, np.float32)
+        self.mask = np.asarray(mask, np.float32)[..., None]  # H x W x 1: one c per pixel
+        self.scale = self.weight / self.target.size  # W / D, D = H * W * 3 values (Ruder et al.)
+
+    @property
+    def provider(self) -> str:
+        return self.base.provider
+
+    @property
+    def engine(self):
+        return self.base.engine
+
+    def evaluate(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        terms, grad = self.base.evaluate(x)
+        d = np.asarray(x, np.float32).reshape(self.target.shape) - self.target
+        cd = self.mask * d
+        temporal = float((cd * d).sum()) / self.target.size
+        terms = {**terms, "temporal": temporal, "total": terms["total"] + self.weight * temporal}
+        return terms, grad + (2 * self.scale * cd).reshape(grad.shape)
+
+    def terms(self, x: np.ndarray) -> dict[str, float]:
+        return self.evaluate(x)[0]
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        terms, grad = self.evaluate(x)
+        return terms["total"], grad.astype(np.float64).reshape(np.shape(x))
+
+
+class FrameStylizer:
+    """Stylizes the frames of one clip at one size; the styles are prepared once (resized, and
+    colour-matched to the first frame with preserve_colors)."""
+
+    def __init__(self, styles: Sequence[np.ndarray], options: StyleOptions, first: np.ndarray) -> None:
+        if options.scales and len(options.scales) > 1:
+            raise InputError("video runs at one size: drop --scales (use --size)")
+        if options.optimizer == "lbfgs-device":
+            raise InputError("--optimizer lbfgs-device cannot take the temporal term yet: use scipy or lbfgs for video")
+        self.options = options
+        side = max(16, round(max(first.shape[:2]) * options.style_scale))
+        styles = [images.resize(images.as_rgb_array(s), images.fit_size(s.shape, side)) for s in styles]
+        if options.preserve_colors == "match":
+            styles = [color.match_colors(s, first, options.color_match) for s in styles]
+        elif options.preserve_colors == "luminance":
+            fy = color.luminance(first)
+            styles = [color.match_luminance(color.luminance(s), fy) for s in styles]
+        self.styles = styles
+        from onnxstyle.runtime.models import resolve
+
+        self.model = resolve(options.model, pool=options.pool)
+
+    def space(self, image: np.ndarray) -> np.ndarray:
+        """What the network sees: the luminance with preserve_colors luminance, else the image."""
+        image = np.asarray(image, np.float32)
+        return color.luminance(image) if self.options.preserve_colors == "luminance" else image
+
+    def __call__(self, content: np.ndarray, iterations: int, previous: tuple[np.ndarray, np.ndarray] | None = None,
+                 weight: float = 0.0, callback=None) -> tuple[np.ndarray, Result]:  # fmt: skip
+        """(uint8 frame, Result). `previous`: (the previous output warped onto this frame, its
+        reliability mask): the start, and with weight > 0 the temporal target."""
+        o = self.options
+        c = self.space(content)
+        objective = Objective(c, self.styles, content_weight=o.content_weight, style_weight=o.style_weight,
+                              tv_weight=o.tv_weight, model=self.model, device=o.device,
+                              content_layers=o.content_layers, style_layers=o.style_layers,
+                              style_blend=o.style_blend, threads=o.threads)  # fmt: skip
+        if previous is None:
+            x0 = initial_canvas(c, o.init, o.seed, o.noise_ratio)
+        else:
+            x0 = self.space(previous[0])
+            if weight > 0:
+                objective = TemporalObjective(objective, x0, previous[1], weight)
+        result = optimize(objective, x0, iterations, callback, o.optimizer)
+        out = result.image
+        if o.preserve_colors == "luminance":
+            out = images.to_uint8(color.with_chroma(out, content))
+        return out, result
+
+
+@dataclass
+class FrameProgress:
+    """After each frame: how far the clip is and how long the rest should take."""
+
+    frame: int  # frames done (of this run's range)
+    frames: int
+    elapsed: float  # seconds in this session (a resumed run counts from its restart)
+    remaining: float  # estimated seconds left
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ClipResult:
+    output: Path
+    frames: int
+    resumed_at: int  # frames found done when the run started
+    fps: Fraction
+    seconds: float
+    seconds_per_frame: list[float]
+    stopped: bool = False
+
+
+def _run_identity(source: io.Source, styles: Sequence[np.ndarray], options: StyleOptions,
+                  temporal: TemporalOptions, span: tuple[int, int], hw: tuple[int, int]) -> dict:  # fmt: skip
+    """What must match for a run to continue another's frames."""
+    opts = {k: (checkpoint.digest(v) if isinstance(v, np.ndarray) else v)
+            for k, v in options.to_dict().items() if k not in ("device", "threads")}  # fmt: skip
+    tmp = {k: str(v) for k, v in asdict(temporal).items()}
+    return json.loads(json.dumps({"input": str(source.path.resolve()), "frames": list(span), "size": list(hw),
+                                  "styles": [checkpoint.digest(s) for s in styles], "options": opts,
+                                  "temporal": tmp}, default=str))  # fmt: skip
+
+
+def _frame_size(source: io.Source, size: int, even: bool) -> tuple[int, int]:
+    h, w = images.fit_size((source.height, source.width), size)
+    return (h - h % 2, w - w % 2) if even else (h, w)  # H.264 4:2:0 needs even sides
+
+
+def is_video_path(path: Path) -> bool:
+    return path.suffix.lower() in io.VIDEO_SUFFIXES
+
+
+def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Sequence[str | os.PathLike | np.ndarray],
+                 options: StyleOptions, temporal: TemporalOptions = TemporalOptions(), *,
+                 overwrite: bool = False, progress: Callable[[FrameProgress], None] | None = None,
+                 cancel: guard.CancelToken | None = None) -> ClipResult:  # fmt: skip
+    """Stylize one clip: `input` (a video file or a folder of numbered images) into `output` (a
+    video file by its suffix, else a folder of numbered PNGs). The entry point for a batch engine
+    (one clip per worker). Finished frames survive an interruption (`cancel` set, Ctrl-C, a crash):
+    the same call continues at the next frame."""
+    output = Path(output)
+    source = io.probe(input, temporal.fps)
+    start, stop = io.parse_frames(temporal.frames, source.count)
+    style_arrays = [images.load_rgb(s) if isinstance(s, str | os.PathLike) else images.as_rgb_array(s) for s in styles]
+    if not style_arrays:
+        raise InputError("at least one style image is needed")
+    video_out = is_video_path(output)
+    if not video_out and output.suffix.lower() in io.IMAGE_SUFFIXES:
+        raise InputError(f"{output}: give a video file ({', '.join(io.VIDEO_SUFFIXES)}) or a folder for the frames")
+    if video_out:
+        if output.is_dir():
+            raise InputError(f"{output}: is a folder; give a video file name")
+        guard.check_writable_dir(output, "output ")
+        if output.exists() and not overwrite:
+            raise InputError(f"{output}: already exists (use --overwrite to replace it)")
+    else:
+        guard.check_writable_dir(output, "output ")
+    hw = _frame_size(source, options.size, video_out)
+    images.check_run_memory(hw)
+    work = output.with_name(output.name + ".frames") if video_out else output
+    identity = _run_identity(source, style_arrays, options, temporal, (start, stop), hw)
+    done = _prepare(work, identity, overwrite)
+    n = stop - start
+
+    stylizer = None
+    prev_content = prev_out = None
+    t0 = time.perf_counter()
+    per_frame: list[float] = []
+    stopped = False
+    for i, frame in enumerate(io.read(source, start, stop)):
+        content = images.resize(frame.astype(np.float32), hw)
+        if stylizer is None:
+            stylizer = FrameStylizer(style_arrays, options, content)
+        if i < done:  # finished by an earlier run: only its result is needed, for the next frame
+            if i == done - 1:
+                prev_out = images.load_rgb(work / frame_name(i)).astype(np.float32)
+            prev_content = content
+            continue
+        t = time.perf_counter()
+        previous = None
+        if prev_out is not None and not temporal.independent:
+            backward = flows.flow(content, prev_content, temporal.flow)
+            forward = flows.flow(prev_content, content, temporal.flow)
+            previous = (flows.warp(prev_out, backward), flows.reliability(forward, backward))
+
+        def on_iter(p, _cancel=cancel) -> bool:
+            return not (_cancel is not None and _cancel.is_set())
+
+        first_iters = options.iteration_list()[-1]
+        later_iters = temporal.later_iterations or max(1, round(first_iters * LATER_SHARE))
+        iters = first_iters if previous is None else later_iters
+        out, result = stylizer(content, iters, previous, temporal.weight, on_iter)
+        if result.stopped:  # cancelled mid-frame: this frame is redone on resume
+            stopped = True
+            break
+        images.save(out, work / frame_name(i))
+        prev_content, prev_out = content, out.astype(np.float32)
+        per_frame.append(time.perf_counter() - t)
+        if progress is not None:
+            left = n - i - 1
+            later = per_frame[1:] if len(per_frame) > 1 else per_frame
+            progress(FrameProgress(i + 1, n, time.perf_counter() - t0, left * float(np.mean(later)), result.final))
+    if not stopped and video_out:
+        files = [work / frame_name(i) for i in range(n)]
+        io.write_video(output, files, temporal.fps or source.fps, source, start)
+        shutil.rmtree(work)
+    return ClipResult(output, n, done, temporal.fps or source.fps, time.perf_counter() - t0, per_frame, stopped)
+
+
+def _prepare(work: Path, identity: dict, overwrite: bool) -> int:
+    """Make the frames folder (or reuse the one an earlier run of the same job left) and return
+    how many frames it already holds, in order."""
+    run_file = work / RUN_FILE
+    if work.exists() and not work.is_dir():
+        raise InputError(f"{work}: exists and is not a folder")
+    if run_file.is_file():
+        try:
+            same = json.loads(run_file.read_text()) == identity
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            if not overwrite:
+                raise InputError(f"{work}: holds frames of a different run (other input or options); "
+                                 "remove it or pass --overwrite")  # fmt: skip
+            for f in work.glob("frame_*.png"):
+                f.unlink()
+    elif work.is_dir() and any(work.iterdir()) and not overwrite:
+        raise InputError(f"{work}: folder is not empty; choose another output or pass --overwrite")
+    work.mkdir(parents=True, exist_ok=True)
+    images.atomic_write(run_file, lambda f: f.write(json.dumps(identity, indent=1).encode()))
+    done = 0
+    while (work / frame_name(done)).is_file():
+        done += 1
+    return done

@@ -1,0 +1,220 @@
+"""Video: flow against known motion, the temporal term, frame/fps/duration/audio preservation,
+resuming at the next frame, temporal consistency against independent frames, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+pytest.importorskip("cv2")
+
+from conftest import SHARED  # noqa: E402
+
+from onnxstyle.options import StyleOptions  # noqa: E402
+from onnxstyle.runtime import images  # noqa: E402
+from onnxstyle.video import flow as flows  # noqa: E402
+from onnxstyle.video import io  # noqa: E402
+from onnxstyle.video.run import TemporalObjective, TemporalOptions, frame_name, stylize_clip  # noqa: E402
+from onnxstyle.video.synthetic import PanZoom, temporal_error  # noqa: E402
+
+PHOTO = SHARED / "content" / "astronaut.png"
+STYLE = SHARED / "style" / "starry_night.jpg"
+FAST = StyleOptions(size=48, iterations=4, optimizer="lbfgs", threads=1)
+CLIP = PanZoom(width=48, height=32, scale=0.2, pan=(4.0, 2.0), zoom=0.02)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return images.load_rgb(PHOTO)
+
+
+def write_folder(folder: Path, frames: list[np.ndarray]) -> Path:
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        images.save(f, folder / f"img{i}.png")
+    return folder
+
+
+def make_clip(path: Path, frames: list[np.ndarray], fps: int = 12, audio: bool = True) -> Path:
+    """An H.264 clip of `frames` with an AAC tone as long as the video."""
+    with av.open(str(path), "w") as box:
+        v = box.add_stream("libx264", rate=fps)
+        v.pix_fmt, v.height, v.width = "yuv420p", *frames[0].shape[:2]
+        a = box.add_stream("aac", rate=8000) if audio else None
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts = i
+            box.mux(v.encode(vf))
+        box.mux(v.encode())
+        if a is not None:
+            n = 8000 * len(frames) // fps
+            tone = (0.3 * np.sin(np.arange(n) * 2 * np.pi * 440 / 8000)).astype(np.float32)[None]
+            for k in range(0, n, 1024):
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, k:k + 1024]), format="fltp", layout="mono")
+                af.sample_rate, af.pts = 8000, k
+                box.mux(a.encode(af))
+            box.mux(a.encode())
+    return path
+
+
+def audio_packets(path: Path) -> list[tuple[int, bytes]]:
+    with av.open(str(path)) as box:
+        return [(p.pts, bytes(p)) for p in box.demux(box.streams.audio[0]) if p.size]
+
+
+def test_flow_matches_known_pan_and_zoom(photo):
+    pz = PanZoom(width=96, height=64, scale=0.4, pan=(3.0, 1.5), zoom=0.02)
+    frames = pz.frames(photo, 3)
+    for method, limit in (("dis", 0.25), ("farneback", 0.4)):
+        truth = pz.flow(2, 1, photo.shape[:2])
+        est = flows.flow(frames[2], frames[1], method)
+        assert flows.endpoint_error(est, truth, pz.visible(truth)) < limit
+        assert np.linalg.norm(truth, axis=-1).mean() > 1.0  # real motion, not a trivial zero flow
+    # the warp by the true flow brings frame 1 onto frame 2 far better than no warp
+    truth = pz.flow(2, 1, photo.shape[:2])
+    m = pz.visible(truth) > 0
+    warped = flows.warp(frames[1], truth)
+    assert ((warped - frames[2]) ** 2)[m].mean() < 0.2 * ((frames[1].astype(float) - frames[2]) ** 2)[m].mean()
+
+
+def test_reliability_drops_occlusions_and_keeps_smooth_motion():
+    rng = np.random.default_rng(0)
+    bg = rng.uniform(0, 255, (64, 64, 3)).astype(np.float32)
+    bg = np.asarray(images.resize(bg, (64, 64)))
+    a, b = bg.copy(), bg.copy()
+    a[20:40, 10:30] = 255.0  # a white block moving 8 px right over a still background
+    b[20:40, 18:38] = 255.0
+    truth_b = np.zeros((64, 64, 2), np.float32)
+    truth_b[20:40, 18:38, 0] = -8.0
+    truth_f = np.zeros((64, 64, 2), np.float32)
+    truth_f[20:40, 10:30, 0] = 8.0
+    c = flows.reliability(truth_f, truth_b)
+    assert c[20:40, 10:17].max() == 0  # background uncovered behind the block: disoccluded
+    assert c[:10].min() == 1 and c[50:].min() == 1  # static background away from the block
+    assert c[25:35, 22:34].min() == 1  # inside the block, consistent motion
+
+
+class Quadratic:
+    """A stand-in base objective: 0.5 * |x|^2."""
+
+    provider = "test"
+
+    def evaluate(self, x):
+        return {"total": 0.5 * float((x.astype(np.float64) ** 2).sum())}, x.astype(np.float64)
+
+
+def test_temporal_term_value_and_gradient():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (5, 7, 3))
+    target = rng.uniform(0, 255, (5, 7, 3))
+    mask = (rng.uniform(size=(5, 7)) > 0.4).astype(np.float32)
+    obj = TemporalObjective(Quadratic(), target, mask, weight=30.0)
+    terms, grad = obj.evaluate(x)
+    expect = (mask[..., None] * (x - target) ** 2).sum() / x.size
+    assert terms["temporal"] == pytest.approx(expect, rel=1e-5)
+    assert terms["total"] == pytest.approx(0.5 * (x**2).sum() + 30.0 * expect, rel=1e-5)
+    e = np.zeros_like(x)
+    for idx in [(0, 0, 0), (2, 3, 1), (4, 6, 2)]:
+        e[:] = 0
+        e[idx] = 1e-2
+        fd = (obj.terms(x + e)["total"] - obj.terms(x - e)["total"]) / 2e-2
+        assert grad[idx] == pytest.approx(fd, rel=1e-3, abs=1e-3)
+
+
+def test_video_keeps_frames_rate_duration_and_audio(tmp_path, photo):
+    frames = CLIP.frames(photo, 6)
+    src = make_clip(tmp_path / "in.mp4", frames, fps=12)
+    out = tmp_path / "out.mp4"
+    r = stylize_clip(src, out, [STYLE], FAST, TemporalOptions(later_iterations=2))
+    assert not r.stopped and not (tmp_path / "out.mp4.frames").exists()
+    a, b = io.probe(src), io.probe(out)
+    assert (b.count, b.fps, b.width, b.height) == (6, Fraction(12), 48, 32)
+    assert b.duration == pytest.approx(a.duration)
+    with av.open(str(src)) as x, av.open(str(out)) as y:
+        assert y.duration == pytest.approx(x.duration, abs=0.05 * 1e6)
+        assert y.streams.audio[0].codec_context.name == "aac"
+    assert audio_packets(out) == audio_packets(src)  # bit for bit, same timestamps
+    # a frame range keeps the audio of that span, shifted to zero
+    part = stylize_clip(src, tmp_path / "part.mkv", [STYLE], FAST,
+                        TemporalOptions(frames="2:5", fps="24", later_iterations=2))
+    p = io.probe(part.output)
+    assert (p.count, p.fps) == (3, Fraction(24))
+    got = audio_packets(part.output)
+    assert got and all(data in dict(audio_packets(src)).values() for _, data in got)
+
+
+def test_interrupted_run_resumes_at_the_next_frame(tmp_path, photo):
+    src = write_folder(tmp_path / "in", CLIP.frames(photo, 4))
+    whole = stylize_clip(src, tmp_path / "whole", [STYLE], FAST, TemporalOptions(later_iterations=2))
+    assert len(whole.seconds_per_frame) == 4
+    stop = threading.Event()
+    seen = []
+
+    def after_two(p) -> None:
+        seen.append(p)
+        if p.frame == 2:
+            stop.set()
+
+    first = stylize_clip(src, tmp_path / "cut", [STYLE], FAST, TemporalOptions(later_iterations=2),
+                         progress=after_two, cancel=stop)  # fmt: skip
+    assert first.stopped and sorted(f.name for f in (tmp_path / "cut").glob("frame_*")) == [
+        frame_name(0), frame_name(1)]  # fmt: skip
+    assert seen[0].remaining > 0 and seen[-1].frames == 4
+    again = stylize_clip(src, tmp_path / "cut", [STYLE], FAST, TemporalOptions(later_iterations=2))
+    assert again.resumed_at == 2 and len(again.seconds_per_frame) == 2
+    for i in range(4):
+        assert np.array_equal(images.load_rgb(tmp_path / "cut" / frame_name(i)),
+                              images.load_rgb(tmp_path / "whole" / frame_name(i)))  # fmt: skip
+    from onnxstyle.errors import InputError
+
+    with pytest.raises(InputError, match="different run"):  # other options never mix into these frames
+        stylize_clip(src, tmp_path / "cut", [STYLE], FAST.replace(seed=3), TemporalOptions(later_iterations=2))
+
+
+def test_temporal_error_is_a_fraction_of_independent_frames(tmp_path, photo):
+    pz = PanZoom(width=64, height=48, scale=0.3, pan=(3.0, 1.5), zoom=0.02)
+    n = 4
+    frames = pz.frames(photo, n)
+    src = write_folder(tmp_path / "in", frames)
+    options = StyleOptions(size=64, iterations=25, optimizer="lbfgs", threads=1)
+    truth = [pz.flow(t, t - 1, photo.shape[:2]) for t in range(1, n)]
+    vis = [pz.visible(f) for f in truth]
+    errors = {}
+    for name, temporal in (("independent", TemporalOptions(independent=True)),
+                           ("temporal", TemporalOptions(later_iterations=12))):  # fmt: skip
+        stylize_clip(src, tmp_path / name, [STYLE], options, temporal)
+        out = [images.load_rgb(tmp_path / name / frame_name(i)) for i in range(n)]
+        errors[name] = temporal_error(out, truth, vis)
+    assert errors["temporal"] <= 0.3 * errors["independent"], errors
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    from onnxstyle.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["onnxstyle", *args])
+    with pytest.raises(SystemExit) as e:
+        main()
+    return e.value.code, capsys.readouterr().err.strip()
+
+
+def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, photo):
+    (tmp_path / "notes.mp4").write_text("not a video")
+    src = write_folder(tmp_path / "in", CLIP.frames(photo, 2))
+    cases = [((str(tmp_path / "missing.mp4"), str(tmp_path / "o.mp4"), str(STYLE)), "no such file"),
+             ((str(tmp_path / "notes.mp4"), str(tmp_path / "o.mp4"), str(STYLE)), "not a video"),
+             ((str(src), str(tmp_path / "o.mp4"), str(STYLE), "--frames", "5:x"), "--frames"),
+             ((str(src), str(tmp_path / "o.mp4"), str(STYLE), "--frames", "1:1"), "selects no frames"),
+             ((str(src), str(tmp_path / "o.mp4"), str(STYLE), "--optimizer", "lbfgs-device"), "lbfgs-device")]
+    for args, words in cases:
+        code, err = run_main(monkeypatch, capsys, "video", *args)
+        assert code != 0 and len(err.splitlines()) == 1 and words in err and "Traceback" not in err, err
+    assert not (tmp_path / "o.mp4").exists()
+    monkeypatch.setitem(sys.modules, "av", None)  # the extra not installed
+    code, err = run_main(monkeypatch, capsys, "video", str(src), str(tmp_path / "o.mp4"), str(STYLE))
+    assert code == 1 and "pip install 'onnxstyle[video]'" in err and len(err.splitlines()) == 1
