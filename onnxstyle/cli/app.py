@@ -96,7 +96,8 @@ def export(
     path = do_export(output or default_model(pool), vgg, pool=pool)
     pair = (path, features_path(path), weights_path(path))
     size = sum(p.stat().st_size for p in pair) / 1e6
-    typer.echo(f"wrote {', '.join(p.name for p in pair)} in {path.parent} ({size:.1f} MB) from {describe(vgg)}")
+    typer.echo(f"wrote {path} and its {features_path(path).name}, {weights_path(path).name} ({size:.1f} MB in all) "
+               f"from {describe(vgg)}")
 
 
 def cli_name(option: str) -> str:

@@ -8,7 +8,10 @@ that `build_model` replays in reverse.
 Graph contract (see layout.py for the names):
   image           [H, W, 3] float32, RGB 0..255 (H, W >= 16, any parity)
   weights         [3] float32: content_weight, style_weight, tv_weight
-  content_layer_w [13], style_layer_w [13]: per-layer weights; a zero skips that layer's term
+  content_layer_w [13], style_layer_w [13]: per-layer weights
+  use_<term>_<l>  bool scalars, content and style per layer: weight * layer weight != 0 (the
+                  runtime computes them: an If's condition must be in host memory, so a
+                  condition computed in the graph would cost a device-to-host copy on CUDA)
   content_<l>     [1, N, h, w]: content target features (a [1, N, 1, 1] dummy when unused)
   gram_<l>        [K, N, N]: style targets, each style's Gram divided by its M (K = 1 unmasked)
   style_masked    bool scalar: use the masks (else K must be 1 and the plain Gram is used)
@@ -261,13 +264,9 @@ def branch(b: Builder, cond: str, then_fn: Callable[[Builder], list[str]],
     return outs if n_out > 1 else [outs]
 
 
-def nonzero(b: Builder, x: str) -> str:
-    return b.op("Not", [b.op("Equal", [x, b.const(0.0)])])
-
-
-def gated_term(b: Builder, term: Callable[[Builder, str], tuple[str, str]], coef: str,
+def gated_term(b: Builder, term: Callable[[Builder, str], tuple[str, str]], coef: str, use: str,
                layer_w: str, g_in: str | None, like: str, hint: str) -> tuple[str, str]:  # fmt: skip
-    """If coef != 0: (g_in + coef * dterm, layer_w * term), else (g_in, 0).
+    """If `use` (coef != 0): (g_in + coef * dterm, layer_w * term), else (g_in, 0).
     `term(sub, coef)` emits (loss, coef * its gradient) into the branch."""
 
     def then_fn(sub: Builder) -> list[str]:
@@ -280,7 +279,7 @@ def gated_term(b: Builder, term: Callable[[Builder, str], tuple[str, str]], coef
                            value=numpy_helper.from_array(zeros))  # fmt: skip
         return [g, sub.const(0.0)]
 
-    g, loss = branch(b, nonzero(b, coef), then_fn, else_fn, hint)
+    g, loss = branch(b, use, then_fn, else_fn, hint)
     return g, loss
 
 
@@ -414,8 +413,8 @@ def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
             m = b.op("Where", [layout.TILED, b.op("Gather", [layout.LAYER_M, i]), spatial_size(b, feat)])
             content = content_for(feat, layout.content_target(name), n, m)
             style = style_for(feat, layout.gram_target(name), layer_masks[name], n, name)
-            g, lc = gated_term(b, content, coef_c, lw_c, g, feat, f"content_{name}")
-            g, ls = gated_term(b, style, coef_s, lw_s, g, feat, f"style_{name}")
+            g, lc = gated_term(b, content, coef_c, layout.gate("content", name), lw_c, g, feat, f"content_{name}")
+            g, ls = gated_term(b, style, coef_s, layout.gate("style", name), lw_s, g, feat, f"style_{name}")
             content_losses.append(lc)
             style_losses.append(ls)
         g = bw(g)
@@ -445,6 +444,7 @@ def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
         info(layout.TILED, TensorProto.BOOL, []),
         info(layout.LAYER_M, FLOAT, [len(LAYERS)]),
     ]
+    inputs += [info(layout.gate(t, name), TensorProto.BOOL, []) for name in LAYERS for t in ("content", "style")]
     for name in LAYERS:
         n = CHANNELS[name]
         inputs.append(info(layout.content_target(name), FLOAT, [1, n, f"ch_{name}", f"cw_{name}"]))

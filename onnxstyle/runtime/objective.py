@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from onnxstyle import defaults, layout
 from onnxstyle.errors import InputError, ModelError, NumericalError
+from onnxstyle.files import features_path
 from onnxstyle.layers import CHANNELS, LAYERS, canonical
 from onnxstyle.options import check_number, layer_weights
 from onnxstyle.runtime import models, session, tiles
@@ -79,7 +80,7 @@ class Objective:
     ) -> None:
         path = models.resolve(model)
         self.engine = session.load(path, device, threads, "loss", precision, cudnn_search)
-        fpath = models.features_path(path)
+        fpath = features_path(path)
         if not fpath.is_file():
             raise ModelError(f"{path}: its features graph {fpath.name} is missing beside it (re-export)")
         self.features_engine = session.load(fpath, device, threads, "features", precision, cudnn_search)
@@ -138,6 +139,10 @@ class Objective:
         feed[layout.WEIGHTS] = self.weights
         feed[layout.CONTENT_LAYER_W] = np.array([self.content_layers.get(n, 0.0) for n in LAYERS], np.float32)
         feed[layout.STYLE_LAYER_W] = np.array([self.style_layers.get(n, 0.0) for n in LAYERS], np.float32)
+        for term, w, lw in (("content", self.weights[0], feed[layout.CONTENT_LAYER_W]),
+                            ("style", self.weights[1], feed[layout.STYLE_LAYER_W])):  # fmt: skip
+            for name, coef in zip(LAYERS, w * lw, strict=True):  # float32, as the graph's coef
+                feed[layout.gate(term, name)] = np.array(coef != 0)
         self._feed = feed
 
     @staticmethod
@@ -249,6 +254,7 @@ class Objective:
             layout.WEIGHTS: np.zeros(3, np.float32),
             layout.CONTENT_LAYER_W: np.zeros(len(LAYERS), np.float32),
             layout.STYLE_LAYER_W: np.zeros(len(LAYERS), np.float32),
+            **{layout.gate(t, n): np.array(False) for n in LAYERS for t in ("content", "style")},
         }
         for name in LAYERS:
             n = CHANNELS[name]
