@@ -75,10 +75,15 @@ class RayEngine:
         ray = import_ray()
         if not ray.is_initialized():
             quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-            if self.address:
-                ray.init(address=self.address, **quiet)
-            else:
-                ray.init(num_cpus=self.num_cpus, **quiet)
+            try:
+                if self.address:
+                    ray.init(address=self.address, **quiet)
+                else:
+                    ray.init(num_cpus=self.num_cpus, **quiet)
+            except Exception as e:  # no cluster there, a bad address, a port in use
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+                why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise InputError(f"cannot start or reach {where}: {why}") from None
             self.started = True
         return ray
 
