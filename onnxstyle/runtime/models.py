@@ -8,7 +8,6 @@ from pathlib import Path
 
 from onnxstyle.errors import ModelError
 from onnxstyle.files import default_model, exported
-from onnxstyle.files import features_path as features_path  # re-exported: objective and tests use it here
 
 
 def resolve(model: str | os.PathLike | None, pool: str = "avg") -> Path:
