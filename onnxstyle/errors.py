@@ -40,3 +40,18 @@ class NumericalError(OnnxStyleError):
 
     image = None
     iteration: int = 0
+
+
+def one_line(error: BaseException, option_name=lambda name: name) -> str:
+    """The one-line message for `error` (the CLI's and the batch log's): library errors as they
+    are, an OptionError prefixed by `option_name(error.option)`, OS errors with their file."""
+    if isinstance(error, OnnxStyleError) and getattr(error, "option", None):
+        return f"{option_name(error.option)}: {error}"
+    if isinstance(error, OnnxStyleError):
+        return str(error)
+    if isinstance(error, MemoryError):
+        return f"out of memory: try a smaller {option_name('size')}"
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        return f"{where}{error.strerror or error}"
+    return f"unexpected {type(error).__name__}: {error} (--debug shows where)"  # a bug: still one line

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-LAYOUT_VERSION = "3"  # bump when inputs, outputs or their meaning change
+LAYOUT_VERSION = "5"  # bump when inputs, outputs or their meaning change
 OPSET = 17  # loads in onnxruntime 1.31 (gpu) and 1.32
 IR_VERSION = 8  # onnx 1.23 writes IR 11 by default; onnxruntime-gpu 1.31 refuses it
 
@@ -13,6 +13,8 @@ STYLE_LAYER_W = "style_layer_weights"
 STYLE_MASKED = "style_masked"  # bool: use STYLE_MASKS
 STYLE_MASKS = "style_masks"  # [K, H, W] each style's region
 STYLE_BLEND = "style_blend"  # [K] each masked style's weight
+TILED = "tiled"  # bool: one tile of a tiled evaluation (export/graph.py)
+LAYER_M = "layer_m"  # [13] the whole picture's h*w per layer (when tiled)
 LOSS, CONTENT, STYLE, TV, GRAD = "loss", "content", "style", "tv", "grad"
 META_POOL = "onnxstyle.pool"
 META_KIND = "onnxstyle.kind"  # "loss" (loss and gradient) or "features" (targets)
@@ -27,6 +29,12 @@ META_WEIGHTS_SHA256 = "onnxstyle.weights_sha256"
 
 def content_target(layer: str) -> str:
     return f"content_{layer}"
+
+
+def gate(term: str, layer: str) -> str:
+    """bool scalar: whether `term` ("content" or "style") at `layer` runs (its coefficient is
+    not 0); fed from the host so an If reads it with no device-to-host copy."""
+    return f"use_{term}_{layer}"
 
 
 def gram_target(layer: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from typing import Any
@@ -137,6 +138,15 @@ def parse_layers(text: str) -> dict[str, float]:
     return out
 
 
+def parse_bytes(text: str) -> int | None:
+    """Bytes from 2000000000, 512M, 4G, 1.5GiB (None when unreadable)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m:
+        return None
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
+
 def parse_scales(text: str) -> str | tuple[int, ...]:
     return "auto" if text.strip() == "auto" else parse_ints(text)
 
@@ -208,6 +218,11 @@ class StyleOptions:
                          "overhead per step) | lbfgs-device (ours, vectors kept on the device)")
     threads: int | None = opt(None, "onnxruntime intra-op threads (default: physical cores)", cli=int)
     model: str | None = opt(None, "An exported .onnx (default: the models folder)")
+    max_memory: int | str | None = opt(None, "Memory the run may use, e.g. 4G: above what the whole picture "
+                                       "needs, it is evaluated in tiles (default: ONNXSTYLE_MAX_MEMORY or "
+                                       "what the machine has free)")
+    tile: int | None = opt(None, "Force tiles of this many px (0: never tile; default: fitted to the "
+                           "memory)", cli=int)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -326,6 +341,21 @@ def _scales(v, o) -> tuple[int, ...] | None:
     return sizes
 
 
+def _max_memory(v, o) -> int | None:
+    if v is None:
+        return None
+    n = parse_bytes(v) if isinstance(v, str) else check_int("max memory", v, 1)
+    if n is None or n < 1 << 20:
+        raise InputError(f"max memory {v!r}: expected bytes of at least 1M, such as 512M or 4G")
+    return n
+
+
+def _tile(v, o) -> int | None:
+    if v is None or v == 0:
+        return v
+    return check_int("tile", v, 16, MAX_SIZE)
+
+
 def _threads(v, o) -> int | None:
     if v is None:
         return None
@@ -355,6 +385,8 @@ _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "optimizer": lambda v, o: check_choice("optimizer", v, OPTIMIZERS),
     "threads": _threads,
     "model": lambda v, o: None if v is None else os.fspath(v),
+    "max_memory": _max_memory,
+    "tile": _tile,
 }
 
 FIELDS: dict[str, Field] = {f.name: f for f in fields(StyleOptions)}

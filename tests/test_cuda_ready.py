@@ -103,3 +103,30 @@ def test_progress_image_copied_only_when_read(pair, monkeypatch):
     r = onnxstyle.stylize(c, s, size=None, iterations=7, optimizer="lbfgs-device", device="cpu",
                           threads=1, callback=callback)  # fmt: skip
     assert r.iterations == 7 and reads["inside"] == 2  # iterations 3 and 6
+
+
+def test_if_conditions_are_host_inputs(model_path):
+    """Every If of the loss graph (the 26 layer gates, masks, tiling) reads its condition straight
+    from a graph input, which the runtime feeds from host memory: on CUDA no condition needs a
+    device-to-host copy in the middle of the backward pass. Nothing computes one."""
+    graph = onnx.load(model_path, load_external_data=False).graph
+    inputs = {i.name for i in graph.input}
+    ifs = [n for n in graph.node if n.op_type == "If"]
+    gates = [n for n in ifs if n.input[0].startswith("use_")]
+    assert len(gates) == 26 and all(n.input[0] in inputs for n in ifs)
+    assert not [n for n in graph.node if n.op_type in ("Equal", "Not")]
+
+
+@pytest.mark.parametrize("layers", [{"conv4_2": 1.0}, {"conv1_1": 0.0, "conv3_1": 1.0}])
+def test_gates_follow_the_weights(pair, layers):
+    """A layer with weight 0 (or a global weight 0) is gated off: the same terms as leaving it out."""
+    c, s = pair
+    x = c * 0.8 + 20
+    with_zero = Objective(c, s, device="cpu", threads=1, style_layers=layers).evaluate(x)
+    without = Objective(c, s, device="cpu", threads=1,
+                        style_layers={k: v for k, v in layers.items() if v}).evaluate(x)  # fmt: skip
+    assert with_zero[0] == without[0] and np.array_equal(with_zero[1], without[1])
+    off = Objective(c, s, device="cpu", threads=1, style_weight=0.0)
+    feed = off._feed
+    assert not any(feed[f"use_style_{n}"] for n in ("conv1_1", "conv4_1"))
+    assert feed["use_content_conv4_2"] and off.evaluate(x)[0]["style"] == 0.0

@@ -222,8 +222,9 @@ def test_real_stylize_matches_lbfgs(model_path):
         for seed in (0, 1):
             x0 = initial_canvas(c, "noise", seed)
             ref = optimize(obj, x0, iterations, optimizer="lbfgs")
-            progress = []
-            res = optimize(obj, x0, iterations, callback=progress.append, optimizer="lbfgs-device")
+            progress = []  # the image is read during the callback (after it, it is gone)
+            res = optimize(obj, x0, iterations, callback=lambda p, seen=progress: seen.append(p) or p.image,
+                           optimizer="lbfgs-device")  # fmt: skip
             assert res.iterations == iterations == len(res.history) == len(progress)
             assert [p.iteration for p in progress] == list(range(1, iterations + 1))
             assert all(p.image.min() >= 0 and p.image.max() <= 255 for p in progress)

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxstyle import layout
+from onnxstyle import files, layout
 from onnxstyle.errors import WeightsError
 from onnxstyle.export import export
 from onnxstyle.export.download import UnverifiedWeightsWarning
 from onnxstyle.export.formats import detect, load_weights, read_raw
 from onnxstyle.layers import ARCH, CHANNELS, LAYERS
-from onnxstyle.runtime import models, session
+from onnxstyle.runtime import session
 from onnxstyle.runtime.objective import Objective
 from tests import helpers_weights, oracle
 
@@ -87,7 +87,7 @@ def check_features(path: Path, vgg: dict, prep, out_dir: Path, key: str, **kw) -
     weights = load_weights(path, **kw)
     model = export(out_dir / f"{path.name}.onnx", weights)
     assert session.load(model, "cpu", threads=1).metadata[layout.META_WEIGHTS_SHA256] == weights.sha256
-    engine = session.load(models.features_path(model), "cpu", threads=1, kind="features")
+    engine = session.load(files.features_path(model), "cpu", threads=1, kind="features")
     assert engine.metadata[layout.META_WEIGHTS_SHA256] == weights.sha256
     got = engine.session.run([layout.feature(n) for n in LAYERS], {layout.IMAGE: IMAGE.astype(np.float32)})
     if key not in _refs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
@@ -14,8 +15,8 @@ import typer
 
 import onnxstyle
 from onnxstyle import defaults
-from onnxstyle.errors import OnnxStyleError
-from onnxstyle.options import OptionError, StyleOptions, show
+from onnxstyle.errors import one_line
+from onnxstyle.options import StyleOptions, show
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Gatys neural style transfer on ONNX Runtime, without PyTorch.")  # fmt: skip
@@ -51,22 +52,10 @@ def friendly(fn):
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
             raise
-        except Exception:
+        except Exception as e:
             if DEBUG["on"]:
                 raise
-            try:
-                raise
-            except OptionError as e:
-                raise fail(f"{cli_name(e.option)}: {e}") from None
-            except OnnxStyleError as e:
-                raise fail(str(e)) from None
-            except MemoryError:
-                raise fail("out of memory: try a smaller --size") from None
-            except OSError as e:
-                where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-                raise fail(f"{where}{e.strerror or e}") from None
-            except Exception as e:  # a bug: still one line, never a traceback
-                raise fail(f"unexpected {type(e).__name__}: {e} (--debug shows where)") from None
+            raise fail(one_line(e, cli_name)) from None
 
     return wrapper
 
@@ -107,7 +96,8 @@ def export(
     path = do_export(output or default_model(pool), vgg, pool=pool)
     pair = (path, features_path(path), weights_path(path))
     size = sum(p.stat().st_size for p in pair) / 1e6
-    typer.echo(f"wrote {', '.join(p.name for p in pair)} in {path.parent} ({size:.1f} MB) from {describe(vgg)}")
+    typer.echo(f"wrote {path} and its {features_path(path).name}, {weights_path(path).name} ({size:.1f} MB in all) "
+               f"from {describe(vgg)}")
 
 
 def cli_name(option: str) -> str:
@@ -230,6 +220,88 @@ def stylize(
               report, overwrite, resume)  # fmt: skip
     ensure_models(options)
     run_job(job)
+
+
+def batch_engine(engine: str, workers: int | None, address: str | None, cpus_per_job: float,
+                 gpus_per_job: float | None, retries: int, device: str):  # fmt: skip
+    from onnxstyle.batch import engines
+
+    if engine == "local":
+        if address is not None:
+            raise fail("--address is for --engine ray")
+        return engines.LocalEngine(workers or engines.default_threads(2), retries)
+    if engine != "ray":
+        raise fail(f"--engine {engine!r}: expected local or ray")
+    from onnxstyle.batch.rayengine import RayEngine, import_ray
+
+    import_ray()  # says how to install it when it is missing
+    return RayEngine(address, workers, retries, cpus_per_job, gpus_per_job, device)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    m, s = divmod(int(seconds + 0.5), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+@app.command()
+@friendly
+@style_options
+def batch(
+    jobs: Annotated[Path, typer.Argument(help="Manifest (.csv or .jsonl): content, style (a;b), optional "
+                                              "output, and any style option by name, one job a row")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder; its batch.jsonl logs every job")],
+    engine: Annotated[str, typer.Option(help="local (worker processes) | ray (Ray actors)")] = "local",
+    workers: Annotated[int | None, typer.Option(
+        help="Workers (default: local one per 2 CPUs; ray as many as the cluster fits)")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster: auto | ray://head:10001 (default: a local Ray instance)")] = None,
+    cpus_per_job: Annotated[float, typer.Option(help="Ray: CPUs each job declares")] = 1.0,
+    gpus_per_job: Annotated[float | None, typer.Option(
+        help="Ray: GPUs each job declares, e.g. 0.25 packs four a GPU (default: 1 where the cluster has "
+             "GPUs, unless --device cpu)")
+    ] = None,
+    retries: Annotated[int, typer.Option(help="Times a job whose worker died is retried")] = 2,
+    checkpoint_every: Annotated[int, typer.Option(help="Keep each job's run state every K iterations")] = 0,
+    options: StyleOptions = None,
+) -> None:  # fmt: skip
+    """Stylize every job of a manifest into OUT; run it again to skip finished jobs and resume
+    interrupted ones. The style options here are defaults that the manifest's columns override."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from onnxstyle import batch as batches
+    from onnxstyle.runtime import guard
+
+    tasks = batches.read(jobs, out, options, checkpoint_every)
+    runner = batch_engine(engine, workers, address, cpus_per_job, gpus_per_job, retries, options.device)
+    out.mkdir(parents=True, exist_ok=True)
+    for pool_options in {t.options.pool: t.options for t in tasks if t.error is None}.values():
+        ensure_models(pool_options)
+    for t in tasks:
+        if t.error is not None:
+            typer.echo(f"onnxstyle: skipping {t.error}", err=True)
+    log = out / batches.LOG_NAME
+    columns = (TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))  # fmt: skip
+    with Progress(*columns, transient=False) as bar:
+        row = bar.add_task("batch", total=len(tasks), status="starting...")
+
+        def on_event(event, s) -> None:
+            if event.kind == "finished" and event.record.get("status") == "failed":
+                bar.console.print(f"failed: {event.item.where}: {event.record.get('error')}", markup=False)
+            bar.update(row, completed=s.done, status=f"{s.ok} ok, {s.failed} failed, {s.skipped} skipped, "
+                       f"{len(s.running)} running, {duration(s.left_s())} left")  # fmt: skip
+
+        with guard.interruptible() as stop:
+            s = batches.run(tasks, runner, log, on_event, stop.token)
+    typer.echo(f"batch: {s.ok} ok, {s.failed} failed, {s.skipped} skipped (finished before), "
+               f"{s.interrupted} interrupted in {duration(time.monotonic() - s.started)}; log {log}")  # fmt: skip
+    if stop.signum:
+        raise fail(f"interrupted by {stop.name}: {s.interrupted} running jobs wrote their best image and run "
+                   "state; run the same command again to resume them", stop.code)  # fmt: skip
+    if s.failed:
+        raise fail(f"{s.failed} of {s.total} jobs failed (their errors are in {log})")
 
 
 DEMO_CONTENT = "astronaut.png"  # NASA, public domain (scikit-image data)

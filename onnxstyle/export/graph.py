@@ -8,12 +8,20 @@ that `build_model` replays in reverse.
 Graph contract (see layout.py for the names):
   image           [H, W, 3] float32, RGB 0..255 (H, W >= 16, any parity)
   weights         [3] float32: content_weight, style_weight, tv_weight
-  content_layer_w [13], style_layer_w [13]: per-layer weights; a zero skips that layer's term
+  content_layer_w [13], style_layer_w [13]: per-layer weights
+  use_<term>_<l>  bool scalars, content and style per layer: weight * layer weight != 0 (the
+                  runtime computes them: an If's condition must be in host memory, so a
+                  condition computed in the graph would cost a device-to-host copy on CUDA)
   content_<l>     [1, N, h, w]: content target features (a [1, N, 1, 1] dummy when unused)
   gram_<l>        [K, N, N]: style targets, each style's Gram divided by its M (K = 1 unmasked)
   style_masked    bool scalar: use the masks (else K must be 1 and the plain Gram is used)
   style_masks     [K, H, W]: style k's region in the image (a [1, 1, 1] dummy when unmasked)
   style_blend     [K]: each style's weight in the masked loss
+  tiled           bool scalar: evaluate one tile of a tiled run (runtime/tiles.py): the
+                  normalisers M come from layer_m (the whole picture's), and gram_<l> holds
+                  W_k = blend_k (G_k/S_k - A_k) / (N^2 S_k) from the whole picture, so each
+                  style gradient is local: coef * sum_k W_k F diag(m_k); the style loss is 0
+  layer_m         [13]: the whole picture's h*w per layer (read when tiled)
   -> loss, content, style, tv (scalars: total and the three unweighted terms), grad [H, W, 3].
 
 The features graph written beside it (build_features_model) maps image -> feat_<l> [1, N, h, w],
@@ -143,10 +151,10 @@ def spatial_size(b: Builder, feat: str) -> str:
     return b.op("Cast", [b.op("ReduceProd", [hw], keepdims=0)], "M", to=FLOAT)
 
 
-def content_term(b: Builder, feat: str, target: str, n: int) -> tuple[str, Backward]:
-    """content = sum((F - P)^2) / (2 sqrt(N) sqrt(M))  (the seed's K)."""
+def content_term(b: Builder, feat: str, target: str, n: int, m: str) -> tuple[str, Backward]:
+    """content = sum((F - P)^2) / (2 sqrt(N) sqrt(M))  (the seed's K); M given as `m`."""
     diff = b.op("Sub", [feat, target], "c_diff")
-    k = b.op("Sqrt", [b.op("Mul", [spatial_size(b, feat), b.const(float(n))])])  # sqrt(N M)
+    k = b.op("Sqrt", [b.op("Mul", [m, b.const(float(n))])])  # sqrt(N M)
     loss = b.op("Div", [b.scalar(b.op("Mul", [diff, diff])), b.op("Mul", [k, b.const(2.0)])])
 
     def backward(coef: str) -> str:  # d/dF = (F - P) / sqrt(N M)
@@ -192,6 +200,20 @@ def masked_style_term(b: Builder, feat: str, masks: str, target: str, blend: str
         return b.op("Reshape", [gf, b.op("Shape", [feat])], "g_style")
 
     return loss, backward
+
+
+def tiled_style_term(b: Builder, feat: str, masks: str, weight: str, n: int) -> tuple[str, Backward]:
+    """One tile's style gradient given the whole picture's Grams: d/dF = sum_k W_k F diag(m_k)
+    (W_k as fed in gram_<l>, see the module doc); the loss is the host's (0 here)."""
+
+    def backward(coef: str) -> str:
+        f = b.op("Reshape", [feat, b.ints(n, -1)], "F")
+        fm = b.op("Mul", [f, b.op("Reshape", [masks, b.ints(0, 1, -1)])], "Fm")  # K x N x M
+        gk = b.op("MatMul", [b.op("Mul", [weight, coef]), fm], "g_gram_k")
+        return b.op("Reshape", [b.op("ReduceSum", [gk, b.ints(0)], keepdims=0), b.op("Shape", [feat])],
+                    "g_style")  # fmt: skip
+
+    return b.const(0.0), backward
 
 
 def tv_term(b: Builder, x: str) -> tuple[str, Backward]:
@@ -242,13 +264,9 @@ def branch(b: Builder, cond: str, then_fn: Callable[[Builder], list[str]],
     return outs if n_out > 1 else [outs]
 
 
-def nonzero(b: Builder, x: str) -> str:
-    return b.op("Not", [b.op("Equal", [x, b.const(0.0)])])
-
-
-def gated_term(b: Builder, term: Callable[[Builder, str], tuple[str, str]], coef: str,
+def gated_term(b: Builder, term: Callable[[Builder, str], tuple[str, str]], coef: str, use: str,
                layer_w: str, g_in: str | None, like: str, hint: str) -> tuple[str, str]:  # fmt: skip
-    """If coef != 0: (g_in + coef * dterm, layer_w * term), else (g_in, 0).
+    """If `use` (coef != 0): (g_in + coef * dterm, layer_w * term), else (g_in, 0).
     `term(sub, coef)` emits (loss, coef * its gradient) into the branch."""
 
     def then_fn(sub: Builder) -> list[str]:
@@ -261,7 +279,7 @@ def gated_term(b: Builder, term: Callable[[Builder, str], tuple[str, str]], coef
                            value=numpy_helper.from_array(zeros))  # fmt: skip
         return [g, sub.const(0.0)]
 
-    g, loss = branch(b, nonzero(b, coef), then_fn, else_fn, hint)
+    g, loss = branch(b, use, then_fn, else_fn, hint)
     return g, loss
 
 
@@ -283,18 +301,25 @@ def max_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
     return y, backward
 
 
-def content_for(feat: str, target: str, n: int) -> Callable[[Builder, str], tuple[str, str]]:
+def content_for(feat: str, target: str, n: int, m: str) -> Callable[[Builder, str], tuple[str, str]]:
     def term(s: Builder, coef: str) -> tuple[str, str]:
-        loss, backward = content_term(s, feat, target, n)
+        loss, backward = content_term(s, feat, target, n, m)
         return loss, backward(coef)
 
     return term
 
 
 def style_for(feat: str, target: str, mask: str, n: int, name: str) -> Callable[[Builder, str], tuple[str, str]]:
-    """Masked and plain Grams behind one interface: an If on style_masked."""
+    """Masked, plain and tiled Grams behind one interface: Ifs on tiled and style_masked."""
 
     def term(s: Builder, coef: str) -> tuple[str, str]:
+        def tiled(ss: Builder) -> list[str]:
+            loss, backward = tiled_style_term(ss, feat, mask, target, n)
+            return [loss, backward(coef)]
+
+        def untiled(ss: Builder) -> list[str]:
+            return branch(ss, layout.STYLE_MASKED, masked, plain, f"style_{name}_mask")
+
         def plain(ss: Builder) -> list[str]:
             loss, backward = style_term(ss, feat, ss.op("Reshape", [target, ss.ints(n, n)]), n)
             return [loss, backward(coef)]
@@ -303,7 +328,7 @@ def style_for(feat: str, target: str, mask: str, n: int, name: str) -> Callable[
             loss, backward = masked_style_term(ss, feat, mask, target, layout.STYLE_BLEND, n)
             return [loss, backward(coef)]
 
-        loss, g = branch(s, layout.STYLE_MASKED, masked, plain, f"style_{name}_mask")
+        loss, g = branch(s, layout.TILED, tiled, untiled, f"style_{name}_tiled")
         return loss, g
 
     return term
@@ -385,10 +410,11 @@ def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
             lw_s = b.op("Gather", [layout.STYLE_LAYER_W, i])
             coef_c = b.op("Mul", [w_content, lw_c], f"coef_c_{name}")
             coef_s = b.op("Mul", [w_style, lw_s], f"coef_s_{name}")
-            content = content_for(feat, layout.content_target(name), n)
+            m = b.op("Where", [layout.TILED, b.op("Gather", [layout.LAYER_M, i]), spatial_size(b, feat)])
+            content = content_for(feat, layout.content_target(name), n, m)
             style = style_for(feat, layout.gram_target(name), layer_masks[name], n, name)
-            g, lc = gated_term(b, content, coef_c, lw_c, g, feat, f"content_{name}")
-            g, ls = gated_term(b, style, coef_s, lw_s, g, feat, f"style_{name}")
+            g, lc = gated_term(b, content, coef_c, layout.gate("content", name), lw_c, g, feat, f"content_{name}")
+            g, ls = gated_term(b, style, coef_s, layout.gate("style", name), lw_s, g, feat, f"style_{name}")
             content_losses.append(lc)
             style_losses.append(ls)
         g = bw(g)
@@ -415,7 +441,10 @@ def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
         info(layout.STYLE_MASKED, TensorProto.BOOL, []),
         info(layout.STYLE_MASKS, FLOAT, ["K", "MH", "MW"]),
         info(layout.STYLE_BLEND, FLOAT, ["K"]),
+        info(layout.TILED, TensorProto.BOOL, []),
+        info(layout.LAYER_M, FLOAT, [len(LAYERS)]),
     ]
+    inputs += [info(layout.gate(t, name), TensorProto.BOOL, []) for name in LAYERS for t in ("content", "style")]
     for name in LAYERS:
         n = CHANNELS[name]
         inputs.append(info(layout.content_target(name), FLOAT, [1, n, f"ch_{name}", f"cw_{name}"]))

@@ -210,13 +210,16 @@ class Recorder:
         self.image: np.ndarray | None = resumed.image if resumed else None
         self.iteration = self.offset
         self.optimizer_state: LbfgsState | None = resumed.optimizer if resumed else None
+        self.latest = None  # the last Progress recorded
 
     def update(self, progress) -> None:
-        """Record an iteration; its image is read (copied) only at checkpoints. Set `image`
-        before a final write()."""
+        """Record an iteration. Its image is read (with lbfgs-device: copied from the device)
+        only for a checkpoint; a later write() reads it from the Progress kept, which works
+        after the callback for the host optimisers: with lbfgs-device set `image` first."""
         self.iteration = self.offset + progress.iteration
         self.history.append(dict(progress.terms))
         self.optimizer_state = None  # the previous one belongs to the previous iterate
+        self.latest, self.image = progress, None
         if self.every and self.iteration % self.every == 0:
             self.image = progress.image
             snapshot = getattr(progress, "optimizer_state", None)
@@ -224,6 +227,8 @@ class Recorder:
             self.write()
 
     def write(self) -> Path | None:
+        if self.image is None and self.latest is not None:
+            self.image = self.latest.image
         if self.image is None:
             return None
         opt = self.optimizer_state  # written only when it is the state at this image

@@ -23,6 +23,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from onnxstyle.errors import InputError
 from onnxstyle.files import atomic_write
 from onnxstyle.layers import ARCH
+from onnxstyle.options import parse_bytes
 
 # Formats read; others (EPS runs Ghostscript, PDF/ICO/PCX/... are no photos) are refused.
 # JPEG includes MPO, what many phone cameras write.
@@ -33,10 +34,11 @@ MAX_FILE_BYTES = 1 << 30
 DECODE_BYTES_PER_PIXEL = 24  # decoded uint8 RGBA + float32 RGB copy + resize buffers (measured ~20)
 
 # Peak memory of one loss-and-gradient run of the fused graph on the CPU provider, fitted to
-# ru_maxrss at 128..512 px (base ~320 MB incl. the 52 MB model; slope 5.6 x activation bytes),
+# ru_maxrss of one evaluation at 256..768 px (498, 1052, 1775 MiB; re-fitted for issue 11: base
+# ~320 MB incl. both graphs, slope 2.0..2.55 x activation bytes),
 # rounded up: see docs/reliability.md.
-MEMORY_BASE = 450 << 20
-MEMORY_PER_ACTIVATION_BYTE = 6.0
+MEMORY_BASE = 340 << 20
+MEMORY_PER_ACTIVATION_BYTE = 2.6
 LBFGS_VECTORS = 2 * 10 + 8  # scipy L-BFGS-B keeps 2 x maxcor history vectors + a few work ones
 ENV_MEMORY = "ONNXSTYLE_MAX_MEMORY"  # cap (bytes, or 512M / 4G) below what the machine has
 _open_lock = threading.Lock()  # warnings.catch_warnings is process-wide: one opener at a time
@@ -301,17 +303,12 @@ def activation_floats(h: int, w: int) -> int:
 def estimate_memory(hw: tuple[int, int]) -> int:
     """Peak bytes a stylize run at H x W needs on the CPU provider (see MEMORY_* above)."""
     h, w = int(hw[0]), int(hw[1])
-    graph = MEMORY_PER_ACTIVATION_BYTE * activation_floats(h, w) * 4
-    lbfgs = LBFGS_VECTORS * h * w * 3 * 8
-    return int(MEMORY_BASE + graph + lbfgs)
+    return int(MEMORY_BASE + graph_memory((h, w)) + LBFGS_VECTORS * h * w * 3 * 8)
 
 
-def _parse_bytes(text: str) -> int | None:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
-    if not m:
-        return None
-    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2)]
-    return int(float(m.group(1)) * scale)
+def graph_memory(hw: tuple[int, int]) -> int:
+    """Working bytes of one run of the fused graph on an H x W picture (CPU provider)."""
+    return int(MEMORY_PER_ACTIVATION_BYTE * activation_floats(int(hw[0]), int(hw[1])) * 4)
 
 
 def _cgroup_free() -> int | None:
@@ -347,14 +344,14 @@ def available_memory() -> int | None:
         known.append(cg)
     env = os.environ.get(ENV_MEMORY)
     if env:
-        cap = _parse_bytes(env)
+        cap = parse_bytes(env)
         if cap is None:
             raise InputError(f"{ENV_MEMORY}={env!r}: expected bytes such as 2000000000, 512M or 4G")
         known.append(cap)
     return min(known) if known else None
 
 
-def _mb(n: float) -> str:
+def mb(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
@@ -362,7 +359,7 @@ def check_memory(need: int, what: str) -> None:
     """Refuse up front when `need` bytes exceed the memory available (estimate and limit shown)."""
     have = available_memory()
     if have is not None and need > have:
-        raise InputError(f"{what} needs about {_mb(need)} of memory, but only {_mb(have)} is "
+        raise InputError(f"{what} needs about {mb(need)} of memory, but only {mb(have)} is "
                          "available; use a smaller --size")  # fmt: skip
 
 

@@ -16,9 +16,9 @@ from onnxstyle.errors import InputError, NumericalError
 from onnxstyle.files import atomic_write
 from onnxstyle.options import StyleOptions, check_int
 from onnxstyle.runtime import checkpoint, guard, images, sheet
-from onnxstyle.runtime.stylize import Progress, Result, stylize
+from onnxstyle.runtime.stylize import Progress, Result, fit_for, stylize
 
-UNRECORDED = ("device", "threads", "model", "iterations", "cudnn_search")  # options a resumed run may change
+UNRECORDED = ("device", "threads", "model", "iterations", "cudnn_search", "max_memory", "tile")  # a resume may change
 
 
 @dataclass
@@ -85,7 +85,7 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
     styles = [images.load_rgb(s) for s in job.styles]
     masks = None if job.masks is None else [None if m is None else images.open_image(m) for m in job.masks]
     ladder = opts.ladder()
-    images.check_run_memory(images.fit_size(rgb.shape, ladder[-1]) if ladder[-1] else rgb.shape[:2])
+    fit_for(opts, rgb.shape, len(styles), masks is not None)(ladder[-1])  # refuse up front
 
     recorded = recorded_options(opts)
     inputs = {"content": checkpoint.digest(rgb), "style": [checkpoint.digest(s) for s in styles]}

@@ -11,13 +11,41 @@ import onnxruntime as ort
 
 from onnxstyle import defaults, layout
 from onnxstyle.errors import InputError, ModelError, NumericalError
+from onnxstyle.files import features_path
 from onnxstyle.layers import CHANNELS, LAYERS, canonical
 from onnxstyle.options import check_number, layer_weights
-from onnxstyle.runtime import models, session
+from onnxstyle.runtime import models, session, tiles
 from onnxstyle.runtime.images import as_rgb_array
 
 _DEVICE_LOCK = threading.Lock()  # guards each objective's lazily built device-side targets
 DEVICE_MIN_SIZE = 4096  # inputs this large live on the device; smaller ones (flags, weights) on the host
+
+
+def total_variation(x: np.ndarray, rows: int = 256) -> float:
+    """The TV term of an H x W x 3 image in float64, `rows` rows at a time."""
+    total = 0.0
+    for r in range(0, x.shape[0], rows):
+        dv = np.diff(x[r:r + rows + 1].astype(np.float64), axis=0)
+        dh = np.diff(x[r:r + rows].astype(np.float64), axis=1)
+        total += float(np.vdot(dv, dv) + np.vdot(dh, dh))
+    return total
+
+
+GRAM_CHUNK = 1 << 16  # positions per float32 product, summed in float64
+
+
+def _gram(f: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+    """sum over positions of F F^T ([1, N, N]) or of F diag(m_k) F^T ([K, N, N]), float64, for
+    F [N, M] and masks [K, M]; float32 products over chunks of GRAM_CHUNK positions."""
+    k = 1 if masks is None else masks.shape[0]
+    out = np.zeros((k, f.shape[0], f.shape[0]))
+    for c in range(0, f.shape[1], GRAM_CHUNK):
+        fc = np.ascontiguousarray(f[:, c:c + GRAM_CHUNK])
+        if masks is None:
+            out[0] += fc @ fc.T
+        else:
+            out += np.matmul(fc[None] * masks[:, None, c:c + GRAM_CHUNK], fc.T)
+    return out
 
 
 class Objective:
@@ -26,6 +54,10 @@ class Objective:
     Uses the images as given (no resizing). `style` is one image or a list of images, whose Gram
     targets are averaged with `style_blend` (equal weights by default). Immutable once built and
     safe to call from many threads at once.
+
+    `tile` (px): evaluate the same loss and gradient tile by tile (runtime/tiles.py), in memory
+    bounded by the tile; the targets are computed the same way. None, or a tile holding the whole
+    picture: one run of the graph.
     """
 
     def __init__(
@@ -44,10 +76,11 @@ class Objective:
         threads: int | None = None,
         precision: str = defaults.PRECISION,
         cudnn_search: str = defaults.CUDNN_SEARCH,
+        tile: int | None = None,
     ) -> None:
         path = models.resolve(model)
         self.engine = session.load(path, device, threads, "loss", precision, cudnn_search)
-        fpath = models.features_path(path)
+        fpath = features_path(path)
         if not fpath.is_file():
             raise ModelError(f"{path}: its features graph {fpath.name} is missing beside it (re-export)")
         self.features_engine = session.load(fpath, device, threads, "features", precision, cudnn_search)
@@ -69,33 +102,115 @@ class Objective:
             if min(img.shape[:2]) < 16:
                 raise InputError(f"image of {img.shape[1]}x{img.shape[0]} px: each side must be >= 16")
 
-        feed = self._base_feed()
-        cfeat = self.features(content, list(self.content_layers))
-        for name in self.content_layers:
-            feed[layout.content_target(name)] = cfeat[name]
+        self.tile = None if tile is None else self._tile(tile, content.shape)
         masks = self._masks(style_masks, len(styles), content.shape[:2])
+        coefs = {"content": self.weights[0], "style": self.weights[1]}
+        # layers whose terms count (the graph skips a term whose coefficient is zero)
+        self._used = {kind: [n for n, w in layers.items() if w * coefs[kind] != 0]
+                      for kind, layers in (("content", self.content_layers), ("style", self.style_layers))}  # fmt: skip
+        feed = self._base_feed()
+        cfeat = self._whole_features(content, list(self.content_layers))
+        if self.tile is None:
+            for name in self.content_layers:
+                feed[layout.content_target(name)] = cfeat[name]
+        self._content = cfeat  # tiled: cropped to each tile's region
         # Unmasked: one target, the blend-weighted mean of the styles' Grams. Masked: one per style.
         k = 1 if masks is None else len(styles)
         grams = {name: np.zeros((k, CHANNELS[name], CHANNELS[name])) for name in self.style_layers}
         for i, (img, w) in enumerate(zip(styles, blend, strict=True)):
-            feats = self.features(img, list(self.style_layers))
+            sums, m = self._gram_sums(img, list(self.style_layers))
             for name in self.style_layers:
-                f = feats[name].reshape(CHANNELS[name], -1).astype(np.float64)
-                gram = (f @ f.T) / f.shape[1]
+                gram = sums[name][0] / m[name]
                 if masks is None:
                     grams[name][0] += w * gram
                 else:
                     grams[name][i] = gram
         for name, g in grams.items():
             feed[layout.gram_target(name)] = g.astype(np.float32)
+        self._targets = {name: feed[layout.gram_target(name)].astype(np.float64) for name in grams}
+        self._blend_w = blend if masks is not None else np.ones(1)
+        self._masks_full = masks
+        self._layer_m = np.array([np.prod(tiles.positions(content.shape[:2], n)) for n in LAYERS], np.float32)
+        self._pyramid = None if masks is None else self._mask_pyramid(masks)
         if masks is not None:
             feed[layout.STYLE_MASKED] = np.array(True)
-            feed[layout.STYLE_MASKS] = masks
+            feed[layout.STYLE_MASKS] = masks if self.tile is None else np.ones((1, 1, 1), np.float32)
             feed[layout.STYLE_BLEND] = blend.astype(np.float32)
         feed[layout.WEIGHTS] = self.weights
         feed[layout.CONTENT_LAYER_W] = np.array([self.content_layers.get(n, 0.0) for n in LAYERS], np.float32)
         feed[layout.STYLE_LAYER_W] = np.array([self.style_layers.get(n, 0.0) for n in LAYERS], np.float32)
+        for term, w, lw in (("content", self.weights[0], feed[layout.CONTENT_LAYER_W]),
+                            ("style", self.weights[1], feed[layout.STYLE_LAYER_W])):  # fmt: skip
+            for name, coef in zip(LAYERS, w * lw, strict=True):  # float32, as the graph's coef
+                feed[layout.gate(term, name)] = np.array(coef != 0)
         self._feed = feed
+
+    @staticmethod
+    def _tile(tile: int, shape: tuple[int, ...]) -> int | None:
+        """The tile size on the pooling grid, or None when one tile holds the whole picture."""
+        try:
+            t = tiles.check_tile(tile)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        return None if t >= max(shape[:2]) else t
+
+    @property
+    def tiled(self) -> bool:
+        return self.tile is not None
+
+    def _plan(self, hw: tuple[int, int], halo: int) -> list[tiles.Tile]:
+        """This objective's tiles over an H x W picture (one, the whole of it, when untiled)."""
+        tile = self.tile if self.tile is not None and self.tile < max(hw) else max(hw)
+        return tiles.plan(hw, tile, halo)
+
+    def _interiors(self, image: np.ndarray, layers: Sequence[str]):
+        """(tile, {layer: its features [N, h, w] at the tile's interior}) for each tile."""
+        for t in self._plan(image.shape[:2], tiles.feature_halo(layers)):
+            feats = self.features(image[t.region], layers) if layers else {}
+            yield t, {n: f[0][(slice(None), *t.interior(tiles.reach(n)[0]))] for n, f in feats.items()}
+
+    def _whole_features(self, image: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+        """The picture's features [1, N, h, w] at `layers`, assembled tile by tile when tiled."""
+        if self.tile is None:
+            return self.features(image, layers)
+        out = {n: np.empty((1, CHANNELS[n], *tiles.positions(image.shape[:2], n)), np.float32) for n in layers}
+        for t, feats in self._interiors(image, layers):
+            for n, f in feats.items():
+                out[n][(0, slice(None), *t.whole(tiles.reach(n)[0]))] = f
+        return out
+
+    def _gram_sums(self, image: np.ndarray, layers: list[str],
+                   pyramid: dict[int, np.ndarray] | None = None,
+                   content: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, float]]:  # fmt: skip
+        """Per layer: sum over positions of F F^T ([1, N, N], float64), or of F diag(m_k) F^T
+        ([K, N, N]) with `pyramid`, the masks at each stride; and the normaliser M (positions)
+        or S_k (mask areas, [K]). `content` layers: also sum((F - P)^2) as "content:<layer>"."""
+        sums: dict[str, np.ndarray] = {}
+        for t, feats in self._interiors(image, list(dict.fromkeys([*layers, *content]))):
+            for n, f in feats.items():
+                s = tiles.reach(n)[0]
+                if n in content:
+                    p = self._content[n][(0, slice(None), *t.whole(s))]
+                    d = (f - p).astype(np.float64)
+                    sums[f"content:{n}"] = sums.get(f"content:{n}", 0.0) + float(np.vdot(d, d))
+                if n not in layers:
+                    continue
+                m = None if pyramid is None else pyramid[s][(slice(None), *t.whole(s))]
+                sums[n] = sums.get(n, 0.0) + _gram(f.reshape(f.shape[0], -1),
+                                                   None if m is None else m.reshape(m.shape[0], -1))  # fmt: skip
+        norm = {n: float(np.prod(tiles.positions(image.shape[:2], n))) if pyramid is None else
+                np.maximum(pyramid[tiles.reach(n)[0]].sum(axis=(1, 2), dtype=np.float64), 1e-8)
+                for n in layers}  # fmt: skip
+        return sums, norm
+
+    @staticmethod
+    def _mask_pyramid(masks: np.ndarray) -> dict[int, np.ndarray]:
+        """The masks at each stride, average-pooled as the graph pools them."""
+        out, m = {1: masks}, masks
+        for s in (2, 4, 8, 16):
+            m = tiles.pool_same(m)
+            out[s] = m
+        return out
 
     @staticmethod
     def _blend(blend: Sequence[float] | None, n: int) -> np.ndarray:
@@ -134,9 +249,12 @@ class Objective:
             layout.STYLE_MASKED: np.array(False),
             layout.STYLE_MASKS: np.ones((1, 1, 1), np.float32),
             layout.STYLE_BLEND: np.ones(1, np.float32),
+            layout.TILED: np.array(False),
+            layout.LAYER_M: np.ones(len(LAYERS), np.float32),
             layout.WEIGHTS: np.zeros(3, np.float32),
             layout.CONTENT_LAYER_W: np.zeros(len(LAYERS), np.float32),
             layout.STYLE_LAYER_W: np.zeros(len(LAYERS), np.float32),
+            **{layout.gate(t, n): np.array(False) for n in LAYERS for t in ("content", "style")},
         }
         for name in LAYERS:
             n = CHANNELS[name]
@@ -155,13 +273,16 @@ class Objective:
         outs = self.features_engine.session.run(names, feed)
         return {canonical(n): o for n, o in zip(layers, outs, strict=True)}
 
-    def _run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+    def _image(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.shape != self.shape:
             x = x.reshape(self.shape) if x.size == np.prod(self.shape) else x
         if x.shape != self.shape:
             raise InputError(f"image of shape {x.shape}, the objective was built for {self.shape}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+        """The loss graph's `outputs` at the (checked) image x, untiled."""
         if not self.bound:
             return self.engine.session.run(outputs, {**self._feed, layout.IMAGE: x})
         # On CUDA: the targets stay on the device (uploaded once), the bindings are made once per
@@ -180,24 +301,72 @@ class Objective:
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """(total loss, its gradient as float64 of x's shape)."""
-        loss, grad = self._run(x, [layout.LOSS, layout.GRAD])
-        loss = float(loss)
-        if not np.isfinite(loss) or not np.isfinite(grad).all():
-            raise NumericalError("the loss or its gradient is NaN or Inf")
-        return loss, grad.astype(np.float64).reshape(np.shape(x))
+        terms, grad = self.evaluate(x)
+        return terms["total"], grad.astype(np.float64).reshape(np.shape(x))
 
     def evaluate(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-        """Terms (content/style/tv unweighted, total weighted) and the gradient, in one run."""
-        loss, c, s, tv, grad = self._run(x, [layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV,
-                                             layout.GRAD])  # fmt: skip
-        terms = {"content": float(c), "style": float(s), "tv": float(tv), "total": float(loss)}
+        """Terms (content/style/tv unweighted, total weighted) and the gradient, in one run
+        (tiled: two passes over the tiles, for the Grams and then for the gradient)."""
+        x = self._image(x)
+        if self.tile is None:
+            loss, c, s, tv, grad = self._run(x, [layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV,
+                                                 layout.GRAD])  # fmt: skip
+            terms = {"content": float(c), "style": float(s), "tv": float(tv), "total": float(loss)}
+        else:
+            terms, weights = self._tiled_terms(x)
+            grad = self._tiled_grad(x, weights)
         if not all(np.isfinite(v) for v in terms.values()) or not np.isfinite(grad).all():
             raise NumericalError("the loss or its gradient is NaN or Inf")
         return terms, grad
 
     def terms(self, x: np.ndarray) -> dict[str, float]:
         """{"content", "style", "tv", "total"}; content/style/tv unweighted."""
-        return self.evaluate(x)[0]
+        if self.tile is None:
+            return self.evaluate(x)[0]
+        terms = self._tiled_terms(self._image(x))[0]
+        if not all(np.isfinite(v) for v in terms.values()):
+            raise NumericalError("the loss is NaN or Inf")
+        return terms
+
+    def _tiled_terms(self, x: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """Pass 1: the terms from the tiles' Gram and content sums, and per style layer the
+        W_k = blend_k (G_k/S_k - A_k) / (N^2 S_k) that each tile's gradient needs."""
+        used_c, used_s = self._used["content"], self._used["style"]
+        sums, norm = self._gram_sums(x, used_s, self._pyramid, used_c)
+        content = sum(self.content_layers[n] * sums[f"content:{n}"]
+                      / (2 * np.sqrt(CHANNELS[n] * self._layer_m[LAYERS.index(n)])) for n in used_c)  # fmt: skip
+        style, weights = 0.0, {}
+        blend = self._blend_w.reshape(-1, 1, 1)
+        for n in used_s:
+            nn = CHANNELS[n] ** 2
+            area = np.reshape(norm[n], (-1, 1, 1))
+            d = sums[n] / area - self._targets[n]
+            style += self.style_layers[n] * float((blend * d * d).sum()) / (4 * nn)
+            weights[n] = (blend * d / (nn * area)).astype(np.float32)
+        tv = total_variation(x)
+        cw, sw, tw = (float(v) for v in self.weights)
+        terms = {"content": float(content), "style": style, "tv": tv,
+                 "total": cw * float(content) + sw * style + tw * tv}  # fmt: skip
+        return terms, weights
+
+    def _tiled_grad(self, x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
+        """Pass 2: each tile's gradient on its interior, given the whole picture's Grams."""
+        feed = dict(self._feed)
+        feed[layout.TILED] = np.array(True)
+        feed[layout.LAYER_M] = self._layer_m
+        for n, w in weights.items():
+            feed[layout.gram_target(n)] = w
+        grad = np.empty(self.shape, np.float32)
+        for t in self._plan(self.shape[:2], tiles.gradient_halo(self._used["content"] + self._used["style"])):
+            feed[layout.IMAGE] = np.ascontiguousarray(x[t.region])
+            for n in self._used["content"]:
+                p = self._content[n][(0, slice(None), *t.region_at(tiles.reach(n)[0]))]
+                feed[layout.content_target(n)] = np.ascontiguousarray(p[None])
+            if self._masks_full is not None:
+                feed[layout.STYLE_MASKS] = np.ascontiguousarray(self._masks_full[(slice(None), *t.region)])
+            (g,) = self.engine.session.run([layout.GRAD], feed)
+            grad[t.whole()] = g[t.interior()]
+        return grad
 
     @property
     def ort_device(self) -> tuple[str, int]:
@@ -226,6 +395,12 @@ class Objective:
         come to the host; the gradient is not checked for NaN/Inf here (that needs a device
         reduction: runtime/device_lbfgs.py checks it through its slope)."""
         kind, dev = self.ort_device
+        if self.tile is not None:  # tiles run from the host: copy the image there and back
+            terms, grad = self.evaluate(x.numpy().reshape(self.shape))
+            if grad_out is None:
+                return terms, ort.OrtValue.ortvalue_from_numpy(grad, kind, dev)
+            grad_out.update_inplace(grad.reshape(grad_out.shape()))
+            return terms, grad_out
         shape, n = list(self.shape), int(np.prod(self.shape))
         for what, v in (("image", x), ("gradient", grad_out)):
             if v is not None and (int(np.prod(v.shape())) != n or v.data_type() != "tensor(float)"

@@ -14,7 +14,7 @@ from scipy.optimize import Bounds, minimize
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
 from onnxstyle.options import INITS, OPTIMIZERS, OptionError, StyleOptions, check_blend, check_choice, check_int
-from onnxstyle.runtime import guard, images, lbfgs
+from onnxstyle.runtime import fit, guard, images, lbfgs
 from onnxstyle.runtime.objective import Objective
 
 
@@ -84,9 +84,9 @@ def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
 
 def optimize(objective: Objective, x0: np.ndarray, iterations: int,
              callback: Callback | None = None, optimizer: str = "scipy",
-             state: lbfgs.LbfgsState | None = None) -> Result:  # fmt: skip
-    """Run L-BFGS (scipy's L-BFGS-B or ours) once from x0 with pixel bounds [0, 255] for
-    `iterations` steps. `state` (optimizer="lbfgs" only): continue from this L-BFGS state, at
+             state: lbfgs.LbfgsState | None = None, pairs: int = defaults.LBFGS_MEMORY) -> Result:  # fmt: skip
+    """Run L-BFGS (scipy's L-BFGS-B or ours, keeping `pairs` pairs) once from x0 with pixel
+    bounds [0, 255] for `iterations` steps. `state` (optimizer="lbfgs" only): continue from this L-BFGS state, at
     x0, exactly as the run that made it would have gone on; scipy's L-BFGS-B and lbfgs-device
     cannot take one and start their memory afresh from x0."""
     check_int("iterations", iterations, 1)
@@ -131,7 +131,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     # ftol = gtol = 0: stop on the iteration count alone (peers lose runs to early
     # REL_REDUCTION_OF_F stops); maxfun leaves room for line searches.
     options = {"maxiter": iterations, "maxfun": iterations * 4 + 20, "ftol": 0.0, "gtol": 0.0,
-               "maxcor": defaults.LBFGS_MEMORY}  # fmt: skip
+               "maxcor": pairs}  # fmt: skip
     with guard.blas_single_thread():  # keep OpenBLAS off onnxruntime's cores (thread-safe)
         if optimizer == "lbfgs-device":  # x, g and the history stay on the device
             from onnxstyle.runtime import device_lbfgs
@@ -143,17 +143,17 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
                 return terms["total"], terms
 
             res = device_lbfgs.minimize(fun_device, x0.ravel(), iterations, bounds=(0.0, 255.0),
-                                        callback=on_iter, maxfun=options["maxfun"],
+                                        m=pairs, callback=on_iter, maxfun=options["maxfun"],
                                         device=objective.ort_device)  # fmt: skip
         elif optimizer == "lbfgs":
             if state is not None:
                 try:
-                    state.check(x0.size, defaults.LBFGS_MEMORY)
+                    state.check(x0.size, pairs)
                 except ValueError as e:
                     raise InputError(str(e)) from None
                 if not np.array_equal(state.x, x0.ravel()):
                     raise InputError("the L-BFGS state is not at the starting image")
-            res = lbfgs.minimize(fun, x0.ravel(), iterations, bounds=(0.0, 255.0),
+            res = lbfgs.minimize(fun, x0.ravel(), iterations, bounds=(0.0, 255.0), m=pairs,
                                  callback=on_iter, maxfun=options["maxfun"], state=state)  # fmt: skip
         else:
             res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
@@ -179,6 +179,17 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         message=str(res.message),
         optimizer_state=getattr(res, "state", None) if optimizer == "lbfgs" else None,
     )
+
+
+def fit_for(opts: StyleOptions, shape: tuple[int, ...], n_styles: int,
+            masked: bool) -> Callable[[int | None], fit.Fit]:  # fmt: skip
+    """size -> how a run at that size of the ladder fits in memory (fit.plan)."""
+
+    def fitting(size: int | None) -> fit.Fit:
+        hw = images.fit_size(shape, size) if size else tuple(shape[:2])
+        return fit.plan(hw, opts.optimizer, opts.max_memory, opts.tile, opts.content_layers, n_styles, masked)
+
+    return fitting
 
 
 def _styles(style) -> list[np.ndarray]:
@@ -231,7 +242,8 @@ def stylize(
     styles = _styles(style)
     if optimizer_state is not None and len(sizes) > 1:
         raise InputError("an optimizer state continues single-scale runs; drop scales")
-    images.check_run_memory(images.fit_size(c.shape, sizes[-1]) if sizes[-1] else c.shape[:2])
+    fitting = fit_for(opts, c.shape, n_styles, style_masks is not None)
+    fitting(sizes[-1])  # refuse up front when even tiles cannot fit
     init = opts.init
     if isinstance(init, str | os.PathLike) and str(init) not in INITS:
         init = images.as_rgb_array(init)  # an image file
@@ -258,11 +270,12 @@ def stylize(
                for s in styles]  # fmt: skip
         masks = None if style_masks is None else [
             None if m is None else images.resize_mask(m, hw) for m in style_masks]  # fmt: skip
+        fitted = fitting(sz)
         objective = Objective(
             cz, sts, content_weight=opts.content_weight, style_weight=opts.style_weight,
             tv_weight=opts.tv_weight, model=model_path, device=opts.device,
             content_layers=opts.content_layers, style_layers=opts.style_layers,
-            style_blend=opts.style_blend, style_masks=masks, threads=opts.threads,
+            style_blend=opts.style_blend, style_masks=masks, threads=opts.threads, tile=fitted.tile,
             precision=opts.precision, cudnn_search=opts.cudnn_search,
         )  # fmt: skip
         if optimizer_state is not None:
@@ -284,9 +297,10 @@ def stylize(
         run.offset = result.iterations if result is not None else 0
         with run.numerics():  # a NaN/Inf fault carries the last good image
             r = optimize(objective, x0, n_iter, shown, opts.optimizer,
-                         optimizer_state if opts.optimizer == "lbfgs" else None)  # fmt: skip
+                         optimizer_state if opts.optimizer == "lbfgs" else None, fitted.pairs)  # fmt: skip
         stats.append({"size": list(hw), "iterations": r.iterations, "evaluations": r.evaluations,
-                      "seconds": r.seconds, "final": r.final})  # fmt: skip
+                      "seconds": r.seconds, "final": r.final, "memory": fitted.to_dict(),
+                      "tiled": fitted.describe()})  # fmt: skip
         if result is not None:
             r.initial = result.initial
             r.history = result.history + r.history

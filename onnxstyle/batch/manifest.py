@@ -1,0 +1,197 @@
+"""A batch manifest (CSV or JSON Lines, one job a row) read into `Task`s, and what one task does
+on a worker: plan the job from the files present (skip, resume, start afresh) and run it
+through `onnxstyle.runtime.job.run`, so a batch job makes exactly what `onnxstyle stylize` makes.
+
+Columns: `content`, `style` (several separated by `;`), optional `output`, and any stylize option
+by its StyleOptions name. Relative content, style and init paths resolve against the manifest's
+folder, relative outputs against the output folder; an output not given is derived from the two
+names (`chelsea_the_scream.png`) and made unique. An unknown column refuses the whole manifest
+before anything runs; a bad value fails its row alone (the `error` of its Task), also before
+anything runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onnxstyle.errors import InputError, OnnxStyleError, one_line
+from onnxstyle.options import FIELDS, INITS, StyleOptions
+
+JOB_COLUMNS = ("content", "style", "output")
+COLUMNS = JOB_COLUMNS + tuple(FIELDS)
+OUTPUT_SUFFIX = ".png"
+
+
+@dataclass
+class Task:
+    """One row of a manifest. `error`: why the row cannot run (it is then never dispatched)."""
+
+    index: int  # position in the manifest, from 0
+    where: str  # "jobs.csv line 3", for messages
+    content: Path | None
+    styles: list[Path]
+    output: Path
+    options: StyleOptions = field(default_factory=StyleOptions)
+    checkpoint_every: int = 0
+    error: str | None = None
+
+    @property
+    def state(self) -> Path:
+        from onnxstyle.runtime import checkpoint
+
+        return checkpoint.path_for(self.output)
+
+    def finished(self) -> bool:
+        """Written by an earlier run to the end: outputs are written atomically, and a finished
+        job leaves no run state (an interrupted one does, beside its best image)."""
+        return self.output.is_file() and not self.state.exists()
+
+    def record(self, **fields) -> dict:
+        """A batch.jsonl line for this task."""
+        return {"row": self.where, "content": str(self.content), "style": [str(s) for s in self.styles],
+                "output": str(self.output), **fields}  # fmt: skip
+
+    def execute(self, cancel, worker: str) -> dict:
+        """Run on a worker (its sessions cached across tasks); never raises for a bad job: the
+        record says `status` ok | failed | interrupted, with a one-line `error`."""
+        from onnxstyle.runtime import job as jobs
+
+        started = time.time()
+        rec = self.record(worker=worker, started=_stamp(started))
+        try:
+            resume = self.state if self.state.is_file() and not self.options.scales else None
+            job = jobs.Job(self.content, self.styles, self.output, self.options, checkpoint_every=self.checkpoint_every,
+                           overwrite=self.state.exists(), resume=resume)  # fmt: skip
+            out = jobs.run(job, cancel=cancel)
+        except Exception as e:  # recorded, and the batch goes on
+            status, error, out = "failed", one_line(e), None
+        else:
+            stopped = out.result is not None and out.result.stopped
+            status, error = ("interrupted", None) if stopped else ("ok", None)
+            if stopped and out.state is None:  # stopped before its first iteration: nothing to keep
+                self.output.unlink(missing_ok=True)
+            elif not stopped:
+                self.state.unlink(missing_ok=True)  # a finished job leaves no run state
+        rec.update(status=status, finished=_stamp(time.time()), seconds=round(time.time() - started, 3))
+        if error:
+            rec["error"] = error
+        if out is not None:
+            rec.update(iterations=out.iterations, resumed_from=out.resumed_from)
+            if out.result is not None:
+                rec.update(final_loss=out.result.final.get("total"), provider=out.result.provider)
+        return rec
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def read_rows(path: Path) -> list[tuple[int, dict]]:
+    """(line number, {column: value}) for each job of a .csv or .jsonl manifest."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{path} line {n}: not JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise InputError(f"{path} line {n}: expected a JSON object, one job a line")
+                rows.append((n, row))
+        return rows
+    if path.suffix.lower() != ".csv":
+        raise InputError(f"{path}: a manifest is a .csv or a .jsonl file")
+    reader = csv.DictReader(text.splitlines())
+    rows = []
+    for row in reader:
+        if None in row:
+            raise InputError(f"{path} line {reader.line_num}: more cells than columns")
+        if any(v and v.strip() for v in row.values()):
+            rows.append((reader.line_num, {k.strip(): v for k, v in row.items() if k is not None}))
+    return rows
+
+
+def check_columns(path: Path, rows: list[tuple[int, dict]]) -> None:
+    for n, row in rows:
+        for name in row:
+            if name not in COLUMNS:
+                close = difflib.get_close_matches(name, COLUMNS, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise InputError(f"{path} line {n}: unknown column {name!r}{hint}")
+
+
+def _paths(value, base: Path) -> list[Path]:
+    items = value if isinstance(value, list) else str(value).split(";")
+    return [base / Path(str(p).strip()).expanduser() for p in items if str(p).strip()]
+
+
+def derived_name(content: Path | None, styles: list[Path]) -> str:
+    stem = content.stem if content else "job"
+    return f"{stem}_{'+'.join(s.stem for s in styles) or 'style'}{OUTPUT_SUFFIX}"
+
+
+def read(path: str | os.PathLike, out_dir: str | os.PathLike, base: StyleOptions | None = None,
+         checkpoint_every: int = 0) -> list[Task]:  # fmt: skip
+    """The manifest's tasks, each with its options (`base` overridden by the row's columns)."""
+    path, out_dir = Path(path), Path(out_dir)
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    rows = read_rows(path)
+    if not rows:
+        raise InputError(f"{path}: no jobs in it")
+    check_columns(path, rows)
+    folder = path.resolve().parent
+    tasks = [_task(i, f"{path.name} line {n}", row, folder, out_dir, base, checkpoint_every)
+             for i, (n, row) in enumerate(rows)]  # fmt: skip
+    claimed: dict[Path, str] = {}
+    for t in tasks:
+        if t.output.name:
+            claimed.setdefault(t.output, t.where)
+    for t in tasks:  # explicit outputs first, then derived ones made unique in manifest order
+        if t.output.name:
+            if claimed[t.output] != t.where and t.error is None:
+                t.error = f"{t.where}: output {t.output} is also written by {claimed[t.output]}"
+            continue
+        name = out_dir / derived_name(t.content, t.styles)
+        k = 1
+        while name in claimed:
+            k += 1
+            name = name.with_name(f"{Path(derived_name(t.content, t.styles)).stem}_{k}{OUTPUT_SUFFIX}")
+        t.output, claimed[name] = name, t.where
+    return tasks
+
+
+def _task(index: int, where: str, row: Mapping, folder: Path, out_dir: Path, base: StyleOptions | None,
+          checkpoint_every: int) -> Task:  # fmt: skip
+    given = {k: v for k, v in row.items() if v is not None and not (isinstance(v, str) and not v.strip())}
+    content = _paths(given["content"], folder)[0] if "content" in given else None
+    styles = _paths(given.get("style", ""), folder)
+    output = out_dir / Path(str(given["output"]).strip()).expanduser() if "output" in given else Path("")
+    task = Task(index, where, content, styles, output, checkpoint_every=checkpoint_every)
+    values = {k: v for k, v in given.items() if k not in JOB_COLUMNS}
+    if isinstance(values.get("init"), str) and values["init"] not in INITS:
+        values["init"] = str(folder / Path(values["init"]).expanduser())
+    try:
+        if content is None or not styles:
+            raise InputError(f"no {'content' if content is None else 'style'} given")
+        task.options = StyleOptions.parse(values, base)
+    except OnnxStyleError as e:
+        task.error = f"{where}, {one_line(e)}" if getattr(e, "option", None) else f"{where}: {e}"
+    return task

@@ -1,0 +1,66 @@
+"""Fitting a run into --max-memory: untiled, tiled, fewer pairs, or one clear refusal (issue 11)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import DATA  # copies of ../shared/data (tests/data/CREDITS.md)
+
+from onnxstyle import StyleOptions, stylize
+from onnxstyle.errors import InputError
+from onnxstyle.options import OptionError
+from onnxstyle.runtime import fit
+
+G = 1 << 30
+
+
+def test_untiled_when_the_whole_picture_fits():
+    f = fit.plan((768, 1024), "lbfgs", 16 * G)
+    assert f.tile is None and f.pairs == 10 and f.need <= 16 * G
+    assert f.describe().startswith("untiled, 10 L-BFGS pairs")
+
+
+def test_largest_tile_that_fits_then_fewer_pairs():
+    f4 = fit.plan((1536, 2048), "lbfgs", 4 * G)
+    f3 = fit.plan((1536, 2048), "lbfgs", 3 * G)
+    assert f4.tile is not None and f3.tile is not None and f3.tile <= f4.tile
+    assert f4.need <= 4 * G and fit.estimate((1536, 2048), f4.tile + 16, 10, "lbfgs") > 4 * G
+    tight = fit.plan((3072, 4096), "lbfgs", 6 * G)
+    assert tight.tile is not None and tight.pairs < 10 and tight.need <= 6 * G
+
+
+def test_scipy_refused_where_it_cannot_fit():
+    with pytest.raises(InputError) as e:
+        fit.plan((3072, 4096), "scipy", 6 * G)
+    msg = str(e.value)
+    assert "\n" not in msg and "4096x3072" in msg and "--optimizer lbfgs" in msg and "6.0 GiB" in msg
+
+
+def test_forced_tile_and_never_tile():
+    assert fit.plan((768, 1024), "lbfgs", 16 * G, tile=200).tile == 192
+    assert fit.plan((768, 1024), "lbfgs", 16 * G, tile=0).tile is None
+
+
+def test_options():
+    assert StyleOptions(max_memory="4G").max_memory == 4 * G
+    assert StyleOptions(max_memory="1.5GiB").max_memory == 3 * G // 2
+    for bad in ("lots", "0"):
+        with pytest.raises(OptionError, match="max memory"):
+            StyleOptions(max_memory=bad)
+    with pytest.raises(OptionError, match="tile"):
+        StyleOptions(tile=8)
+
+
+def test_stylize_tiled_matches_untiled_and_says_so():
+    """Forced small tiles, two styles, the ladder: the same run as untiled, reported as tiled."""
+    c = DATA / "chelsea.png"
+    s1, s2 = DATA / "the_scream.jpg", DATA / "starry_night.jpg"
+    kw = {"size": 80, "scales": (48, 80), "iterations": 2, "optimizer": "lbfgs",
+          "style_layers": ["conv1_1", "conv2_1"], "content_layers": ["conv2_2"]}
+    a = stylize(c, [s1, s2], **kw)
+    b = stylize(c, [s1, s2], tile=32, **kw)
+    assert [s["memory"]["tile"] for s in b.scales] == [32, 32]
+    assert all(s["tiled"].startswith("tiled, 32 px tiles") for s in b.scales)
+    assert all(s["memory"]["tile"] is None for s in a.scales)
+    assert abs(a.final["total"] - b.final["total"]) <= 1e-3 * a.final["total"]
+    assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 2

@@ -1,0 +1,89 @@
+"""Exact tiled evaluation: tiled terms and gradient equal the untiled ones (issue 11)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import DATA  # copies of ../shared/data (tests/data/CREDITS.md)
+
+from onnxstyle.runtime import tiles
+from onnxstyle.runtime.images import load_rgb, resize
+from onnxstyle.runtime.objective import Objective
+
+TERMS_RTOL = 3e-5
+GRAD_RTOL = 1e-4
+
+
+def picture(name: str, hw: tuple[int, int]) -> np.ndarray:
+    return resize(load_rgb(DATA / name).astype(np.float32), hw)
+
+
+def canvas(content: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return np.clip(content + rng.normal(0, 40, content.shape), 0, 255).astype(np.float32)
+
+
+def test_halos_follow_the_receptive_field():
+    assert tiles.reach("conv5_1") == (16, 70)  # 156 px receptive field: 16 + 2 * 70
+    assert tiles.reach("conv1_1") == (1, 1)
+    assert tiles.feature_halo(["conv5_1"]) == 80  # 70, on the 16 px grid
+    assert tiles.gradient_halo(["conv5_1", "conv1_1"]) == 160  # 150, on the grid
+    assert tiles.gradient_halo(["conv1_1"]) == 16  # 2 px, on the grid
+    assert tiles.gradient_halo([]) == 16  # the TV term's neighbour
+    t = tiles.plan((217, 301), 64, 32)
+    assert len(t) == 4 * 5 and t[-1].region == (slice(160, 217), slice(224, 301))
+    with pytest.raises(ValueError):
+        tiles.check_tile(15)
+
+
+def test_pool_same_matches_the_graph_rule():
+    a = np.arange(15, dtype=np.float32).reshape(1, 3, 5)
+    p = tiles.pool_same(a)
+    assert p.shape == (1, 2, 3)
+    assert p[0, 0, 0] == np.mean([0, 1, 5, 6]) and p[0, 1, 2] == 14 and p[0, 0, 2] == np.mean([4, 9])
+
+
+def check_same(untiled: Objective, tiled: Objective, x: np.ndarray) -> None:
+    assert tiled.tiled and not untiled.tiled
+    a, ga = untiled.evaluate(x)
+    b, gb = tiled.evaluate(x)
+    exact = untiled._tiled_terms(x)[0]  # float64 sums of the untiled features
+    for k in a:
+        # within the tolerance of the exact sums, and of the untiled graph up to its own float32 error
+        assert abs(b[k] - exact[k]) <= TERMS_RTOL * abs(exact[k]), (k, b[k], exact[k])
+        assert abs(b[k] - a[k]) <= TERMS_RTOL * abs(a[k]) + abs(a[k] - exact[k]), (k, b[k], a[k])
+    assert np.abs(ga - gb).max() <= GRAD_RTOL * np.abs(ga).max()
+    assert tiled.terms(x) == b
+
+
+@pytest.mark.parametrize("tile", [64, 112])  # 64 px is smaller than the 156 px receptive field
+def test_tiled_equals_untiled_avg(tile):
+    c = picture("chelsea.png", (217, 301))
+    s = picture("the_scream.jpg", (233, 181))  # bigger than a tile: its Grams are tiled too
+    kw = {"content_layers": ["conv4_2"], "style_layers": ["conv1_1", "conv2_1", "conv3_1"]}
+    check_same(Objective(c, s, **kw), Objective(c, s, tile=tile, **kw), canvas(c))
+
+
+def test_tiled_equals_untiled_max_pool_masks_two_styles(maxpool_model_path):
+    c = picture("astronaut.png", (203, 189))
+    styles = [picture("starry_night.jpg", (150, 190)),
+              picture("woman_with_hat.jpg", (211, 170))]  # fmt: skip
+    mask = np.zeros(c.shape[:2], np.float32)
+    mask[:, :90] = 1.0
+    mask[60:140, 80:120] = 0.5
+    kw = {"model": maxpool_model_path, "style_masks": [mask, 1.0 - mask], "style_blend": [0.6, 0.4],
+          "content_layers": {"conv3_2": 1.0}, "style_layers": {"conv1_1": 0.5, "conv2_1": 0.3, "conv3_1": 0.2}}
+    check_same(Objective(c, styles, **kw), Objective(c, styles, tile=80, **kw), canvas(c))
+
+
+def test_tiled_equals_untiled_default_layers():
+    """The default layers (conv5_1: a 160 px gradient halo) on a picture wider than two halos."""
+    c = picture("astronaut.png", (345, 479))
+    s = picture("starry_night.jpg", (199, 251))
+    check_same(Objective(c, s), Objective(c, s, tile=192), canvas(c))
+
+
+def test_one_tile_is_untiled():
+    c = picture("chelsea.png", (64, 80))
+    s = picture("the_scream.jpg", (64, 64))
+    assert not Objective(c, s, tile=96).tiled
