@@ -68,8 +68,11 @@ class Server:
     def wait_ready(self, timeout: float = 120) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.client.get("/healthz").status_code == 200:
+            r = self.client.get("/healthz")
+            if r.status_code == 200:
                 return
+            if "failed" in r.json()["error"]:
+                break
             time.sleep(0.1)
         raise RuntimeError("server never became ready:\n" + "".join(self.lines))
 
