@@ -3,9 +3,11 @@ browser test and benchmarks/serve.py; the pictures are tiny so the 2-core box st
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +29,14 @@ def png_bytes(size: tuple[int, int] = (40, 32), seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def die_with_parent() -> None:
+    """In the child (Linux): SIGTERM it when the test process dies, killed or not."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Server:
     """`python -m onnxstyle serve ARGS` in a fresh working folder, a fresh cwd and a fresh TMPDIR
     (so a test can show that nothing is written outside the working folder)."""
@@ -41,8 +51,8 @@ class Server:
         root_dir = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root_dir, env.get("PYTHONPATH")) if p)
         cmd = [sys.executable, "-m", "onnxstyle", "serve", "--port", "0", "--workdir", str(self.workdir), *args]
-        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, preexec_fn=die_with_parent)  # fmt: skip
         self.lines: list[str] = []
         self.port: int | None = None
         found = threading.Event()
@@ -53,7 +63,11 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=30)
         if ready:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                self.stop()
+                raise
 
     def _read(self, found: threading.Event) -> None:
         assert self.proc.stdout is not None
