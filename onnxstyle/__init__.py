@@ -13,7 +13,12 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onnxstyle import defaults, errors
+# onnxruntime 1.31 writes telemetry files when it makes a session ($TMPDIR/.ses and a device id
+# and event store in ~/.cache/Microsoft) unless this is set before it loads: the library writes
+# no files it was not asked to (tests/test_stylize.py checks it). A caller's own setting wins.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+from onnxstyle import defaults, errors  # noqa: E402
 from onnxstyle.errors import OnnxStyleError
 from onnxstyle.options import StyleOptions
 

@@ -86,3 +86,20 @@ def test_cli_errors_are_one_line(tmp_path, model_path):
     assert p.returncode != 0
     assert "Traceback" not in p.stderr
     assert p.stderr.strip().count("\n") == 0 and "missing.jpg" in p.stderr
+
+
+def test_library_writes_no_files(tmp_path, model_path):
+    """A stylize through the library leaves nothing in HOME or TMPDIR (onnxruntime's telemetry
+    files included: `import onnxstyle` turns them off)."""
+    import os
+
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir(), tmp.mkdir()
+    code = ("import onnxstyle, sys; r = onnxstyle.stylize(sys.argv[1], sys.argv[2], size=32, iterations=2,"
+            " device='cpu'); print(r.iterations)")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env.update(HOME=str(home), TMPDIR=str(tmp), XDG_CACHE_HOME=str(home / ".cache"))
+    p = subprocess.run([sys.executable, "-c", code, str(DATA / "chelsea.png"), str(DATA / "starry_night.jpg")],
+                       capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
+    assert p.returncode == 0 and p.stdout.strip() == "2", p.stderr[-2000:]
+    assert [f for f in tmp_path.rglob("*") if f.is_file()] == []

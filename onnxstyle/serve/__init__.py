@@ -26,15 +26,13 @@ DRAIN_LIMIT = 7.0  # seconds after the signal at most; uvicorn's own shutdown fo
 
 
 def contain(workdir: Path) -> None:
-    """Keep the process's files in the working folder: temporary files go to workdir/tmp, and
-    onnxruntime's telemetry (a `.ses` file in $TMPDIR, a device id and an event store in
-    ~/.cache/Microsoft) is off unless ORT_DISABLE_TELEMETRY says otherwise. Both are read when
-    onnxruntime loads, so this must run before (the CLI imports it lazily)."""
+    """Keep the process's files in the working folder: temporary files go to workdir/tmp (read
+    when onnxruntime loads, so this must run before; the CLI imports it lazily). onnxruntime's
+    telemetry files are off from `import onnxstyle` on."""
     tmp = workdir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ["TMPDIR"] = str(tmp.resolve())
     tempfile.tempdir = None  # Python's tempfile reads TMPDIR again
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     if "onnxruntime" in sys.modules:
         logging.getLogger("onnxstyle.serve").warning("onnxruntime was loaded before the server: its "
                                                      "telemetry files may land outside %s", workdir)  # fmt: skip
