@@ -62,14 +62,16 @@ def main() -> None:
     ap.add_argument("--optimizer", default="lbfgs")
     ap.add_argument("--init", default="")
     ap.add_argument("--output", default="/tmp/onnxstyle_big.jpg")
+    ap.add_argument("--content", type=Path, default=CONTENT)
+    ap.add_argument("--style", type=Path, default=STYLE)
     a = ap.parse_args()
     if a.mode == "eval":
-        out, _, peak = child([sys.executable, "-c", EVAL, str(a.size), str(a.tile), str(CONTENT), str(STYLE)])
+        out, _, peak = child([sys.executable, "-c", EVAL, str(a.size), str(a.tile), str(a.content), str(a.style)])
         record({"mode": "eval", "size": a.size, "tile": a.tile or None, "seconds": float(out.split()[-1]),
                 "peak_mib": round(peak)})
         return
     report = Path(a.output).with_suffix(".json")
-    cmd = [sys.executable, "-m", "onnxstyle", "stylize", str(CONTENT), str(STYLE), "-o", a.output,
+    cmd = [sys.executable, "-m", "onnxstyle", "stylize", str(a.content), str(a.style), "-o", a.output,
            "--size", str(a.size), "--iterations", a.iterations, "--optimizer", a.optimizer,
            "--max-memory", a.limit, "--report", str(report), "--overwrite"]
     if a.scales:
@@ -79,8 +81,8 @@ def main() -> None:
     _, seconds, peak = child(cmd)
     rep = json.loads(report.read_text())
     record({"mode": "proof", "size": a.size, "limit": a.limit, "iterations": a.iterations,
-            "scales": a.scales, "init": Path(a.init).name, "optimizer": a.optimizer, "seconds": round(seconds, 1),
-            "peak_mib": round(peak), "tiled": [s["tiled"] for s in rep["scales"]]})
+            "content": a.content.name, "scales": a.scales, "init": Path(a.init).name, "optimizer": a.optimizer,
+            "seconds": round(seconds, 1), "peak_mib": round(peak), "tiled": [s["tiled"] for s in rep["scales"]]})
 
 
 if __name__ == "__main__":
