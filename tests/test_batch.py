@@ -207,3 +207,32 @@ def test_cli_ray_engine_without_ray_says_how_to_get_it(tmp_path):
     proc = cli("batch", manifest, "--out", tmp_path / "out", "--engine", "ray",
                PYTHONPATH=str(fake) + os.pathsep + env()["PYTHONPATH"])  # fmt: skip
     assert_one_line(proc, 1, "pip install 'onnxstyle[ray]'")
+
+
+def test_ray_engine_spreads_clips_over_workers(request, tmp_path):
+    """Clip rows (content a video file) run whole, one clip per Ray actor, frame by frame with the
+    temporal term, and come out as clips; a rerun skips them."""
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    from helpers_video import make_clip
+
+    from onnxstyle.runtime.images import load_rgb
+    from onnxstyle.video import io
+    from onnxstyle.video.synthetic import PanZoom
+
+    frames = PanZoom(width=40, height=32, scale=0.2, pan=(3.0, 1.0)).frames(load_rgb(DATA / "astronaut.png"), 3)
+    for name in ("a.mp4", "b.mp4"):
+        make_clip(tmp_path / name, frames, audio=False)
+    rows = [{"content": n, "style": "starry_night.jpg", "size": 32, "iterations": 3, "optimizer": "lbfgs"}
+            for n in ("a.mp4", "b.mp4")]  # fmt: skip
+    out = tmp_path / "out"
+    summary = batch.run(batch.read(write_manifest(tmp_path, rows), out), make_engine("ray", request),
+                        out / "batch.jsonl")  # fmt: skip
+    records = [json.loads(line) for line in (out / "batch.jsonl").read_text().splitlines()]
+    assert summary.ok == 2 and all(r["status"] == "ok" and r["frames"] == 3 for r in records), records
+    assert len({r["worker"] for r in records}) == 2  # one clip per actor, not frames
+    for name in ("a_starry_night.mp4", "b_starry_night.mp4"):
+        assert io.probe(out / name).count == 3 and not (out / f"{name}.frames").exists()
+    again = batch.run(batch.read(write_manifest(tmp_path, rows), out), make_engine("ray", request),
+                      out / "batch.jsonl")  # fmt: skip
+    assert again.skipped == 2

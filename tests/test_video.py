@@ -14,7 +14,7 @@ import pytest
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
-from conftest import SHARED  # noqa: E402
+from conftest import DATA  # noqa: E402
 
 from onnxstyle.options import StyleOptions  # noqa: E402
 from onnxstyle.runtime import images  # noqa: E402
@@ -22,9 +22,10 @@ from onnxstyle.video import flow as flows  # noqa: E402
 from onnxstyle.video import io  # noqa: E402
 from onnxstyle.video.run import TemporalObjective, TemporalOptions, frame_name, stylize_clip  # noqa: E402
 from onnxstyle.video.synthetic import PanZoom, temporal_error  # noqa: E402
+from tests.helpers_video import make_clip  # noqa: E402
 
-PHOTO = SHARED / "content" / "astronaut.png"
-STYLE = SHARED / "style" / "starry_night.jpg"
+PHOTO = DATA / "astronaut.png"  # copies of ../shared/data (tests/data/CREDITS.md)
+STYLE = DATA / "starry_night.jpg"
 FAST = StyleOptions(size=48, iterations=4, optimizer="lbfgs", threads=1)
 CLIP = PanZoom(width=48, height=32, scale=0.2, pan=(4.0, 2.0), zoom=0.02)
 
@@ -39,28 +40,6 @@ def write_folder(folder: Path, frames: list[np.ndarray]) -> Path:
     for i, f in enumerate(frames):
         images.save(f, folder / f"img{i}.png")
     return folder
-
-
-def make_clip(path: Path, frames: list[np.ndarray], fps: int = 12, audio: bool = True) -> Path:
-    """An H.264 clip of `frames` with an AAC tone as long as the video."""
-    with av.open(str(path), "w") as box:
-        v = box.add_stream("libx264", rate=fps)
-        v.pix_fmt, v.height, v.width = "yuv420p", *frames[0].shape[:2]
-        a = box.add_stream("aac", rate=8000) if audio else None
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            box.mux(v.encode(vf))
-        box.mux(v.encode())
-        if a is not None:
-            n = 8000 * len(frames) // fps
-            tone = (0.3 * np.sin(np.arange(n) * 2 * np.pi * 440 / 8000)).astype(np.float32)[None]
-            for k in range(0, n, 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, k:k + 1024]), format="fltp", layout="mono")
-                af.sample_rate, af.pts = 8000, k
-                box.mux(a.encode(af))
-            box.mux(a.encode())
-    return path
 
 
 def audio_packets(path: Path) -> list[tuple[int, bytes]]:

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from onnxstyle.errors import InputError, OnnxStyleError, one_line
 from onnxstyle.options import FIELDS, INITS, StyleOptions
+from onnxstyle.video import is_clip, work_folder
 
 JOB_COLUMNS = ("content", "style", "output")
 COLUMNS = JOB_COLUMNS + tuple(FIELDS)
-OUTPUT_SUFFIX = ".png"
+OUTPUT_SUFFIXES = {False: ".png", True: ".mp4"}  # derived outputs: a picture, or a clip for a clip
 
 
 @dataclass
@@ -44,10 +45,15 @@ class Task:
     error: str | None = None
 
     @property
+    def clip(self) -> bool:
+        return self.content is not None and is_clip(self.content)
+
+    @property
     def state(self) -> Path:
+        """What an unfinished job leaves: its run state (a clip: its folder of finished frames)."""
         from onnxstyle.runtime import checkpoint
 
-        return checkpoint.path_for(self.output)
+        return work_folder(self.output) if self.clip else checkpoint.path_for(self.output)
 
     def finished(self) -> bool:
         """Written by an earlier run to the end: outputs are written atomically, and a finished
@@ -66,6 +72,8 @@ class Task:
 
         started = time.time()
         rec = self.record(worker=worker, started=_stamp(started))
+        if self.clip:
+            return self._execute_clip(cancel, rec, started)
         try:
             resume = self.state if self.state.is_file() and not self.options.scales else None
             job = jobs.Job(self.content, self.styles, self.output, self.options, checkpoint_every=self.checkpoint_every,
@@ -80,13 +88,31 @@ class Task:
                 self.output.unlink(missing_ok=True)
             elif not stopped:
                 self.state.unlink(missing_ok=True)  # a finished job leaves no run state
-        rec.update(status=status, finished=_stamp(time.time()), seconds=round(time.time() - started, 3))
-        if error:
-            rec["error"] = error
+        self._finish(rec, status, error, started)
         if out is not None:
             rec.update(iterations=out.iterations, resumed_from=out.resumed_from)
             if out.result is not None:
                 rec.update(final_loss=out.result.final.get("total"), provider=out.result.provider)
+        return rec
+
+
+    def _execute_clip(self, cancel, rec: dict, started: float) -> dict:
+        """A clip on one worker, frame after frame (video.stylize_clip); an interrupted clip keeps
+        its finished frames and continues at the next one when run again."""
+        from onnxstyle.video import stylize_clip
+
+        try:
+            r = stylize_clip(self.content, self.output, self.styles, self.options, overwrite=True, cancel=cancel)
+        except Exception as e:  # recorded, and the batch goes on
+            return self._finish(rec, "failed", one_line(e), started)
+        rec.update(frames=r.frames, resumed_from=r.resumed_at)
+        return self._finish(rec, "interrupted" if r.stopped else "ok", None, started)
+
+    @staticmethod
+    def _finish(rec: dict, status: str, error: str | None, started: float) -> dict:
+        rec.update(status=status, finished=_stamp(time.time()), seconds=round(time.time() - started, 3))
+        if error:
+            rec["error"] = error
         return rec
 
 
@@ -142,9 +168,10 @@ def _paths(value, base: Path) -> list[Path]:
     return [base / Path(str(p).strip()).expanduser() for p in items if str(p).strip()]
 
 
-def derived_name(content: Path | None, styles: list[Path]) -> str:
+def derived_name(content: Path | None, styles: list[Path], k: int = 1) -> str:
     stem = content.stem if content else "job"
-    return f"{stem}_{'+'.join(s.stem for s in styles) or 'style'}{OUTPUT_SUFFIX}"
+    suffix = OUTPUT_SUFFIXES[content is not None and is_clip(content)]
+    return f"{stem}_{'+'.join(s.stem for s in styles) or 'style'}{f'_{k}' if k > 1 else ''}{suffix}"
 
 
 def read(path: str | os.PathLike, out_dir: str | os.PathLike, base: StyleOptions | None = None,
@@ -169,11 +196,9 @@ def read(path: str | os.PathLike, out_dir: str | os.PathLike, base: StyleOptions
             if claimed[t.output] != t.where and t.error is None:
                 t.error = f"{t.where}: output {t.output} is also written by {claimed[t.output]}"
             continue
-        name = out_dir / derived_name(t.content, t.styles)
         k = 1
-        while name in claimed:
+        while (name := out_dir / derived_name(t.content, t.styles, k)) in claimed:
             k += 1
-            name = name.with_name(f"{Path(derived_name(t.content, t.styles)).stem}_{k}{OUTPUT_SUFFIX}")
         t.output, claimed[name] = name, t.where
     return tasks
 

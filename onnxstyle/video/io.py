@@ -20,12 +20,11 @@ import numpy as np
 
 from onnxstyle.errors import InputError
 from onnxstyle.runtime import images
+from onnxstyle.video import CONTAINERS, VIDEO_SUFFIXES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 FOLDER_FPS = Fraction(25)  # frame rate of a folder of images when --fps is not given
 CRF = "17"  # x264 quality: visually lossless for stylized frames
-CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
-VIDEO_SUFFIXES = tuple(CONTAINERS)
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
 
 

@@ -26,7 +26,7 @@ from onnxstyle.runtime import checkpoint, color, guard, images
 from onnxstyle.runtime.objective import Objective
 from onnxstyle.runtime.stylize import Result, initial_canvas, optimize
 from onnxstyle.video import flow as flows
-from onnxstyle.video import io
+from onnxstyle.video import io, is_clip, work_folder
 
 # Measured on the known-motion clip (docs/video.md): the temporal error is ~0.1x that of
 # independent frames at W = 1e2..1e3; later frames start from the warped previous result and
@@ -189,10 +189,6 @@ def _frame_size(source: io.Source, size: int, even: bool) -> tuple[int, int]:
     return (h - h % 2, w - w % 2) if even else (h, w)  # H.264 4:2:0 needs even sides
 
 
-def is_video_path(path: Path) -> bool:
-    return path.suffix.lower() in io.VIDEO_SUFFIXES
-
-
 def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Sequence[str | os.PathLike | np.ndarray],
                  options: StyleOptions, temporal: TemporalOptions = TemporalOptions(), *,
                  overwrite: bool = False, progress: Callable[[FrameProgress], None] | None = None,
@@ -207,7 +203,7 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
     style_arrays = [images.load_rgb(s) if isinstance(s, str | os.PathLike) else images.as_rgb_array(s) for s in styles]
     if not style_arrays:
         raise InputError("at least one style image is needed")
-    video_out = is_video_path(output)
+    video_out = is_clip(output)
     if not video_out and output.suffix.lower() in io.IMAGE_SUFFIXES:
         raise InputError(f"{output}: give a video file ({', '.join(io.VIDEO_SUFFIXES)}) or a folder for the frames")
     if video_out:
@@ -220,7 +216,7 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
         guard.check_writable_dir(output, "output ")
     hw = _frame_size(source, options.size, video_out)
     images.check_run_memory(hw)
-    work = output.with_name(output.name + ".frames") if video_out else output
+    work = work_folder(output) if video_out else output
     identity = _run_identity(source, style_arrays, options, temporal, (start, stop), hw)
     done = _prepare(work, identity, overwrite)
     n = stop - start
