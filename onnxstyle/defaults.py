@@ -19,7 +19,15 @@ STYLE_WEIGHT = 1e5  # sweep in docs/defaults.md (the seed's 2e2 is far too weak 
 TV_WEIGHT = 0.0  # the paper uses no TV term; peers default to small smoothing
 
 SIZE = 512  # longer side in px: jcjohnson/neural-style's -image_size default
-ITERATIONS = 500  # L-BFGS iterations: jcjohnson/neural-style's -num_iterations default
+ITERATIONS = 500  # L-BFGS iterations (the cap with until="converged"): jcjohnson/neural-style's default
+# Stop when the picture is done (issue 15; curves in benchmarks/results/convergence.md): every
+# CONVERGED_WINDOW iterations, the shown image's mean absolute change over the window, per
+# iteration (0..255 units), is below CONVERGED_CHANGE and the loss fell by less than
+# CONVERGED_LOSS (relative) over the window.
+UNTIL = "converged"
+CONVERGED_WINDOW = 20  # the issue's window
+CONVERGED_CHANGE = 0.5 / 255 * 255 / 20  # PROVISIONAL
+CONVERGED_LOSS = 0.01  # PROVISIONAL
 NOISE_RATIO = 0.1  # seed: input_noise = 0.1 (noise blended into the content canvas)
 INIT = "noise"  # seed: noise-blended content as the initial canvas
 SEED = 0

@@ -29,6 +29,7 @@ OPTIMIZERS = ("scipy", "lbfgs", "lbfgs-device")
 POOLS = ("avg", "max")
 PRESERVE_COLORS = ("none", "luminance", "match")
 COLOR_MATCHES = ("chol", "pca", "sym")
+UNTILS = ("converged", "iterations")
 
 
 class OptionError(InputError):
@@ -180,7 +181,10 @@ class StyleOptions:
 
     # size None (API only): the content's own size
     size: int | None = opt(defaults.SIZE, f"Longer side of the output in px ({MIN_SIZE}..{MAX_SIZE})", cli=int)
-    iterations: int | tuple[int, ...] = opt(defaults.ITERATIONS, "L-BFGS iterations (per scale)", cli=int)
+    iterations: int | tuple[int, ...] = opt(defaults.ITERATIONS, "L-BFGS iterations (per scale): the cap with "
+                                            "--until converged", cli=int)
+    until: str = opt(defaults.UNTIL, "converged (stop each scale when its picture stops changing, at most "
+                     "--iterations) | iterations (run exactly --iterations)")
     content_weight: float = opt(defaults.CONTENT_WEIGHT, "Weight of the content term", cli=float)
     style_weight: float = opt(defaults.STYLE_WEIGHT, "Weight of the style term", cli=float)
     tv_weight: float = opt(defaults.TV_WEIGHT, "Weight of the total-variation term", cli=float)
@@ -329,6 +333,7 @@ def _threads(v, o) -> int | None:
 _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "size": lambda v, o: None if v is None else check_int("size", v, MIN_SIZE, MAX_SIZE),
     "iterations": _iterations,
+    "until": lambda v, o: check_choice("until", v, UNTILS),
     "content_weight": _number("content_weight"),
     "style_weight": _number("style_weight"),
     "tv_weight": _number("tv_weight"),
