@@ -71,6 +71,55 @@ def run_pair(pair: str, size: int, iterations: int, optimizer: str, window: int,
             "load": os.getloadavg()[0]}  # fmt: skip
 
 
+def stop_at(row: dict, change: float, loss: float, window: int) -> int:
+    """The iteration where onnxstyle's Convergence rule stops this recorded run (checks every
+    `window` iterations, as the runtime does); the run's length where it never does."""
+    losses, moved = row["loss"], row["change"]
+    for k in range(2 * window, len(losses) + 1, window):
+        drop = (losses[k - 1 - window] - losses[k - 1]) / losses[k - 1 - window]
+        if moved[k - 1] < change and drop < loss:
+            return k
+    return len(losses)
+
+
+def report(paths: list[Path], change: float, loss: float, window: int, pictures: Path | None) -> str:
+    """A Markdown table: per run the stop iteration, the loss and the distance to the final image
+    there, and the time saved; optionally a side-by-side picture (stop | final) of each pair
+    whose content may be shown (tubingen's licence is uncertain: measured, never shown)."""
+    lines = [f"Rule: every {window} iterations, mean |x_k - x_(k-{window})| / {window} < {change:g} (0..255) "
+             f"and loss decrease over the window < {loss:.1%}.", "",
+             "| optimizer | size | pair | load | stop it | loss at stop / at last | mean abs px to last | "
+             "time at stop / at last |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    shots = []
+    for path in paths:
+        for pair, r in json.loads(path.read_text()).items():
+            k = stop_at(r, change, loss, window)
+            n = len(r["loss"])
+            lines.append(f"| {r['optimizer']} | {r['size']} | {pair} | {r['load']:.1f} | {k} | "
+                         f"{r['loss'][k - 1] / r['loss'][-1]:.4f} | {r['to_final'][k - 1]:.2f} | "
+                         f"{r['elapsed'][k - 1] / r['elapsed'][-1]:.2f} ({k}/{n} it) |")  # fmt: skip
+            c = pair.split(":")[0]
+            frames = FRAMES / f"{c}_{pair.split(':')[1]}_{r['optimizer']}_{r['size']}.npy"
+            if pictures is not None and c != "tubingen" and frames.exists() and r["optimizer"] == "scipy":
+                f = np.load(frames)
+                shots.append((f[k - 1], f[-1], f"{pair} {r['size']} px: stop at {k}", f"{n} iterations"))
+    if pictures is not None and shots:
+        from PIL import Image, ImageDraw
+
+        zoom = max(1, 192 // max(a.shape[1] for a, *_ in shots))  # small runs shown enlarged
+        h = max(a.shape[0] for a, *_ in shots) * zoom + 14
+        w = max(a.shape[1] for a, *_ in shots) * zoom
+        sheet = Image.new("RGB", (2 * w + 6, h * len(shots)), "white")
+        draw = ImageDraw.Draw(sheet)
+        for i, (a, b, ta, tb) in enumerate(shots):
+            for j, (img, text) in enumerate(((a, ta), (b, tb))):
+                big = Image.fromarray(img).resize((img.shape[1] * zoom, img.shape[0] * zoom), Image.NEAREST)
+                sheet.paste(big, (j * (w + 6), i * h + 14))
+                draw.text((j * (w + 6) + 2, i * h + 1), text, fill="black")
+        sheet.save(pictures, quality=88)
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=128)
@@ -80,7 +129,14 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--report", nargs="*", type=Path, help="recorded JSON files: print the rule's stops")
+    ap.add_argument("--pictures", type=Path, help="with --report: write the side-by-side jpg here")
     args = ap.parse_args()
+    if args.report is not None:
+        from onnxstyle import defaults
+
+        print(report(args.report, defaults.CONVERGED_CHANGE, defaults.CONVERGED_LOSS, args.window, args.pictures))
+        return
     path = args.out / f"convergence_{args.optimizer}_{args.size}.json"
     rows = json.loads(path.read_text()) if path.exists() else {}
     for pair in args.pairs.split(","):

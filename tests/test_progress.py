@@ -64,6 +64,6 @@ def test_cli_log_lines_are_whole_when_not_a_terminal(tmp_path, model_path):
     assert len(lines) == 4  # fewer than LOG_LINES iterations: one line each
     for i, ln in enumerate(lines, 1):
         # whole: nothing cut by a console width, every part present
-        assert f"it {i}/4" in ln and ln.endswith(" left") and "…" not in ln
+        assert f"it {i}/4" in ln and ln.endswith(" left") and " at most " in ln and "…" not in ln
         assert " = content " in ln and " + style " in ln and " + tv " in ln and " s/it " in ln
     assert out.is_file()

@@ -182,10 +182,12 @@ def run_job(job) -> None:
 
     opts = job.options
     total = sum(opts.iteration_list())
+    at_most = opts.until == "converged"  # the time left is for the cap; the run may stop sooner
     console = Console()
     if console.is_terminal:
-        columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[left]} left"), TextColumn("{task.fields[losses]}"))  # fmt: skip
+        left = TextColumn(("≤ " if at_most else "") + "{task.fields[left]} left")
+        columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), left,
+                   TextColumn("{task.fields[losses]}"))  # fmt: skip
         shown = Progress(*columns, console=console, transient=False)
         task = shown.add_task("run", total=total, losses="loading...", left="?")
 
@@ -198,7 +200,7 @@ def run_job(job) -> None:
 
         def on_progress(p, step: int) -> None:
             if step == 1 or step % every == 0 or p.iteration == 1:
-                print(f"stylize {jobs.describe(p, step, total)}", flush=True)
+                print(f"stylize {jobs.describe(p, step, total, at_most)}", flush=True)
 
     with shown, guard.interruptible() as stop:
         out = jobs.run(job, on_progress, stop.token)
