@@ -106,16 +106,17 @@ def report(paths: list[Path], change: float, loss: float, window: int, pictures:
     if pictures is not None and shots:
         from PIL import Image, ImageDraw
 
-        zoom = max(1, 192 // max(a.shape[1] for a, *_ in shots))  # small runs shown enlarged
-        h = max(a.shape[0] for a, *_ in shots) * zoom + 14
-        w = max(a.shape[1] for a, *_ in shots) * zoom
-        sheet = Image.new("RGB", (2 * w + 6, h * len(shots)), "white")
+        side = 256  # each picture enlarged (nearest: the pixels as they are) to this width
+        rows = [max(round(a.shape[0] * side / a.shape[1]), 1) + 14 for a, *_ in shots]
+        sheet = Image.new("RGB", (2 * side + 6, sum(rows)), "white")
         draw = ImageDraw.Draw(sheet)
-        for i, (a, b, ta, tb) in enumerate(shots):
+        top = 0
+        for (a, b, ta, tb), h in zip(shots, rows, strict=True):
             for j, (img, text) in enumerate(((a, ta), (b, tb))):
-                big = Image.fromarray(img).resize((img.shape[1] * zoom, img.shape[0] * zoom), Image.NEAREST)
-                sheet.paste(big, (j * (w + 6), i * h + 14))
-                draw.text((j * (w + 6) + 2, i * h + 1), text, fill="black")
+                big = Image.fromarray(img).resize((side, h - 14), Image.NEAREST)
+                sheet.paste(big, (j * (side + 6), top + 14))
+                draw.text((j * (side + 6) + 2, top + 1), text, fill="black")
+            top += h
         sheet.save(pictures, quality=88)
     return "\n".join(lines) + "\n"
 
