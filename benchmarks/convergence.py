@@ -106,7 +106,7 @@ def report(paths: list[Path], change: float, loss: float, window: int, pictures:
     if pictures is not None and shots:
         from PIL import Image, ImageDraw
 
-        side = 256  # each picture enlarged (nearest: the pixels as they are) to this width
+        side = 192  # each picture enlarged (nearest: the pixels as they are) to this width
         rows = [max(round(a.shape[0] * side / a.shape[1]), 1) + 14 for a, *_ in shots]
         sheet = Image.new("RGB", (2 * side + 6, sum(rows)), "white")
         draw = ImageDraw.Draw(sheet)
@@ -117,7 +117,7 @@ def report(paths: list[Path], change: float, loss: float, window: int, pictures:
                 sheet.paste(big, (j * (side + 6), top + 14))
                 draw.text((j * (side + 6) + 2, top + 1), text, fill="black")
             top += h
-        sheet.save(pictures, quality=88)
+        sheet.save(pictures, quality=80)
     return "\n".join(lines) + "\n"
 
 
