@@ -87,6 +87,32 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
             "reached": seen["reached"] is not None, "evaluations": seen["evals"], "best": seen["best"]}
 
 
+def markdown(rows: list[dict], size: int, threads: int) -> str:
+    """The results as a table. Where torch never reaches the loss, its time is a lower bound and
+    the ratio an upper bound (<=)."""
+    lines = [f"# Time to a finished picture at {size} px", "",
+             f"`python benchmarks/time_to_picture.py --size {size}`, {threads} thread(s) each, one process. The "
+             "machine is a 2-core CPU shared with other work: the load average (1 min) at each pair's start is in "
+             "the table, and the evaluation counts compare the two without the load.", "",
+             "| pair | load | onnxstyle default: s, evaluations | its stop | final loss | scipy 500 it loss "
+             "(ratio) | torch LBFGS to that loss: s, evaluations | time ratio onnxstyle/torch |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in rows:
+        o, tr = row["onnxstyle"], row["torch"]
+        ref = row.get("scipy500")
+        refs = f"{ref['final']:.4g} ({o['final'] / ref['final']:.3f})" if ref else "-"
+        stop = "; ".join(f"{s['size'][1]}x{s['size'][0]}: {s['iterations']} it ({s['stop']})" for s in o["scales"])
+        evals = sum(s["evaluations"] for s in o["scales"])
+        bound = "" if tr["reached"] else "> "
+        tt = f"{bound}{tr['seconds']:.0f} s, {bound}{tr['evaluations']}"
+        if not tr["reached"]:
+            tt += f" (not reached: best {tr['best']:.4g})"
+        ratio = ("" if tr["reached"] else "<= ") + f"{o['seconds'] / tr['seconds']:.2f}"
+        lines.append(f"| {row['pair']} | {row['load']:.1f} | {o['seconds']:.0f} s, {evals} | {stop} | "
+                     f"{o['final']:.4g} | {refs} | {tt} | {ratio} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=512)
@@ -94,7 +120,11 @@ def main() -> None:
     ap.add_argument("--no-scipy", action="store_true", help="skip the 500-iteration scipy reference")
     ap.add_argument("--threads", type=int, default=None, help="both frameworks (default: physical cores)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--report", type=Path, help="print the table of a results JSON and exit")
     args = ap.parse_args()
+    if args.report is not None:
+        print(markdown(json.loads(args.report.read_text()), args.size, args.threads or 2))
+        return
     from onnxstyle.runtime.session import cpu_threads
 
     threads = args.threads or cpu_threads()
@@ -116,22 +146,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"time_to_picture_{args.size}.json").write_text(json.dumps(rows, indent=2))
-    lines = [f"# Time to a finished picture at {args.size} px", "",
-             f"`python benchmarks/time_to_picture.py --size {args.size}`, {threads} threads each; load "
-             "average (1 min) at each pair's start in the table (a shared machine: ratios, not seconds, "
-             "carry over).", "",
-             "| pair | load | onnxstyle default s | its stop | final loss | scipy 500 it loss (ratio) | "
-             "torch LBFGS s to that loss | time ratio onnxstyle/torch |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for row in rows:
-        o, tr = row["onnxstyle"], row["torch"]
-        ref = row.get("scipy500")
-        refs = f"{ref['final']:.4g} ({o['final'] / ref['final']:.3f})" if ref else "-"
-        stop = "; ".join(f"{s['size'][1]}x{s['size'][0]}: {s['iterations']} it ({s['stop']})" for s in o["scales"])
-        tt = f"{tr['seconds']:.0f}" if tr["reached"] else f"> {tr['seconds']:.0f} (best {tr['best']:.4g})"
-        lines.append(f"| {row['pair']} | {row['load']:.1f} | {o['seconds']:.0f} | {stop} | {o['final']:.4g} | "
-                     f"{refs} | {tt} | {o['seconds'] / tr['seconds']:.2f} |")  # fmt: skip
-    md = "\n".join(lines) + "\n"
+    md = markdown(rows, args.size, threads)
     (args.out / f"time_to_picture_{args.size}.md").write_text(md)
     print(md)
 
