@@ -42,6 +42,7 @@ def test_stylize_until_converged_stops_a_done_run_and_says_why(model_path, monke
     fixed = onnxstyle.stylize(DATA / "chelsea.png", DATA / "the_scream.jpg", size=24, iterations=2 * w + 5,
                               until="iterations")  # fmt: skip
     assert fixed.reason == "iterations" and fixed.iterations == 2 * w + 5
+    assert fixed.message == f"ran all {2 * w + 5} iterations"
 
 
 def test_stylize_does_not_stop_a_run_still_changing(model_path):

@@ -215,6 +215,8 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         change, drop = until.last
         message = (f"converged: the image changed {change:.3g}/255 per iteration and the loss "
                    f"fell {drop:.2%} over the last {until.window} iterations")  # fmt: skip
+    elif reason == "iterations":
+        message = f"ran all {iterations} iterations"
     else:
         message = str(res.message)
     final = getattr(res, "info", None)  # lbfgs-device: the terms at res.x
