@@ -32,6 +32,7 @@ PRESERVE_COLORS = ("none", "luminance", "match")
 COLOR_MATCHES = ("chol", "pca", "sym")
 PRECISIONS = ("tf32", "fp32")  # on CUDA; the CPU provider always computes in FP32
 CUDNN_SEARCHES = ("heuristic", "exhaustive")
+UNTILS = ("converged", "iterations")
 
 
 class OptionError(InputError):
@@ -192,7 +193,10 @@ class StyleOptions:
 
     # size None (API only): the content's own size
     size: int | None = opt(defaults.SIZE, f"Longer side of the output in px ({MIN_SIZE}..{MAX_SIZE})", cli=int)
-    iterations: int | tuple[int, ...] = opt(defaults.ITERATIONS, "L-BFGS iterations (per scale)", cli=int)
+    iterations: int | tuple[int, ...] = opt(defaults.ITERATIONS, "L-BFGS iterations (per scale): the cap with "
+                                            "--until converged", cli=int)
+    until: str = opt(defaults.UNTIL, "converged (stop each scale when its picture stops changing, at most "
+                     "--iterations) | iterations (run exactly --iterations)")
     content_weight: float = opt(defaults.CONTENT_WEIGHT, "Weight of the content term", cli=float)
     style_weight: float = opt(defaults.STYLE_WEIGHT, "Weight of the style term", cli=float)
     tv_weight: float = opt(defaults.TV_WEIGHT, "Weight of the total-variation term", cli=float)
@@ -365,6 +369,7 @@ def _threads(v, o) -> int | None:
 _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "size": lambda v, o: None if v is None else check_int("size", v, MIN_SIZE, MAX_SIZE),
     "iterations": _iterations,
+    "until": lambda v, o: check_choice("until", v, UNTILS),
     "content_weight": _number("content_weight"),
     "style_weight": _number("style_weight"),
     "tv_weight": _number("tv_weight"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
@@ -20,6 +21,7 @@ from onnxstyle.options import StyleOptions, show
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Gatys neural style transfer on ONNX Runtime, without PyTorch.")  # fmt: skip
+LOG_LINES = 20  # progress lines per run when stdout is not a terminal
 DEBUG = {"on": False}  # --debug: let errors show their traceback
 
 
@@ -161,7 +163,10 @@ def ensure_models(options: StyleOptions) -> None:
 
 
 def run_job(job) -> None:
-    """Run a job with a progress bar; Ctrl-C or SIGTERM keeps the work and exits 130 / 143."""
+    """Run a job with progress on stdout: a bar on a terminal, else whole log lines (about
+    LOG_LINES per run: CI and log files get lines nothing cuts). Ctrl-C or SIGTERM keeps the
+    work and exits 130 / 143."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from onnxstyle.runtime import guard
@@ -169,19 +174,28 @@ def run_job(job) -> None:
 
     opts = job.options
     total = sum(opts.iteration_list())
-    columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[losses]}"))  # fmt: skip
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task("run", total=total, losses="loading...")
+    at_most = opts.until == "converged"  # the time left is for the cap; the run may stop sooner
+    console = Console()
+    if console.is_terminal:
+        left = TextColumn(("≤ " if at_most else "") + "{task.fields[left]} left")
+        columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), left,
+                   TextColumn("{task.fields[losses]}"))  # fmt: skip
+        shown = Progress(*columns, console=console, transient=False)
+        task = shown.add_task("run", total=total, losses="loading...", left="?")
 
         def on_progress(p, step: int) -> None:
-            t = p.terms
-            bar.update(task, completed=step,
-                       losses=f"{p.image.shape[1]}x{p.image.shape[0]}  total {t['total']:.4g}  "
-                              f"content {t['content']:.4g}  style {t['style']:.4g}")  # fmt: skip
+            line = jobs.describe(p, step, total)
+            shown.update(task, completed=step, left=jobs.clock(p.remaining), losses=line.split("  ")[1])
+    else:
+        shown = contextlib.nullcontext()
+        every = max(1, round(total / LOG_LINES))
 
-        with guard.interruptible() as stop:
-            out = jobs.run(job, on_progress, stop.token)
+        def on_progress(p, step: int) -> None:
+            if step == 1 or step % every == 0 or p.iteration == 1:
+                print(f"stylize {jobs.describe(p, step, total, at_most)}", flush=True)
+
+    with shown, guard.interruptible() as stop:
+        out = jobs.run(job, on_progress, stop.token)
     if out.result is None:
         typer.echo(f"wrote {out.output} (the checkpoint had {out.iterations} of {opts.iterations} iterations)")
         return
@@ -194,7 +208,8 @@ def run_job(job) -> None:
     if r.note:
         typer.echo(f"onnxstyle: note: ran on the CPU: {r.note}", err=True)
     typer.echo(f"wrote {out.output} ({r.image.shape[1]}x{r.image.shape[0]}, {out.iterations} iterations, "
-               f"{r.seconds:.1f} s on {r.provider}{' ' + r.gpu + ' ' + r.precision if r.gpu else ''})")  # fmt: skip
+               f"{r.seconds:.1f} s on {r.provider}{' ' + r.gpu + ' ' + r.precision if r.gpu else ''}); "
+               f"stopped: {r.message}")  # fmt: skip
     if out.extras:
         typer.echo(f"wrote {' and '.join(map(str, out.extras))}")
 

@@ -18,7 +18,8 @@ from onnxstyle.options import StyleOptions, check_int
 from onnxstyle.runtime import checkpoint, guard, images, sheet
 from onnxstyle.runtime.stylize import Progress, Result, fit_for, stylize
 
-UNRECORDED = ("device", "threads", "model", "iterations", "cudnn_search", "max_memory", "tile")  # a resume may change
+# options a resumed run may change
+UNRECORDED = ("device", "threads", "model", "iterations", "until", "cudnn_search", "max_memory", "tile")
 
 
 @dataclass
@@ -46,6 +47,26 @@ class Outcome:
     resumed_from: int = 0
     state: Path | None = None  # the run state written when the run stopped early
     extras: list[Path] = field(default_factory=list)  # contact sheet, loss plot
+
+
+def clock(seconds: float | None) -> str:
+    """1:02:03 / 4:05 (h:mm:ss or m:ss); "?" when unknown."""
+    if seconds is None:
+        return "?"
+    m, sec = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def describe(p: Progress, step: int, total: int, at_most: bool = False) -> str:
+    """One whole progress line: where the run is, the loss as its weighted parts (they add up to
+    the total), time per iteration and time left (`at_most`: until="converged" may stop sooner)."""
+    h, w = p.image.shape[:2]
+    scale = f" scale {p.scale + 1}/{p.scales}" if p.scales > 1 else ""
+    parts = " + ".join(f"{k} {v:.4g}" for k, v in p.parts.items() if v)
+    per = p.elapsed / p.iteration if p.iteration else 0.0
+    return (f"{w}x{h}{scale} it {step}/{total}  loss {p.terms['total']:.4g} = {parts or '0'}  "
+            f"{per:.2f} s/it  {'at most ' if at_most else ''}{clock(p.remaining)} left")
 
 
 def recorded_options(options: StyleOptions) -> dict:
@@ -146,7 +167,8 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
             "size": list(result.image.shape[:2]), "iterations": out.iterations,
             "resumed_from": rec.offset, "evaluations": result.evaluations, "seconds": result.seconds,
             "provider": result.provider, "gpu": result.gpu, "precision": result.precision,
-            "note": result.note, "initial": result.initial, "final": result.final,
+            "note": result.note, "stop": result.reason, "message": result.message,
+            "initial": result.initial, "final": result.final,
             "scales": result.scales, "options": recorded,
         })  # fmt: skip
     return out

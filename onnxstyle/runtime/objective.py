@@ -319,6 +319,10 @@ class Objective:
             raise NumericalError("the loss or its gradient is NaN or Inf")
         return terms, grad
 
+    def parts(self, terms: Mapping[str, float]) -> dict[str, float]:
+        """The weighted terms, which add up to terms["total"]: weight x content, style, tv."""
+        return {k: float(w) * terms[k] for k, w in zip(("content", "style", "tv"), self.weights, strict=True)}
+
     def terms(self, x: np.ndarray) -> dict[str, float]:
         """{"content", "style", "tv", "total"}; content/style/tv unweighted."""
         if self.tile is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,13 @@ class Progress:
     # optimizer="lbfgs": call during the callback for a copy of the optimiser's state at this
     # iterate (to save and continue the run exactly); None for the other optimisers
     optimizer_state: Callable[[], lbfgs.LbfgsState] | None = None
+    parts: dict[str, float] = field(default_factory=dict)  # weighted terms: they add up to the total
+    evaluations: int = 0  # loss+gradient evaluations at this scale so far
+    scale: int = 0  # which size of the ladder (0-based) of `scales`
+    scales: int = 1
+    # seconds left for the whole run (all scales), from the measured time per iteration and the
+    # schedule (Clock); None until measured. With until="converged" it is the most left.
+    remaining: float | None = None
 
     @functools.cached_property
     def image(self) -> np.ndarray:
@@ -40,6 +48,57 @@ class Progress:
 
 
 Callback = Callable[[Progress], bool | None]
+
+
+class Clock:
+    """Time left from the measured time per evaluation and the schedule. At the running scale:
+    seconds per evaluation (elapsed / evaluations) x evaluations per iteration x iterations left.
+    A later scale costs the same per iteration scaled by its pixels (the graph's time is linear
+    in pixels: 4.06-4.2x per doubling of the side, benchmarks/results/bench.md), plus two
+    evaluations for its targets and starting point."""
+
+    SETUP_EVALS = 2
+
+    def __init__(self, pixels: Sequence[int], iterations: Sequence[int]) -> None:
+        self.pixels, self.iterations = list(pixels), list(iterations)
+
+    def remaining(self, p: Progress) -> float | None:
+        if p.iteration < 1 or p.evaluations < 1:
+            return None
+        per_eval = p.elapsed / p.evaluations
+        per_iter = p.elapsed / p.iteration
+        left = (self.iterations[p.scale] - p.iteration) * per_iter
+        here = self.pixels[p.scale]
+        for px, n in zip(self.pixels[p.scale + 1:], self.iterations[p.scale + 1:], strict=True):
+            left += (n * per_iter + self.SETUP_EVALS * per_eval) * px / here
+        return max(left, 0.0)
+
+
+class Convergence:
+    """The stopping rule of until="converged": every `window` iterations, the picture is done
+    when the image's mean absolute change over the window, per iteration (0..255 units), is below
+    `change` and the loss fell by less than `loss` (relative) over the window. Keeps one image."""
+
+    def __init__(self, window: int | None = None, change: float | None = None, loss: float | None = None) -> None:
+        self.window = window or defaults.CONVERGED_WINDOW  # (None: the defaults as they are now)
+        self.change = defaults.CONVERGED_CHANGE if change is None else change
+        self.loss = defaults.CONVERGED_LOSS if loss is None else loss
+        self.image: np.ndarray | None = None
+        self.value = math.inf
+        self.last = (math.inf, math.inf)  # (change, relative loss decrease) at the last check
+
+    def done(self, iteration: int, image: Callable[[], np.ndarray], loss: float) -> bool:
+        """After `iteration` (1, 2, ...): True when the run should stop. `image()` is read only
+        at the checks."""
+        if iteration % self.window:
+            return False
+        x = np.asarray(image(), np.float32)
+        if self.image is not None:
+            change = float(np.abs(x - self.image).mean()) / self.window
+            drop = (self.value - loss) / max(abs(self.value), 1e-30)
+            self.last = (change, drop)
+        self.image, self.value = x.copy(), loss
+        return self.last[0] < self.change and self.last[1] < self.loss
 
 
 @dataclass
@@ -57,6 +116,9 @@ class Result:
     precision: str = ""  # fp32, or tf32 on CUDA
     note: str = ""  # device auto with a GPU driver present: why the run is on the CPU
     stopped: bool = False  # the callback stopped the run
+    # why the last scale stopped: "converged" (Convergence), "iterations" (the count ran out),
+    # "stopped" (the callback or cancel) or "optimizer" (it could not go on: see message)
+    reason: str = ""
     message: str = ""
     scales: list[dict] = field(default_factory=list)  # per scale: size, iterations, seconds
     # optimizer="lbfgs": the L-BFGS state at the result, to continue the run exactly
@@ -84,11 +146,13 @@ def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
 
 def optimize(objective: Objective, x0: np.ndarray, iterations: int,
              callback: Callback | None = None, optimizer: str = "scipy",
-             state: lbfgs.LbfgsState | None = None, pairs: int = defaults.LBFGS_MEMORY) -> Result:  # fmt: skip
+             state: lbfgs.LbfgsState | None = None, pairs: int = defaults.LBFGS_MEMORY,
+             until: Convergence | None = None) -> Result:  # fmt: skip
     """Run L-BFGS (scipy's L-BFGS-B or ours, keeping `pairs` pairs) once from x0 with pixel
-    bounds [0, 255] for `iterations` steps. `state` (optimizer="lbfgs" only): continue from this L-BFGS state, at
-    x0, exactly as the run that made it would have gone on; scipy's L-BFGS-B and lbfgs-device
-    cannot take one and start their memory afresh from x0."""
+    bounds [0, 255] for `iterations` steps, or fewer where `until` says the picture is done.
+    `state` (optimizer="lbfgs" only): continue from this L-BFGS state, at x0, exactly as the run
+    that made it would have gone on; scipy's L-BFGS-B and lbfgs-device cannot take one and
+    start their memory afresh from x0."""
     check_int("iterations", iterations, 1)
     check_choice("optimizer", optimizer, OPTIMIZERS)
     dtype = np.float32 if optimizer == "lbfgs" else np.float64  # each one's working precision
@@ -106,10 +170,10 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
 
     initial = objective.terms(x0)
     history: list[dict[str, float]] = []
-    stopped = False
+    stopped = converged = False
 
     def on_iter(intermediate_result) -> None:
-        nonlocal stopped
+        nonlocal stopped, converged
         terms = getattr(intermediate_result, "info", None)  # lbfgs-device: the iterate's terms
         if terms is None:
             xk = intermediate_result.x
@@ -123,10 +187,13 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
                 read = lambda: img  # noqa: E731
             snap = intermediate_result.state if optimizer == "lbfgs" else None
             prog = Progress(len(history), iterations, dict(terms), read, time.perf_counter() - start,
-                            snap)  # fmt: skip
+                            snap, objective.parts(terms), evals)  # fmt: skip
             if callback(prog) is False:
                 stopped = True
                 raise StopIteration
+        if until is not None and until.done(len(history), lambda: intermediate_result.x, terms["total"]):
+            converged = True
+            raise StopIteration
 
     # ftol = gtol = 0: stop on the iteration count alone (peers lose runs to early
     # REL_REDUCTION_OF_F stops); maxfun leaves room for line searches.
@@ -159,6 +226,16 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
             res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
                            bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)  # fmt: skip
     x = res.x.reshape(shape)
+    reason = ("stopped" if stopped else "converged" if converged
+              else "iterations" if len(history) >= iterations else "optimizer")  # fmt: skip
+    if converged:
+        change, drop = until.last
+        message = (f"converged: the image changed {change:.3g}/255 per iteration and the loss "
+                   f"fell {drop:.2%} over the last {until.window} iterations")  # fmt: skip
+    elif reason == "iterations":
+        message = f"ran all {iterations} iterations"
+    else:
+        message = str(res.message)
     final = getattr(res, "info", None)  # lbfgs-device: the terms at res.x
     if final is None:
         final = last["terms"] if np.array_equal(last.get("x"), res.x) else objective.terms(x)
@@ -176,7 +253,8 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         precision=objective.engine.precision,
         note=objective.engine.note,
         stopped=stopped,
-        message=str(res.message),
+        reason=reason,
+        message=message,
         optimizer_state=getattr(res, "state", None) if optimizer == "lbfgs" else None,
     )
 
@@ -257,12 +335,13 @@ def stylize(
         c = cy
 
     model_path = resolve(opts.model, pool=opts.pool)
+    hws = [images.fit_size(c.shape, sz) if sz else c.shape[:2] for sz in sizes]
+    clock = Clock([h * w for h, w in hws], iters)
     run = guard.RunGuard(callback, cancel)  # cancel token, stop, last good image for NaN faults
     result: Result | None = None
     stats: list[dict] = []
     start = time.perf_counter()
-    for sz, n_iter in zip(sizes, iters, strict=True):
-        hw = images.fit_size(c.shape, sz) if sz else c.shape[:2]
+    for k, (sz, hw, n_iter) in enumerate(zip(sizes, hws, iters, strict=True)):
         cz = images.resize(c, hw)
         sz_style = None if sz is None else max(16, round(sz * opts.style_scale))
         sts = [images.resize(s, images.fit_size(s.shape, sz_style)) if sz_style else
@@ -287,18 +366,21 @@ def stylize(
             x0 = initial_canvas(cz, init, opts.seed, opts.noise_ratio)
         else:
             x0 = images.resize(result.image.astype(np.float32), hw)
-        shown = run.callback
-        if opts.preserve_colors == "luminance":
-            full = images.resize(original, hw)
+        full = images.resize(original, hw) if opts.preserve_colors == "luminance" else None
 
-            def shown(p: Progress, cb=run.callback, full=full) -> bool | None:
-                return cb(replace(p, read_image=lambda: color.with_chroma(p.image, full)))
+        def shown(p: Progress, full=full, k=k) -> bool | None:
+            p = replace(p, scale=k, scales=len(sizes))
+            p = replace(p, remaining=clock.remaining(p))
+            if full is not None:
+                p = replace(p, read_image=lambda p=p: color.with_chroma(p.image, full))
+            return run.callback(p)
 
         run.offset = result.iterations if result is not None else 0
         with run.numerics():  # a NaN/Inf fault carries the last good image
             r = optimize(objective, x0, n_iter, shown, opts.optimizer,
-                         optimizer_state if opts.optimizer == "lbfgs" else None, fitted.pairs)  # fmt: skip
-        stats.append({"size": list(hw), "iterations": r.iterations, "evaluations": r.evaluations,
+                         optimizer_state if opts.optimizer == "lbfgs" else None, fitted.pairs,
+                         Convergence() if opts.until == "converged" else None)  # fmt: skip
+        stats.append({"size": list(hw), "iterations": r.iterations, "stop": r.reason, "evaluations": r.evaluations,
                       "seconds": r.seconds, "final": r.final, "memory": fitted.to_dict(),
                       "tiled": fitted.describe()})  # fmt: skip
         if result is not None:

@@ -1,0 +1,155 @@
+"""Time to a finished picture: onnxstyle's default command against the peers' recipe.
+
+For each content/style pair at --size px, in one process, side by side:
+  onnxstyle  `onnxstyle.stylize(content, style, size=SIZE)` with every default (the default
+             command): wall time to the finished picture and its final total loss;
+  scipy500   500 scipy L-BFGS-B iterations, single scale, the same start (the loss target:
+             the default's final loss must be <= 1.05x this);
+  torch      the peers' recipe: torch autograd of the same math (torch_ref.TorchObjective) with
+             torch.optim.LBFGS (history 100, no line search, lr 1, tolerances off), as
+             jcjohnson/neural-style runs it for 1000 iterations, from the same start: the wall
+             time until its loss first reaches the default run's final loss (or its 1000).
+All losses are the same objective at the output size. PyTorch is benchmark-only:
+pip install torch==2.13.0.
+
+    python benchmarks/time_to_picture.py --size 512          # three pairs
+    python benchmarks/time_to_picture.py --size 128 --pairs astronaut:starry_night --no-scipy
+
+Writes benchmarks/results/time_to_picture_{size}.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+import numpy as np  # noqa: E402
+from convergence import CONTENTS, DATA, STYLES  # noqa: E402
+
+import onnxstyle  # noqa: E402
+from onnxstyle.runtime import images  # noqa: E402
+from onnxstyle.runtime.stylize import initial_canvas  # noqa: E402
+
+PAIRS = "astronaut:starry_night,chelsea:the_scream,camera:the_scream"
+TORCH_ITERATIONS = 1000  # jcjohnson/neural-style's -num_iterations
+
+
+def inputs(pair: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Content and style as stylize(size=size) sees them (the default style_scale of 1)."""
+    c, s = pair.split(":")
+    out = []
+    for path in (DATA / CONTENTS[c], DATA / STYLES[s]):
+        img = images.load_rgb(path).astype(np.float32)
+        out.append(images.resize(img, images.fit_size(img.shape, size)))
+    return out[0], out[1]
+
+
+def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads: int) -> dict:
+    """The peers' recipe from the default start: seconds until the loss first reaches `target`."""
+    import torch
+    from torch_ref import TorchObjective
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    obj = TorchObjective(content, [style])
+    x = torch.from_numpy(initial_canvas(content, "noise", onnxstyle.defaults.SEED)).requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=TORCH_ITERATIONS, max_eval=TORCH_ITERATIONS * 5 // 4,
+                            tolerance_grad=-1, tolerance_change=-1, history_size=100)  # fmt: skip
+    seen = {"evals": 0, "reached": None, "best": float("inf")}
+
+    class Reached(Exception):
+        pass
+
+    def closure():
+        opt.zero_grad()
+        loss = obj.terms(x)["total"]
+        loss.backward()
+        value = float(loss.detach())
+        seen["evals"] += 1
+        seen["best"] = min(seen["best"], value)
+        if value <= target:
+            seen["reached"] = time.perf_counter() - start
+            raise Reached
+        return loss
+
+    try:
+        opt.step(closure)
+    except Reached:
+        pass
+    return {"seconds": seen["reached"] if seen["reached"] is not None else time.perf_counter() - start,
+            "reached": seen["reached"] is not None, "evaluations": seen["evals"], "best": seen["best"]}
+
+
+def markdown(rows: list[dict], size: int, threads: int) -> str:
+    """The results as a table. Where torch never reaches the loss, its time is a lower bound and
+    the ratio an upper bound (<=)."""
+    lines = [f"# Time to a finished picture at {size} px", "",
+             f"`python benchmarks/time_to_picture.py --size {size}`, {threads} thread(s) each, one process. The "
+             "machine is a 2-core CPU shared with other work: the load average (1 min) at each pair's start is in "
+             "the table, and the evaluation counts compare the two without the load.", "",
+             "| pair | load | onnxstyle default: s, evaluations | its stop | final loss | scipy 500 it loss "
+             "(ratio) | torch LBFGS to that loss: s, evaluations | time ratio onnxstyle/torch |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in rows:
+        o, tr = row["onnxstyle"], row["torch"]
+        ref = row.get("scipy500")
+        refs = f"{ref['final']:.4g} ({o['final'] / ref['final']:.3f})" if ref else "-"
+        stop = "; ".join(f"{s['size'][1]}x{s['size'][0]}: {s['iterations']} it ({s['stop']})" for s in o["scales"])
+        evals = sum(s["evaluations"] for s in o["scales"])
+        bound = "" if tr["reached"] else "> "
+        tt = f"{bound}{tr['seconds']:.0f} s, {bound}{tr['evaluations']}"
+        if not tr["reached"]:
+            tt += f" (not reached: best {tr['best']:.4g})"
+        ratio = ("" if tr["reached"] else "<= ") + f"{o['seconds'] / tr['seconds']:.2f}"
+        lines.append(f"| {row['pair']} | {row['load']:.1f} | {o['seconds']:.0f} s, {evals} | {stop} | "
+                     f"{o['final']:.4g} | {refs} | {tt} | {ratio} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--pairs", default=PAIRS)
+    ap.add_argument("--no-scipy", action="store_true", help="skip the 500-iteration scipy reference")
+    ap.add_argument("--threads", type=int, default=None, help="both frameworks (default: physical cores)")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--report", type=Path, help="print the table of a results JSON and exit")
+    args = ap.parse_args()
+    if args.report is not None:
+        print(markdown(json.loads(args.report.read_text()), args.size, args.threads or 2))
+        return
+    from onnxstyle.runtime.session import cpu_threads
+
+    threads = args.threads or cpu_threads()
+    rows = []
+    for pair in args.pairs.split(","):
+        content, style = inputs(pair, args.size)
+        row: dict = {"pair": pair, "size": list(content.shape[:2]), "load": os.getloadavg()[0]}
+        t = time.perf_counter()
+        r = onnxstyle.stylize(content, style, size=None, threads=threads)
+        row["onnxstyle"] = {"seconds": time.perf_counter() - t, "final": r.final["total"],
+                            "iterations": r.iterations, "scales": r.scales, "stop": r.reason}  # fmt: skip
+        if not args.no_scipy:
+            t = time.perf_counter()
+            ref = onnxstyle.stylize(content, style, size=None, iterations=500, until="iterations",
+                                    optimizer="scipy", scales=None, threads=threads)  # fmt: skip
+            row["scipy500"] = {"seconds": time.perf_counter() - t, "final": ref.final["total"]}
+        row["torch"] = torch_to_loss(content, style, r.final["total"], threads)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"time_to_picture_{args.size}.json").write_text(json.dumps(rows, indent=2))
+    md = markdown(rows, args.size, threads)
+    (args.out / f"time_to_picture_{args.size}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Progress that tells the truth: time left, weighted parts that add up, whole log lines."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import DATA
+from typer.testing import CliRunner
+
+import onnxstyle
+from onnxstyle.cli.app import app
+from onnxstyle.runtime.job import clock
+from onnxstyle.runtime.stylize import Clock, Progress
+
+
+def test_time_left_decreases_and_is_near_the_real_time_left(model_path):
+    seen: list[tuple[float, Progress]] = []
+    r = onnxstyle.stylize(DATA / "chelsea.png", DATA / "the_scream.jpg", scales=[48, 96], iterations=[6, 10],
+                          size=None, callback=lambda p: seen.append((time.perf_counter(), p)))  # fmt: skip
+    end = time.perf_counter()
+    assert r.iterations == 16 and [p.scale for _, p in seen] == [0] * 6 + [1] * 10
+    left = [p.remaining for _, p in seen]
+    assert all(v is not None and v >= 0 for v in left)
+    assert left[-1] == 0.0
+    # falls over the run (not necessarily each step: it is re-measured every iteration)
+    assert left[0] > left[5] > left[10] > left[-1]
+    # a shared CPU is noisy; the estimate must still be the right magnitude at each scale's start
+    for at, p in (seen[2], seen[8]):
+        real = end - at
+        assert real / 4 < p.remaining < real * 4, (p.scale, p.iteration, p.remaining, real)
+    assert all(p.scales == 2 and p.evaluations >= p.iteration for _, p in seen)
+
+
+def test_weighted_parts_add_up_to_the_total(model_path):
+    seen: list[Progress] = []
+    onnxstyle.stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", size=40, iterations=3,
+                      tv_weight=1e-2, style_weight=3e4, callback=seen.append)  # fmt: skip
+    for p in seen:
+        assert set(p.parts) == {"content", "style", "tv"}
+        assert sum(p.parts.values()) == pytest.approx(p.terms["total"], rel=1e-5)
+        assert p.parts["style"] == pytest.approx(3e4 * p.terms["style"], rel=1e-6)
+        assert p.parts["tv"] == pytest.approx(1e-2 * p.terms["tv"], rel=1e-6)
+
+
+def test_clock_scales_later_sizes_by_their_pixels():
+    c = Clock([100, 400], [10, 10])
+    img = np.zeros((10, 10, 3), np.float32)
+    p = Progress(5, 10, {"total": 1.0}, img, elapsed=10.0, evaluations=5, scale=0, scales=2)
+    # 5 more at 2 s/it here; 10 at 4x the pixels (8 s/it) and two setup evaluations there
+    assert c.remaining(p) == pytest.approx(5 * 2 + 10 * 8 + 2 * 2 * 4)
+    assert c.remaining(Progress(0, 10, {}, img, 0.0)) is None
+    assert clock(None) == "?" and clock(65) == "1:05" and clock(3725) == "1:02:05"
+
+
+def test_cli_log_lines_are_whole_when_not_a_terminal(tmp_path, model_path):
+    out = tmp_path / "o.png"
+    res = CliRunner().invoke(app, ["stylize", str(DATA / "astronaut.png"), str(DATA / "starry_night.jpg"),
+                                   "-o", str(out), "--size", "40", "--iterations", "4", "--tv-weight", "1e-3",
+                                   "--style-weight", "123456"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("stylize ")]
+    assert len(lines) == 4  # fewer than LOG_LINES iterations: one line each
+    for i, ln in enumerate(lines, 1):
+        # whole: nothing cut by a console width, every part present
+        assert f"it {i}/4" in ln and ln.endswith(" left") and " at most " in ln and "…" not in ln
+        assert " = content " in ln and " + style " in ln and " + tv " in ln and " s/it " in ln
+    assert out.is_file()
