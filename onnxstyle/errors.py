@@ -45,8 +45,9 @@ class NumericalError(OnnxStyleError):
 def one_line(error: BaseException, option_name=lambda name: name) -> str:
     """The one-line message for `error` (the CLI's and the batch log's): library errors as they
     are, an OptionError prefixed by `option_name(error.option)`, OS errors with their file."""
-    if isinstance(error, OnnxStyleError) and getattr(error, "option", None):
-        return f"{option_name(error.option)}: {error}"
+    option = getattr(error, "option", None)
+    if isinstance(error, OnnxStyleError) and option and option.replace("_", " ") not in str(error):
+        return f"{option_name(option)}: {error}"  # say which option, where the message does not
     if isinstance(error, OnnxStyleError):
         return str(error)
     if isinstance(error, MemoryError):

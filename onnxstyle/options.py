@@ -126,6 +126,12 @@ def parse_ints(text: str) -> tuple[int, ...]:
         raise InputError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
+def parse_iterations(text: str) -> int | tuple[int, ...]:
+    """'500' -> 500; '150,60,30' -> one count per scale."""
+    counts = parse_ints(text)
+    return counts[0] if len(counts) == 1 else counts
+
+
 def parse_layers(text: str) -> dict[str, float]:
     """'conv1_1:0.2,conv2_1:0.2' or 'conv1_1,conv2_1' (equal weights) -> {name: weight}."""
     items = [p.strip() for p in text.split(",") if p.strip()]
@@ -193,8 +199,8 @@ class StyleOptions:
 
     # size None (API only): the content's own size
     size: int | None = opt(defaults.SIZE, f"Longer side of the output in px ({MIN_SIZE}..{MAX_SIZE})", cli=int)
-    iterations: int | tuple[int, ...] = opt(defaults.ITERATIONS, "L-BFGS iterations (per scale): the cap with "
-                                            "--until converged", cli=int)
+    iterations: int | tuple[int, ...] = opt(defaults.ITERATIONS, "L-BFGS iterations per scale, or one count per "
+                                            "scale (150,60,30): the cap with --until converged", parse_iterations)
     until: str = opt(defaults.UNTIL, "converged (stop each scale when its picture stops changing, at most "
                      "--iterations) | iterations (run exactly --iterations)")
     content_weight: float = opt(defaults.CONTENT_WEIGHT, "Weight of the content term", cli=float)

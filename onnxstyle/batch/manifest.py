@@ -218,5 +218,5 @@ def _task(index: int, where: str, row: Mapping, folder: Path, out_dir: Path, bas
             raise InputError(f"no {'content' if content is None else 'style'} given")
         task.options = StyleOptions.parse(values, base)
     except OnnxStyleError as e:
-        task.error = f"{where}, {one_line(e)}" if getattr(e, "option", None) else f"{where}: {e}"
+        task.error = f"{where}, {e.option}: {e}" if getattr(e, "option", None) else f"{where}: {e}"
     return task

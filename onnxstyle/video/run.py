@@ -77,13 +77,12 @@ class TemporalObjective:
         self.mask = np.asarray(mask, np.float32)[..., None]  # H x W x 1: one c per pixel
         self.scale = self.weight / self.target.size  # W / D, D = H * W * 3 values (Ruder et al.)
 
-    @property
-    def provider(self) -> str:
-        return self.base.provider
+    def __getattr__(self, name: str):  # provider, engine, ...: the base objective's
+        return getattr(self.base, name)
 
-    @property
-    def engine(self):
-        return self.base.engine
+    def parts(self, terms: dict[str, float]) -> dict[str, float]:
+        """The weighted terms, temporal included: they add up to terms["total"]."""
+        return {**self.base.parts(terms), "temporal": self.weight * terms["temporal"]}
 
     def evaluate(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
         terms, grad = self.base.evaluate(x)
