@@ -25,11 +25,12 @@ def test_time_left_decreases_and_is_near_the_real_time_left(model_path):
     assert all(v is not None and v >= 0 for v in left)
     assert left[-1] == 0.0
     # falls over the run (not necessarily each step: it is re-measured every iteration)
-    assert left[0] > left[5] > left[10] > left[-1]
+    assert left[0] > left[10] > left[-1] and max(left[6:]) < max(left[:6])
     # a shared CPU is noisy; the estimate must still be the right magnitude at each scale's start
-    for at, p in (seen[2], seen[8]):
+    # (tiny sizes: a fixed cost per call makes the pixel scaling of the next scale pessimistic)
+    for (at, p), factor in ((seen[2], 6), (seen[8], 3)):
         real = end - at
-        assert real / 4 < p.remaining < real * 4, (p.scale, p.iteration, p.remaining, real)
+        assert real / factor < p.remaining < real * factor, (p.scale, p.iteration, p.remaining, real)
     assert all(p.scales == 2 and p.evaluations >= p.iteration for _, p in seen)
 
 
@@ -51,6 +52,10 @@ def test_clock_scales_later_sizes_by_their_pixels():
     # 5 more at 2 s/it here; 10 at 4x the pixels (8 s/it) and two setup evaluations there
     assert c.remaining(p) == pytest.approx(5 * 2 + 10 * 8 + 2 * 2 * 4)
     assert c.remaining(Progress(0, 10, {}, img, 0.0)) is None
+    # from iteration 1 on, the start (here 6 s of the first iteration) no longer counts
+    c.remaining(Progress(1, 10, {}, img, elapsed=6.0, evaluations=2, scale=0, scales=2))
+    p = Progress(3, 10, {}, img, elapsed=10.0, evaluations=4, scale=0, scales=2)
+    assert c.remaining(p) == pytest.approx(7 * 2 + 10 * 8 + 2 * 2 * 4)
     assert clock(None) == "?" and clock(65) == "1:05" and clock(3725) == "1:02:05"
 
 

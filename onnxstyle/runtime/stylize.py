@@ -52,21 +52,29 @@ Callback = Callable[[Progress], bool | None]
 
 class Clock:
     """Time left from the measured time per evaluation and the schedule. At the running scale:
-    seconds per evaluation (elapsed / evaluations) x evaluations per iteration x iterations left.
-    A later scale costs the same per iteration scaled by its pixels (the graph's time is linear
-    in pixels: 4.06-4.2x per doubling of the side, benchmarks/results/bench.md), plus two
-    evaluations for its targets and starting point."""
+    seconds per evaluation x evaluations per iteration x iterations left, measured from the end
+    of the scale's first iteration on (its first one also pays for the start: session warm-up,
+    the starting point's terms). A later scale costs the same per iteration scaled by its pixels
+    (the graph's time is linear in pixels: 4.06-4.2x per doubling of the side from 128 px up,
+    benchmarks/results/bench.md), plus two evaluations for its targets and starting point."""
 
     SETUP_EVALS = 2
 
     def __init__(self, pixels: Sequence[int], iterations: Sequence[int]) -> None:
         self.pixels, self.iterations = list(pixels), list(iterations)
+        self.first: dict[int, tuple[float, int]] = {}  # scale -> (elapsed, evaluations) at iteration 1
 
     def remaining(self, p: Progress) -> float | None:
         if p.iteration < 1 or p.evaluations < 1:
             return None
-        per_eval = p.elapsed / p.evaluations
-        per_iter = p.elapsed / p.iteration
+        if p.iteration == 1:
+            self.first[p.scale] = (p.elapsed, p.evaluations)
+        t0, e0 = self.first.get(p.scale, (0.0, 0))
+        if p.scale in self.first and p.iteration > 1 and p.evaluations > e0:
+            per_eval = (p.elapsed - t0) / (p.evaluations - e0)
+            per_iter = per_eval * (p.evaluations - e0) / (p.iteration - 1)
+        else:
+            per_eval, per_iter = p.elapsed / p.evaluations, p.elapsed / p.iteration
         left = (self.iterations[p.scale] - p.iteration) * per_iter
         here = self.pixels[p.scale]
         for px, n in zip(self.pixels[p.scale + 1:], self.iterations[p.scale + 1:], strict=True):
