@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 PAIRS = [("chelsea.png", "the_scream.jpg"), ("astronaut.png", "starry_night.jpg"),
          ("chelsea.png", "woman_with_hat.jpg"), ("astronaut.png", "the_scream.jpg"),
-         ("chelsea.png", "starry_night.jpg"), ("astronaut.png", "woman_with_hat.jpg")]  # fmt: skip
+         ("chelsea.png", "starry_night.jpg"), ("astronaut.png", "woman_with_hat.jpg")]
 
 
 def manifest(folder: Path, jobs: int, iterations: int) -> Path:
@@ -63,7 +63,7 @@ def baseline(path: Path, out: Path, threads: int) -> float:
     t = time.perf_counter()
     for task in batch.read(path, out):
         job.run(job.Job(task.content, task.styles, task.output, task.options.replace(threads=threads)),
-                cancel=threading.Event())  # fmt: skip
+                cancel=threading.Event())
     return time.perf_counter() - t
 
 
@@ -83,7 +83,7 @@ def main() -> None:
     inside: dict[str, float] = {}
     rows["one process, one after another (2 threads)"] = baseline(path, work / "base", 2)
     rows["local engine, 1 worker (2 threads)"] = run_engine(path, LocalEngine(1, threads=2), work / "l1", inside,
-                                                            "local")  # fmt: skip
+                                                            "local")
     rows["local engine, 2 workers (1 thread each)"] = run_engine(path, LocalEngine(2, threads=1), work / "l2", {}, "")
     ray_init = None
     if not args.no_ray:
@@ -95,7 +95,7 @@ def main() -> None:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         ray_init = time.perf_counter() - t
         rows["ray engine, 1 actor (2 CPUs)"] = run_engine(path, RayEngine(workers=1, cpus_per_job=2), work / "r1",
-                                                          inside, "ray")  # fmt: skip
+                                                          inside, "ray")
         rows["ray engine, 2 actors (1 CPU each)"] = run_engine(path, RayEngine(workers=2), work / "r2", {}, "")
         ray.shutdown()
     one = {"local": rows["local engine, 1 worker (2 threads)"], "ray": rows.get("ray engine, 1 actor (2 CPUs)")}
@@ -106,18 +106,18 @@ def main() -> None:
         "job_s": {k: v / n for k, v in inside.items()}, "ray_init_s": ray_init,
         "load_average": [load_before, os.getloadavg()[0]],
         "overhead_s_per_job": {k: (one[k] - v) / n for k, v in inside.items()},
-    }  # fmt: skip
+    }
     lines = [f"# Batch throughput at 256 px ({args.iterations} iterations a job, {n} jobs)", "",
              f"`python benchmarks/batch.py --jobs {n} --iterations {args.iterations}` on {results['machine']}; "
              "wall time of the whole batch, worker start and model loading included; the box's load average "
              f"was {load_before:.1f} before and {results['load_average'][1]:.1f} after (other work shared its "
              "CPUs: compare the rows with each other, not with bench.md).", "",
-             "| how | seconds | pictures / min |", "|---|---|---|"]  # fmt: skip
+             "| how | seconds | pictures / min |", "|---|---|---|"]
     for k, v in rows.items():
         lines.append(f"| {k} | {v:.1f} | {60 * n / v:.2f} |")
     lines += ["", "Scheduling overhead per job, with 1 worker: (batch wall time - the time its jobs spent in "
               "job.run, as logged) / jobs; what the engine adds to running the jobs one after another (worker "
-              "start, dispatch, results; the model load is inside the first job in both).", ""]  # fmt: skip
+              "start, dispatch, results; the model load is inside the first job in both).", ""]
     for k, v in results["overhead_s_per_job"].items():
         job_s = results["job_s"][k]
         lines.append(f"- {k} engine: {v:.2f} s per job = {100 * v / job_s:.1f}% of a job ({job_s:.1f} s)")

@@ -115,13 +115,13 @@ def child_lossgrad(args: argparse.Namespace) -> dict:
         np.save(args.grad_out, np.asarray(grad, np.float32))
     return {"framework": args.framework, "size": list(c.shape[:2]), "loss": loss,
             "median_s": statistics.median(times), "times_s": times,
-            "peak_rss_mb": peak_rss_mb(), "import_rss_mb": base_mb, **info}  # fmt: skip
+            "peak_rss_mb": peak_rss_mb(), "import_rss_mb": base_mb, **info}
 
 
 def run_child(args: argparse.Namespace, framework: str, size: int, grad_out: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "lossgrad", "--framework",
            framework, "--size", str(size), "--repeats", str(args.repeats), "--device", args.device,
-           "--grad-out", str(grad_out)]  # fmt: skip
+           "--grad-out", str(grad_out)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     if args.model:
@@ -235,7 +235,7 @@ def bench_stylize(args: argparse.Namespace) -> list[dict]:
             "optimiser_s": optimiser, "elsewhere_s": total - t["ort"] - optimiser,
             "optimiser_ms_per_it": 1e3 * optimiser / max(res.iterations, 1),
             "provider": res.provider, "message": res.message,
-        })  # fmt: skip
+        })
     return rows
 
 
@@ -276,15 +276,15 @@ def bench_overhead(args: argparse.Namespace) -> list[dict]:
             f, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 255.0), options=opts),
         "onnxstyle lbfgs, bounds [0, 255]": lambda f: lbfgs.minimize(
             f, x0.astype(np.float32), its, bounds=(0.0, 255.0)),
-    }  # fmt: skip
+    }
     opts = {"maxiter": its, "maxfun": 4 * its + 20, "ftol": 0.0, "gtol": 0.0,
-            "maxcor": defaults.LBFGS_MEMORY}  # fmt: skip
+            "maxcor": defaults.LBFGS_MEMORY}
     device_fun = device_quadratic(a32, c32, args.device, args.threads)
     if device_fun is not None:
         device_lbfgs.step_sessions(args.device, 0, args.threads)  # loaded outside the timing
         cases[f"onnxstyle lbfgs-device ({args.device}), bounds [0, 255]"] = lambda f: (
             device_lbfgs.minimize(f, x0.astype(np.float32), its, bounds=(0.0, 255.0),
-                                  device=(args.device, 0), threads=args.threads))  # fmt: skip
+                                  device=(args.device, 0), threads=args.threads))
     rows = []
     with threadpool_limits(limits=1, user_api="blas"):  # as in stylize
         for name, run in cases.items():
@@ -292,7 +292,7 @@ def bench_overhead(args: argparse.Namespace) -> list[dict]:
             ours = name.startswith("onnxstyle")
             fun_t = Timers()
             fun = fun_t.timed("fun", device_fun if "device" in name else
-                              quad(a32, c32, r32) if ours else quad(a64, c64, r64))  # fmt: skip
+                              quad(a32, c32, r32) if ours else quad(a64, c64, r64))
             t = time.perf_counter()
             res = run(fun)
             total = time.perf_counter() - t
@@ -301,7 +301,7 @@ def bench_overhead(args: argparse.Namespace) -> list[dict]:
             rows.append({"optimizer": name, "n": n, "iterations": nit,
                          "evaluations": int(res.nfev), "overhead_ms_per_it":
                          1e3 * (total - fun_t.t["fun"]) / max(nit, 1),
-                         "fraction_at_bounds": at_bound, "final_loss": float(res.fun)})  # fmt: skip
+                         "fraction_at_bounds": at_bound, "final_loss": float(res.fun)})
     ours = next(r["overhead_ms_per_it"] for r in rows if r["optimizer"].startswith("onnxstyle lbfgs,"))
     for row in rows:
         row["vs_ours"] = row["overhead_ms_per_it"] / ours
@@ -324,12 +324,12 @@ def device_quadratic(a: np.ndarray, c: np.ndarray, device: str, threads: int | N
     f, n = TensorProto.FLOAT, a.size
     nodes = [helper.make_node("Sub", ["x", "c"], ["r"]), helper.make_node("Mul", ["a", "r"], ["g"]),
              helper.make_node("MatMul", ["g", "r"], ["gr"]),
-             helper.make_node("Mul", ["gr", "half"], ["loss"])]  # fmt: skip
+             helper.make_node("Mul", ["gr", "half"], ["loss"])]
     vec = [helper.make_tensor_value_info(k, f, ["n"]) for k in ("x", "a", "c")]
     graph = helper.make_graph(nodes, "quadratic", vec,
                               [helper.make_tensor_value_info("loss", f, []),
                                helper.make_tensor_value_info("g", f, ["n"])],
-                              [helper.make_tensor("half", f, [], [0.5])])  # fmt: skip
+                              [helper.make_tensor("half", f, [], [0.5])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", layout.OPSET)])
     model.ir_version = layout.IR_VERSION
     so = ort.SessionOptions()
@@ -393,7 +393,7 @@ def bench_threads(args: argparse.Namespace) -> list[dict]:
         rows.append({"blas_threads": limit or default,
                      "lossgrad_median_s": statistics.median(times),
                      "optimiser_ms_per_it": 1e3 * (total - sum(times)) / max(res.nit, 1),
-                     "iterations": int(res.nit)})  # fmt: skip
+                     "iterations": int(res.nit)})
     merged = []
     for threads in dict.fromkeys(r["blas_threads"] for r in rows):
         same = [r for r in rows if r["blas_threads"] == threads]
@@ -402,7 +402,7 @@ def bench_threads(args: argparse.Namespace) -> list[dict]:
             "lossgrad_median_s": statistics.median(r["lossgrad_median_s"] for r in same),
             "optimiser_ms_per_it": statistics.median(r["optimiser_ms_per_it"] for r in same),
             "runs": len(same), "iterations_per_run": same[0]["iterations"],
-        })  # fmt: skip
+        })
     return merged
 
 
@@ -446,10 +446,10 @@ def machine(args: argparse.Namespace) -> dict:
     gpu = None
     if shutil.which("nvidia-smi"):
         q = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                            "--format=csv,noheader"], capture_output=True, text=True)  # fmt: skip
+                            "--format=csv,noheader"], capture_output=True, text=True)
         gpu = q.stdout.strip() or None
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+                            capture_output=True, text=True).stdout.strip()
     return {
         "cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": len(cores) or None,
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -464,7 +464,7 @@ def machine(args: argparse.Namespace) -> dict:
         "device": args.device, "threads": args.threads or "default (physical cores)",
         "git_commit": commit or None,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
 
 
 def fmt(v, spec: str = ".3f") -> str:
@@ -474,7 +474,7 @@ def fmt(v, spec: str = ".3f") -> str:
 def markdown(res: dict) -> str:
     m, a = res["machine"], res["args"]
     out = [f"# onnxstyle benchmark ({'quick' if a['quick'] else 'full'})", "",
-           f"`{res['command']}`", ""]  # fmt: skip
+           f"`{res['command']}`", ""]
     if res.get("busy"):
         out += [f"**The machine was busy ({res['busy']}): these timings are unreliable.**", ""]
     if res.get("torch_missing"):
@@ -484,12 +484,12 @@ def markdown(res: dict) -> str:
                 "peak memory of the whole process, each case in a fresh process)", "",
                 "| size | onnxstyle s | torch s | time ratio | onnxstyle peak MB | torch peak MB "
                 "| memory ratio | loss rel. diff | grad rel. err |",
-                "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in res["lossgrad"]:
             o, t = r["onnxstyle"], r.get("torch") or {}
             if "error" in o or "error" in t:
                 out.append(f"| {r['size']} | {o.get('error', fmt(o.get('median_s')))} | "
-                           f"{t.get('error', fmt(t.get('median_s')))} | | | | | | |")  # fmt: skip
+                           f"{t.get('error', fmt(t.get('median_s')))} | | | | | | |")
                 continue
             out.append(
                 f"| {r['size']} | {fmt(o['median_s'])} | {fmt(t.get('median_s'))} "
@@ -504,7 +504,7 @@ def markdown(res: dict) -> str:
                 f"iterations on {s0['provider']}", "",
                 "| optimizer | iterations | evaluations | final loss | total s | onnxruntime s "
                 "| optimiser s | elsewhere s | optimiser ms/it | setup s |",
-                "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for r in res["stylize"]:
             out.append(
                 f"| {r['optimizer']} | {r['iterations']} | {r['evaluations']} "
@@ -518,10 +518,10 @@ def markdown(res: dict) -> str:
         out += [f"## Optimiser overhead per iteration (n = {n:,}, synthetic objective, its time "
                 "excluded; BLAS on 1 thread)", "",
                 "| optimizer | iterations | evaluations | ms / iteration | × ours |",
-                "|---|---|---|---|---|"]  # fmt: skip
+                "|---|---|---|---|---|"]
         for r in res["overhead"]:
             out.append(f"| {r['optimizer']} | {r['iterations']} | {r['evaluations']} "
-                       f"| {r['overhead_ms_per_it']:.1f} | {r['vs_ours']:.1f} |")  # fmt: skip
+                       f"| {r['overhead_ms_per_it']:.1f} | {r['vs_ours']:.1f} |")
         out.append("")
     if "threads" in res:
         t0 = res["threads"][0]
@@ -530,7 +530,7 @@ def markdown(res: dict) -> str:
                 "| BLAS threads | loss+grad median s | optimiser ms/it |", "|---|---|---|"]
         for r in res["threads"]:
             out.append(f"| {r['blas_threads']} | {r['lossgrad_median_s']:.3f} "
-                       f"| {r['optimiser_ms_per_it']:.1f} |")  # fmt: skip
+                       f"| {r['optimiser_ms_per_it']:.1f} |")
         out.append("")
     v = m["versions"]
     out += ["## Machine", "",
@@ -542,7 +542,7 @@ def markdown(res: dict) -> str:
             "- BLAS: " + ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, "
                                    f"{b['num_threads']} threads)" for b in m["blas"]),
             f"- load average at start: {m['load_average_at_start']}",
-            f"- onnxstyle commit {m['git_commit']}, {m['date']}", ""]  # fmt: skip
+            f"- onnxstyle commit {m['git_commit']}, {m['date']}", ""]
     return "\n".join(out)
 
 
@@ -600,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"command": f"python benchmarks/bench.py {cmdline}".strip(),
                  "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                  "torch_missing": not have_torch and not args.no_torch
-                 and "lossgrad" in args.sections}  # fmt: skip
+                 and "lossgrad" in args.sections}
     res["machine"] = machine(args)
     load = (res["machine"]["load_average_at_start"] or [0.0])[0]
     if load > 0.5 * (os.cpu_count() or 1):
@@ -609,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     runs = {"lossgrad": lambda: bench_lossgrad(args, have_torch),
             "stylize": lambda: bench_stylize(args), "overhead": lambda: bench_overhead(args),
-            "threads": lambda: bench_threads(args)}  # fmt: skip
+            "threads": lambda: bench_threads(args)}
     for section in SECTIONS:
         if section in args.sections:
             res[section] = runs[section]()

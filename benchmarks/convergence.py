@@ -29,11 +29,11 @@ import onnxstyle  # noqa: E402
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 CONTENTS = {"astronaut": "content/astronaut.png", "chelsea": "content/chelsea.png",
-            "camera": "special/gray_L_camera.png", "tubingen": "content/tubingen.jpg"}  # fmt: skip
+            "camera": "special/gray_L_camera.png", "tubingen": "content/tubingen.jpg"}
 STYLES = {"starry_night": "style/starry_night.jpg", "the_scream": "style/the_scream.jpg",
-          "matisse": "style/woman-with-hat-matisse.jpg"}  # fmt: skip
+          "matisse": "style/woman-with-hat-matisse.jpg"}
 PAIRS = ("astronaut:starry_night,astronaut:matisse,chelsea:the_scream,chelsea:starry_night,"
-         "camera:the_scream,tubingen:matisse")  # fmt: skip
+         "camera:the_scream,tubingen:matisse")
 FRAMES = Path(os.environ.get("ONNXSTYLE_FRAMES", "/tmp/onnxstyle_frames"))  # never committed
 
 
@@ -48,7 +48,7 @@ def curves(frames: np.ndarray, window: int) -> tuple[list[float], list[float]]:
 
 
 def run_pair(pair: str, size: int, iterations: int, optimizer: str, window: int,
-             threads: int | None = None) -> dict:  # fmt: skip
+             threads: int | None = None) -> dict:
     c, s = pair.split(":")
     frames, losses, seconds = [], [], []
 
@@ -59,7 +59,7 @@ def run_pair(pair: str, size: int, iterations: int, optimizer: str, window: int,
 
     t = time.perf_counter()
     r = onnxstyle.stylize(DATA / CONTENTS[c], DATA / STYLES[s], size=size, iterations=iterations,
-                          optimizer=optimizer, callback=record, threads=threads, until="iterations")  # fmt: skip
+                          optimizer=optimizer, callback=record, threads=threads, until="iterations")
     wall = time.perf_counter() - t
     stack = np.stack(frames)
     FRAMES.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def run_pair(pair: str, size: int, iterations: int, optimizer: str, window: int,
     return {"pair": pair, "size": size, "optimizer": optimizer, "iterations": r.iterations,
             "evaluations": r.evaluations, "seconds": wall, "loss": losses, "elapsed": seconds,
             "change": change, "to_final": final, "initial": r.initial["total"], "final": r.final,
-            "load": os.getloadavg()[0]}  # fmt: skip
+            "load": os.getloadavg()[0]}
 
 
 def stop_at(row: dict, change: float, loss: float, window: int) -> int:
@@ -89,7 +89,7 @@ def report(paths: list[Path], change: float, loss: float, window: int, pictures:
     lines = [f"Rule: every {window} iterations, mean |x_k - x_(k-{window})| / {window} < {change:g} (0..255) "
              f"and loss decrease over the window < {loss:.1%}.", "",
              "| optimizer | size | pair | load | stop it | loss at stop / at last | mean abs px to last | "
-             "time at stop / at last |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "time at stop / at last |", "|---|---|---|---|---|---|---|---|"]
     shots = []
     for path in paths:
         for pair, r in json.loads(path.read_text()).items():
@@ -97,7 +97,7 @@ def report(paths: list[Path], change: float, loss: float, window: int, pictures:
             n = len(r["loss"])
             lines.append(f"| {r['optimizer']} | {r['size']} | {pair} | {r['load']:.1f} | {k} | "
                          f"{r['loss'][k - 1] / r['loss'][-1]:.4f} | {r['to_final'][k - 1]:.2f} | "
-                         f"{r['elapsed'][k - 1] / r['elapsed'][-1]:.2f} ({k}/{n} it) |")  # fmt: skip
+                         f"{r['elapsed'][k - 1] / r['elapsed'][-1]:.2f} ({k}/{n} it) |")
             c = pair.split(":")[0]
             frames = FRAMES / f"{c}_{pair.split(':')[1]}_{r['optimizer']}_{r['size']}.npy"
             if pictures is not None and c != "tubingen" and frames.exists() and r["optimizer"] == "scipy":

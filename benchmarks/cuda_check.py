@@ -104,7 +104,7 @@ def agree(args) -> list[dict]:
             terms, g = Objective(c, styles, device=args.device, precision=precision).evaluate(x)
             row = {"size": f"{hw[1]}x{hw[0]}", "precision": precision,
                    "terms_rel_diff": {k: abs(terms[k] - v) / max(abs(v), 1e-30) for k, v in ref_terms.items()},
-                   "grad_rel_diff": float(np.abs(g - ref_g).max() / np.abs(ref_g).max())}  # fmt: skip
+                   "grad_rel_diff": float(np.abs(g - ref_g).max() / np.abs(ref_g).max())}
             log(f"agree {row}")
             rows.append(row)
     return rows
@@ -123,15 +123,15 @@ def first_call(args) -> list[dict]:
             first = time.perf_counter() - t
             steady = median_time(lambda o=obj, c=c: o.evaluate(c), 3)
             rows.append({"what": "first call", "cudnn_search": search, "size": size, "first_s": first,
-                         "steady_s": steady})  # fmt: skip
+                         "steady_s": steady})
             log(f"first call {rows[-1]}")
     content, style = bench.content_style()
     for search in ("heuristic", "exhaustive"):
         t = time.perf_counter()
         r = stylize(content, style, scales=args.ladder, iterations=[20, 10], optimizer="lbfgs",
-                    device=args.device, cudnn_search=search)  # fmt: skip
+                    device=args.device, cudnn_search=search)
         rows.append({"what": f"ladder {args.ladder} (20+10 iterations, lbfgs)", "cudnn_search": search,
-                     "seconds": time.perf_counter() - t, "final_loss": r.final["total"]})  # fmt: skip
+                     "seconds": time.perf_counter() - t, "final_loss": r.final["total"]})
         log(f"ladder {rows[-1]}")
     return rows
 
@@ -143,7 +143,7 @@ def stylize_rows(args) -> list[dict]:
         for reads in (False, True):
             ns = argparse.Namespace(stylize_size=args.size, stylize_iterations=iters, model=None,
                                     device=args.device, threads=None, optimizers=[optimizer],
-                                    read_image=reads)  # fmt: skip
+                                    read_image=reads)
             row = bench.bench_stylize(ns)[0]
             per_it = row["optimize_s"] / max(row["iterations"], 1)
             row.update(callback_reads_image=reads, extrapolated_500_s=per_it * 500)
@@ -164,7 +164,7 @@ def placement(args) -> dict:
     so.profile_file_prefix = str(Path(args.out) / "ort_profile")
     providers = [(session.CUDA, session.cuda_options("tf32", "heuristic")), "CPUExecutionProvider"]
     sess = ort.InferenceSession(str(obj.engine.path), so, providers=providers if args.device == "cuda" else
-                                ["CPUExecutionProvider"])  # fmt: skip
+                                ["CPUExecutionProvider"])
     feed = {**obj._feed, "image": np.ascontiguousarray(c, np.float32)}
     sess.run(None, feed)
     sess.run(None, feed)
@@ -182,7 +182,7 @@ def placement(args) -> dict:
         elif prov == "CPUExecutionProvider" and args.device == "cuda":
             cpu_nodes.add(f"{op}:{e['name']}")
     out = {"node_runs_by_provider": by_provider, "cpu_nodes": sorted(cpu_nodes)[:60],
-           "copy_nodes": sorted(copies)}  # fmt: skip
+           "copy_nodes": sorted(copies)}
     log(f"placement {out['node_runs_by_provider']}, {len(cpu_nodes)} CPU nodes, {len(copies)} copies")
     return out
 
@@ -192,28 +192,28 @@ def markdown(res: dict) -> str:
     nan = float("nan")
     lines = [f"# CUDA check ({res['device']}, {res['gpu']})", "", f"{m}", "", "## loss+gradient", "",
              "| size | precision | onnxstyle s | PyTorch s | ratio | loss diff | grad diff |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "|---|---|---|---|---|---|---|"]
     for r in res.get("lossgrad", []):
         lines.append(f"| {r['size']} | {r['precision']} | {r['onnxstyle_s']:.4f} | {r.get('torch_s', nan):.4f} | "
                      f"{r.get('ratio', nan):.2f} | {r.get('loss_rel_diff', nan):.1e} | "
-                     f"{r.get('grad_rel_diff', nan):.1e} |")  # fmt: skip
+                     f"{r.get('grad_rel_diff', nan):.1e} |")
     lines += ["", "## CUDA vs CPU provider", "", "| size | precision | worst term diff | grad diff |",
-              "|---|---|---|---|"]  # fmt: skip
+              "|---|---|---|---|"]
     for r in res.get("agree", []):
         worst = max(r["terms_rel_diff"].values())
         lines.append(f"| {r['size']} | {r['precision']} | {worst:.1e} | {r['grad_rel_diff']:.1e} |")
     lines += ["", "## First call at a new size, ladder", ""]
     lines += [f"- {json.dumps(r)}" for r in res.get("first", [])]
     lines += ["", "## stylize", "", "| optimiser | image read | iterations | s | 500-it s | ms/it optimiser | "
-              "ort s | final loss |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "ort s | final loss |", "|---|---|---|---|---|---|---|---|"]
     for r in res.get("stylize", []):
         lines.append(f"| {r['optimizer']} | {r['callback_reads_image']} | {r['iterations']} | {r['optimize_s']:.2f} | "
                      f"{r['extrapolated_500_s']:.2f} | {r['optimiser_ms_per_it']:.2f} | {r['onnxruntime_s']:.2f} | "
-                     f"{r['final_loss']:.6g} |")  # fmt: skip
+                     f"{r['final_loss']:.6g} |")
     if "placement" in res:
         p = res["placement"]
         lines += ["", "## Node placement", "", f"runs by provider: {p['node_runs_by_provider']}",
-                  f"CPU nodes: {p['cpu_nodes']}", f"copy nodes: {p['copy_nodes']}"]  # fmt: skip
+                  f"CPU nodes: {p['cpu_nodes']}", f"copy nodes: {p['copy_nodes']}"]
     if res.get("errors"):
         lines += ["", "## Errors", ""] + [f"- {k}: {v}" for k, v in res["errors"].items()]
     return "\n".join(lines) + "\n"
@@ -237,9 +237,9 @@ def main() -> int:
         log(f"CUDA cannot run here: {problem[0]}")
         return 1
     res: dict = {"device": args.device, "machine": bench.machine(argparse.Namespace(device=args.device,
-                 threads=None)), "gpu": session.gpu_name() if args.device == "cuda" else "", "errors": {}}  # fmt: skip
+                 threads=None)), "gpu": session.gpu_name() if args.device == "cuda" else "", "errors": {}}
     sections = {"lossgrad": lossgrad, "agree": agree, "first": first_call, "stylize": stylize_rows,
-                "placement": placement}  # fmt: skip
+                "placement": placement}
     for name in args.sections.split(","):
         t = time.perf_counter()
         try:

@@ -49,25 +49,25 @@ def main() -> None:
         ladder_iters = [3] * len(scales)
 
     runs = {"single": dict(size=args.size, iterations=single_iters),
-            "ladder": dict(size=None, scales=scales, iterations=ladder_iters)}  # fmt: skip
+            "ladder": dict(size=None, scales=scales, iterations=ladder_iters)}
     rows = {}
     for name in args.runs.split(","):
         t = time.perf_counter()
         r = onnxstyle.stylize(args.content, args.style, optimizer=args.optimizer, **runs[name])
         rows[name] = {"seconds": time.perf_counter() - t, "final": r.final, "scales": r.scales,
-                      "iterations": r.iterations}  # fmt: skip
+                      "iterations": r.iterations}
         images.save(r.image, Path("/tmp") / f"ladder_{name}.jpg")  # tubingen: not for the repository
     lines = [f"# Coarse-to-fine vs single scale at {args.size} px", "",
              f"`python benchmarks/ladder.py` ({args.content.name} x {args.style.name}, optimiser "
              f"{args.optimizer}, default weights)", "",
              "| run | per scale: size, iterations, seconds | total s | final total loss | content | style |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+             "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         per = "; ".join(f"{s['size'][1]}x{s['size'][0]}: {s['iterations']} it, {s['seconds']:.0f} s"
-                        for s in r["scales"])  # fmt: skip
+                        for s in r["scales"])
         f = r["final"]
         lines.append(f"| {name} | {per} | {r['seconds']:.0f} | {f['total']:.4g} | {f['content']:.4g} | "
-                     f"{f['style']:.4g} |")  # fmt: skip
+                     f"{f['style']:.4g} |")
     md = "\n".join(lines) + "\n"
     print(md)
     suffix = "_quick" if args.quick else ""

@@ -54,7 +54,7 @@ async def poll(url: str, path: str, requests: int, seconds: float, concurrency: 
     ms = np.array(latencies) * 1000
     return {"requests": len(ms), "seconds": round(wall, 2), "requests_per_s": round(len(ms) / wall, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
-            "max_ms": round(float(ms.max()), 2), "codes": dict(codes)}  # fmt: skip
+            "max_ms": round(float(ms.max()), 2), "codes": dict(codes)}
 
 
 def finish(server: Server, n: int, codes: Counter, size: int, iterations: int) -> None:
@@ -96,14 +96,14 @@ def main() -> None:
             for job_id in busy_ids:
                 server.wait(job_id, until=("running",), min_iteration=1)
             busy = asyncio.run(poll(server.url, f"/v1/jobs/{busy_ids[0]}", args.requests, args.seconds,
-                                    args.concurrency))  # fmt: skip
+                                    args.concurrency))
             running = [server.client.get(f"/v1/jobs/{i}").json()["status"] for i in busy_ids]
             for job_id in busy_ids:
                 codes[server.client.delete(f"/v1/jobs/{job_id}").status_code] += 1
             assert running == ["running", "running"], running  # both ran for the whole phase
             # idle again: the shared box's load drifts, so idle brackets busy
             idle_after = asyncio.run(poll(server.url, f"/v1/jobs/{first}", args.requests, args.seconds,
-                                          args.concurrency))  # fmt: skip
+                                          args.concurrency))
             finish(server, 5, codes, 48, 5)
             time.sleep(1)
             rss_5 = server.rss_mb()
@@ -123,7 +123,7 @@ def main() -> None:
         "codes": dict(sorted(codes.items())), "server_errors": sum(n for c, n in codes.items() if c >= 500),
         "rss_mb": {"after_5": round(rss_5, 1), f"after_{args.memory_jobs}": round(rss_50, 1),
                    "change_pct": round(100 * (rss_50 - rss_5) / rss_5, 2)},
-    }  # fmt: skip
+    }
     md = [
         f"# `onnxstyle serve` under load ({result['machine']})",
         "",
@@ -141,7 +141,7 @@ def main() -> None:
         f"Status codes over the run: {result['codes']} ({result['server_errors']} 5xx).",
         f"Server memory (RSS): {result['rss_mb']['after_5']} MB after 5 finished jobs, "
         f"{rss_50:.1f} MB after {args.memory_jobs} ({result['rss_mb']['change_pct']:+.2f}%).",
-    ]  # fmt: skip
+    ]
     print("\n".join(md))
     if not args.no_write:
         (HERE / "results" / "serve.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -61,7 +61,7 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
     obj = TorchObjective(content, [style])
     x = torch.from_numpy(initial_canvas(content, "noise", onnxstyle.defaults.SEED)).requires_grad_(True)
     opt = torch.optim.LBFGS([x], lr=1, max_iter=TORCH_ITERATIONS, max_eval=TORCH_ITERATIONS * 5 // 4,
-                            tolerance_grad=-1, tolerance_change=-1, history_size=100)  # fmt: skip
+                            tolerance_grad=-1, tolerance_change=-1, history_size=100)
     seen = {"evals": 0, "reached": None, "best": float("inf")}
 
     class Reached(Exception):
@@ -96,7 +96,7 @@ def markdown(rows: list[dict], size: int, threads: int) -> str:
              "the table, and the evaluation counts compare the two without the load.", "",
              "| pair | load | onnxstyle default: s, evaluations | its stop | final loss | scipy 500 it loss "
              "(ratio) | torch LBFGS to that loss: s, evaluations | time ratio onnxstyle/torch |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         o, tr = row["onnxstyle"], row["torch"]
         ref = row.get("scipy500")
@@ -109,7 +109,7 @@ def markdown(rows: list[dict], size: int, threads: int) -> str:
             tt += f" (not reached: best {tr['best']:.4g})"
         ratio = ("" if tr["reached"] else "<= ") + f"{o['seconds'] / tr['seconds']:.2f}"
         lines.append(f"| {row['pair']} | {row['load']:.1f} | {o['seconds']:.0f} s, {evals} | {stop} | "
-                     f"{o['final']:.4g} | {refs} | {tt} | {ratio} |")  # fmt: skip
+                     f"{o['final']:.4g} | {refs} | {tt} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
@@ -135,11 +135,11 @@ def main() -> None:
         t = time.perf_counter()
         r = onnxstyle.stylize(content, style, size=None, threads=threads)
         row["onnxstyle"] = {"seconds": time.perf_counter() - t, "final": r.final["total"],
-                            "iterations": r.iterations, "scales": r.scales, "stop": r.reason}  # fmt: skip
+                            "iterations": r.iterations, "scales": r.scales, "stop": r.reason}
         if not args.no_scipy:
             t = time.perf_counter()
             ref = onnxstyle.stylize(content, style, size=None, iterations=500, until="iterations",
-                                    optimizer="scipy", scales=None, threads=threads)  # fmt: skip
+                                    optimizer="scipy", scales=None, threads=threads)
             row["scipy500"] = {"seconds": time.perf_counter() - t, "final": ref.final["total"]}
         row["torch"] = torch_to_loss(content, style, r.final["total"], threads)
         rows.append(row)

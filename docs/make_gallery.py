@@ -93,7 +93,7 @@ def main() -> None:
     iters = [5, 3] if args.quick else ([200, 80] if args.only == ["readme"] else [100, 30])
     lines = ["# Gallery", "", "Made by `python docs/make_gallery.py` from `../shared/data` at 512 px "
              f"(256 -> 512 ladder, {iters[0]} + {iters[1]} L-BFGS iterations, defaults otherwise; "
-             "image credits in `../shared/data/README.md` and the README).", ""]  # fmt: skip
+             "image credits in `../shared/data/README.md` and the README).", ""]
     for group, items in pictures().items():
         if args.only and group not in args.only:
             continue
@@ -105,7 +105,7 @@ def main() -> None:
                 r = onnxstyle.stylize(size=size, iterations=sum(iters), **kw)
             else:
                 r = onnxstyle.stylize(size=None if not args.quick else None, scales=ladder,
-                                      iterations=iters, **kw)  # fmt: skip
+                                      iterations=iters, **kw)
             secs = time.perf_counter() - t
             path = OUT / f"{stem}.jpg"
             images.save(r.image, path)
@@ -113,7 +113,7 @@ def main() -> None:
             lines += [f"## {caption}", "", f"![{stem}](gallery/{stem}.jpg)", "",
                       f"{r.image.shape[1]}x{r.image.shape[0]}, {r.iterations} iterations, "
                       f"{secs:.0f} s on {r.provider}; loss {r.initial['total']:.4g} -> "
-                      f"{r.final['total']:.4g}", ""]  # fmt: skip
+                      f"{r.final['total']:.4g}", ""]
     if not args.only or "sheet" in args.only:
         shots: list[tuple[np.ndarray, str]] = []
         every = 1 if args.quick else 20
@@ -123,12 +123,12 @@ def main() -> None:
                 shots.append((p.image, f"it {p.iteration} loss {p.terms['total']:.3g}"))
 
         r = onnxstyle.stylize(C["chelsea"], S["starry_night"], size=size // 2,
-                              iterations=sum(iters) // 2 if not args.quick else 4, callback=keep)  # fmt: skip
+                              iterations=sum(iters) // 2 if not args.quick else 4, callback=keep)
         images.save_pil(sheet.contact_sheet([s for s, _ in shots], [t for _, t in shots]),
-                        OUT / "sheet.png")  # fmt: skip
+                        OUT / "sheet.png")
         images.save_pil(sheet.loss_plot(r.history), OUT / "losses.png")
         lines += ["## 10. Checkpoints: contact sheet and loss curve", "",
-                  "![sheet](gallery/sheet.png)", "", "![losses](gallery/losses.png)", ""]  # fmt: skip
+                  "![sheet](gallery/sheet.png)", "", "![losses](gallery/losses.png)", ""]
     if not args.only or "gallery" in args.only:
         (HERE / "gallery.md").write_text("\n".join(lines))
 

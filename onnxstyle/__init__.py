@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = ["Objective", "stylize", "Progress", "Result", "StyleOptions", "OnnxStyleError", "defaults",
-           "errors", "export_models"]  # fmt: skip
+           "errors", "export_models"]
 
 _LAZY = {"Objective": "onnxstyle.runtime.objective", "stylize": "onnxstyle.runtime.stylize",
-         "Progress": "onnxstyle.runtime.stylize", "Result": "onnxstyle.runtime.stylize"}  # fmt: skip
+         "Progress": "onnxstyle.runtime.stylize", "Result": "onnxstyle.runtime.stylize"}
 
 
 def __getattr__(name: str):

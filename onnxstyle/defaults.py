@@ -9,7 +9,7 @@ CONTENT_LAYERS: dict[str, float] = {"conv4_2": 1.0}
 STYLE_LAYERS: dict[str, float] = {
     # w_l = 1/5 per layer: the paper (Fig. 2 caption); the seed's code forgets to apply them.
     "conv1_1": 0.2, "conv2_1": 0.2, "conv3_1": 0.2, "conv4_1": 0.2, "conv5_1": 0.2,
-}  # fmt: skip
+}
 
 # Global weights, tuned here for the Gatys-normalised VGG19 (whose activations are far larger
 # than the Caffe VGG19's, so the seed's style weight 2e2 does not carry over). Chosen by a sweep

@@ -12,7 +12,7 @@ ARCH: list[tuple[str, int, int]] = [
     ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512),
     ("conv4_4", 512, 512), ("pool4", 512, 512),
     ("conv5_1", 512, 512),
-]  # fmt: skip
+]
 
 # Every conv layer, in network order; a layer's name means its output after the ReLU.
 LAYERS: list[str] = [name for name, _, _ in ARCH if name.startswith("conv")]

@@ -51,7 +51,7 @@ LBFGS_VERSION = "1"  # bump when the graphs' inputs, outputs or meaning change
 META_LBFGS = "onnxstyle.lbfgs"  # metadata: "<graph> <LBFGS_VERSION>"
 LBFGS_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # graph: (inputs, outputs)
     "direction": (("x", "g", "S", "Y", "rho", "gamma", "newest", "lo", "hi"),
-                  ("d", "gd", "dnorm", "pgmax")),  # fmt: skip
+                  ("d", "gd", "dnorm", "pgmax")),
     "trial": (("x", "d", "g", "t", "lo", "hi"), ("xt", "gs")),
     "slope": (("x", "xt", "gt"), ("gts",)),
     "pair": (("x", "xt", "g", "gt"), ("s", "y", "sy", "yy")),

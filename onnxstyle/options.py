@@ -77,7 +77,7 @@ def check_choice(name: str, value, choices: Sequence[str]) -> str:
 
 
 def layer_weights(what: str, spec: Mapping[str, float] | Sequence[str] | None,
-                  default: Mapping[str, float]) -> dict[str, float]:  # fmt: skip
+                  default: Mapping[str, float]) -> dict[str, float]:
     """{'conv4_2': 1.0} from a mapping, a list of names (equal weights) or None (the default);
     names are canonical (`relu4_2` -> `conv4_2`)."""
     if spec is None:
@@ -183,7 +183,7 @@ def auto_ladder(size: int, start: int = defaults.LADDER_START) -> tuple[int, ...
 
 
 def opt(default, help: str, parse: Callable[[str], Any] | None = None, cli: type = str,
-        factory: Callable[[], Any] | None = None) -> Field:  # fmt: skip
+        factory: Callable[[], Any] | None = None) -> Field:
     """A field with what the front ends need: `help`, `parse` (text -> value) and the type the
     CLI declares (`cli`: int and float get click's own conversion)."""
     meta = {"help": help, "parse": parse or cli, "cli": cli}

@@ -32,7 +32,7 @@ def cli(*args, cwd: Path | None = None, timeout: float = 120, **extra_env: str):
     """`python -m onnxstyle ARGS` -> CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "onnxstyle", *map(str, args)], cwd=cwd,
                           env=env(**extra_env), capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+                          timeout=timeout)
 
 
 def cli_in_process(capfd: pytest.CaptureFixture[str], *args) -> subprocess.CompletedProcess[str]:
@@ -51,7 +51,7 @@ def cli_in_process(capfd: pytest.CaptureFixture[str], *args) -> subprocess.Compl
             code = e.code
     out = capfd.readouterr()
     return subprocess.CompletedProcess(argv, code if isinstance(code, int) else int(code is not None),
-                                       out.out, out.err)  # fmt: skip
+                                       out.out, out.err)
 
 
 def assert_one_line(proc, code: int, *words: str) -> str:
@@ -76,7 +76,7 @@ def png(width: int, height: int, bit_depth: int, colour_type: int, rows) -> byte
     idat = b"".join(z.compress(b"\x00" + row) for row in rows) + z.flush()
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(
-        b"IEND", b"")  # fmt: skip
+        b"IEND", b"")
 
 
 def png_bomb(side: int = 10_000) -> bytes:

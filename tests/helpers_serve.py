@@ -52,7 +52,7 @@ class Server:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root_dir, env.get("PYTHONPATH")) if p)
         cmd = [sys.executable, "-m", "onnxstyle", "serve", "--port", "0", "--workdir", str(self.workdir), *args]
         self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, preexec_fn=die_with_parent)  # fmt: skip
+                                     text=True, preexec_fn=die_with_parent)
         self.lines: list[str] = []
         self.port: int | None = None
         found = threading.Event()
@@ -92,7 +92,7 @@ class Server:
 
     def submit(self, content: bytes | None = None, style: bytes | None = None, headers=None, **options):
         files = [("content", ("photo.png", content or png_bytes(seed=1), "image/png")),
-                 ("style", ("painting.png", style or png_bytes(seed=2), "image/png"))]  # fmt: skip
+                 ("style", ("painting.png", style or png_bytes(seed=2), "image/png"))]
         data = {k: str(v) for k, v in options.items()}
         return self.client.post("/v1/jobs", files=files, data=data, headers=headers)
 

@@ -34,7 +34,7 @@ from onnxstyle.layers import LAYERS
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 # vgg_normalised.pth's sys info (a Windows build: C long is 4 bytes there).
 SYS_INFO = {"protocol_version": 1001, "little_endian": True,
-            "type_sizes": {"short": 2, "int": 4, "long": 4}}  # fmt: skip
+            "type_sizes": {"short": 2, "int": 4, "long": 4}}
 ALIGN = 64
 
 
@@ -53,7 +53,7 @@ REBUILD = Global("torch._utils", "_rebuild_tensor_v2")
 STORAGE_TYPES = {np.dtype(np.float32): Global("torch", "FloatStorage"),
                  np.dtype(np.float64): Global("torch", "DoubleStorage"),
                  np.dtype(np.float16): Global("torch", "HalfStorage"),
-                 np.dtype(np.int64): Global("torch", "LongStorage")}  # fmt: skip
+                 np.dtype(np.int64): Global("torch", "LongStorage")}
 
 
 @dataclass(eq=False)
@@ -92,7 +92,7 @@ class _TorchPickler(pickle._Pickler):  # the Python pickler: its dispatch table 
 
 
 def _pickle_state(state: Mapping[str, np.ndarray], legacy: bool,
-                  keys: Mapping[str, str] | None) -> tuple[bytes, list[_Storage]]:  # fmt: skip
+                  keys: Mapping[str, str] | None) -> tuple[bytes, list[_Storage]]:
     """(data.pkl, storages in the order torch writes them: sorted by key)."""
     storages: list[_Storage] = []
     tensors = OrderedDict()
@@ -149,7 +149,7 @@ def torch_zip(path: Path, state: Mapping[str, np.ndarray], archive: str = "archi
 
 
 def keras_h5(path: Path, convs: Mapping[str, tuple[np.ndarray, np.ndarray]], saved_model: bool,
-             extra: Iterable[str] = ("block5_conv2",)) -> None:  # fmt: skip
+             extra: Iterable[str] = ("block5_conv2",)) -> None:
     """VGG19 conv layers (OIHW in `convs`) as a Keras notop .h5: the release file layout, or
     with `saved_model` what Keras 2's `model.save` writes. Layers in `extra` get small kernels,
     pools carry no weights."""

@@ -50,7 +50,7 @@ def reference(tmp_path_factory) -> np.ndarray:
     """The REF job made by a single `onnxstyle stylize` (one onnxruntime thread, as each worker)."""
     out = tmp_path_factory.mktemp("ref") / "ref.png"
     proc = cli("stylize", DATA / "chelsea.png", DATA / "the_scream.jpg", "-o", out, "--size", REF["size"],
-               "--iterations", REF["iterations"])  # fmt: skip
+               "--iterations", REF["iterations"])
     assert proc.returncode == 0, proc.stderr
     return pixels(out)
 
@@ -59,7 +59,7 @@ def reference(tmp_path_factory) -> np.ndarray:
 def ray_local():
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"ONNXSTYLE_HOME": os.environ["ONNXSTYLE_HOME"]}})  # fmt: skip
+             runtime_env={"env_vars": {"ONNXSTYLE_HOME": os.environ["ONNXSTYLE_HOME"]}})
     yield ray
     ray.shutdown()
 
@@ -84,7 +84,7 @@ def test_manifest_columns_values_paths_and_outputs(tmp_path):
         {"content": "chelsea.png", "style": "the_scream.jpg;starry_night.jpg", "size": "abc"},
         {"content": "chelsea.png", "style": "the_scream.jpg;starry_night.jpg"},
         {"content": "astronaut.png", "style": "", "output": "a.jpg"},
-    ])  # fmt: skip
+    ])
     tasks = batch.read(path, out, StyleOptions(iterations=7))
     assert tasks[0].content == tmp_path / "chelsea.png" and tasks[0].output == out / "a.jpg"
     assert tasks[0].options.style_weight == 1e4 and tasks[0].options.iterations == 7  # row over base
@@ -93,11 +93,11 @@ def test_manifest_columns_values_paths_and_outputs(tmp_path):
     assert tasks[2].error == "jobs.csv line 4, size: size must be a number, got 'abc'"  # row and column
     names = [t.output.name for t in tasks[1:4]]  # derived, unique in manifest order
     assert names == ["chelsea_the_scream+starry_night.png", "chelsea_the_scream+starry_night_2.png",
-                     "chelsea_the_scream+starry_night_3.png"]  # fmt: skip
+                     "chelsea_the_scream+starry_night_3.png"]
     assert tasks[4].error == "jobs.csv line 6: no style given"
     # a misspelt column refuses the whole manifest, naming the line and the likely column
     bad = write_manifest(tmp_path, [{"content": "chelsea.png", "style": "the_scream.jpg", "styel_weight": "1"}],
-                         "bad.csv")  # fmt: skip
+                         "bad.csv")
     with pytest.raises(InputError, match=r"bad.csv line 2: unknown column 'styel_weight' \(did you mean style_weight"):
         batch.read(bad, out)
     jsonl = tmp_path / "jobs.jsonl"
@@ -118,7 +118,7 @@ def test_engine_runs_jobs_in_workers_survives_a_bad_image_and_a_killed_worker(ki
         {"content": "broken.png", "style": "the_scream.jpg", "size": 40, "iterations": 4},
         {"content": "chelsea.png", "style": "starry_night.jpg", "output": "killed.png", "size": 48,
          "iterations": 40},
-    ]  # fmt: skip
+    ]
     tasks = batch.read(write_manifest(tmp_path, rows), out)
     killed: list[str] = []
 
@@ -143,7 +143,7 @@ def test_engine_runs_jobs_in_workers_survives_a_bad_image_and_a_killed_worker(ki
     started: list[str] = []
     summary = batch.run(batch.read(write_manifest(tmp_path, rows), out), make_engine(kind, request),
                         out / "batch.jsonl", lambda e, s: started.append(e.item.output.name) if e.kind == "started"
-                        else None)  # fmt: skip
+                        else None)
     assert (summary.skipped, summary.failed, summary.ok) == (3, 1, 0) and started == ["broken_the_scream.png"]
 
 
@@ -151,7 +151,7 @@ def test_engine_runs_jobs_in_workers_survives_a_bad_image_and_a_killed_worker(ki
 def test_cancel_keeps_running_work_and_a_rerun_resumes_it(kind, request, tmp_path):
     out = tmp_path / "out"
     rows = [{"content": "chelsea.png", "style": "the_scream.jpg", "size": 32, "iterations": 3},
-            {"content": "astronaut.png", "style": "starry_night.jpg", "size": 32, "iterations": 40}]  # fmt: skip
+            {"content": "astronaut.png", "style": "starry_night.jpg", "size": 32, "iterations": 40}]
     manifest = write_manifest(tmp_path, rows)
     long_state = out / "astronaut_starry_night.ckpt.npz"
     cancel = threading.Event()
@@ -164,7 +164,7 @@ def test_cancel_keeps_running_work_and_a_rerun_resumes_it(kind, request, tmp_pat
 
     threading.Thread(target=watch, daemon=True).start()
     first = batch.run(batch.read(manifest, out, checkpoint_every=5), make_engine(kind, request),
-                      out / "batch.jsonl", cancel=cancel)  # fmt: skip
+                      out / "batch.jsonl", cancel=cancel)
     assert first.interrupted >= 1 and first.ok + first.interrupted == 2  # the short one may be running too
     assert (out / "astronaut_starry_night.png").is_file() and long_state.is_file()
     second = batch.run(batch.read(manifest, out, checkpoint_every=5), make_engine(kind, request), out / "batch.jsonl")
@@ -182,10 +182,10 @@ def test_cli_ctrl_c_exits_130_and_the_same_command_finishes(tmp_path):
     out = tmp_path / "out"
     manifest = write_manifest(tmp_path, [
         {"content": "chelsea.png", "style": "the_scream.jpg", "iterations": 2},
-        {"content": "astronaut.png", "style": "starry_night.jpg", "iterations": 30}])  # fmt: skip
+        {"content": "astronaut.png", "style": "starry_night.jpg", "iterations": 30}])
     args = ["batch", manifest, "--out", out, "--size", "32", "--workers", "1", "--checkpoint-every", "5"]
     done = interrupt_after_checkpoint([sys.executable, "-m", "onnxstyle", *args],
-                                      out / "astronaut_starry_night.ckpt.npz", signal.SIGINT)  # fmt: skip
+                                      out / "astronaut_starry_night.ckpt.npz", signal.SIGINT)
     assert_one_line(done, 130, "interrupted by SIGINT", "run the same command again")
     again = cli(*args)
     assert again.returncode == 0, again.stderr
@@ -205,7 +205,7 @@ def test_cli_ray_engine_without_ray_says_how_to_get_it(tmp_path):
     (fake / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
     manifest = write_manifest(tmp_path, [{"content": "chelsea.png", "style": "the_scream.jpg"}])
     proc = cli("batch", manifest, "--out", tmp_path / "out", "--engine", "ray",
-               PYTHONPATH=str(fake) + os.pathsep + env()["PYTHONPATH"])  # fmt: skip
+               PYTHONPATH=str(fake) + os.pathsep + env()["PYTHONPATH"])
     assert_one_line(proc, 1, "pip install 'onnxstyle[ray]'")
 
 
@@ -224,15 +224,15 @@ def test_ray_engine_spreads_clips_over_workers(request, tmp_path):
     for name in ("a.mp4", "b.mp4"):
         make_clip(tmp_path / name, frames, audio=False)
     rows = [{"content": n, "style": "starry_night.jpg", "size": 32, "iterations": 3, "optimizer": "lbfgs"}
-            for n in ("a.mp4", "b.mp4")]  # fmt: skip
+            for n in ("a.mp4", "b.mp4")]
     out = tmp_path / "out"
     summary = batch.run(batch.read(write_manifest(tmp_path, rows), out), make_engine("ray", request),
-                        out / "batch.jsonl")  # fmt: skip
+                        out / "batch.jsonl")
     records = [json.loads(line) for line in (out / "batch.jsonl").read_text().splitlines()]
     assert summary.ok == 2 and all(r["status"] == "ok" and r["frames"] == 3 for r in records), records
     assert len({r["worker"] for r in records}) == 2  # one clip per actor, not frames
     for name in ("a_starry_night.mp4", "b_starry_night.mp4"):
         assert io.probe(out / name).count == 3 and not (out / f"{name}.frames").exists()
     again = batch.run(batch.read(write_manifest(tmp_path, rows), out), make_engine("ray", request),
-                      out / "batch.jsonl")  # fmt: skip
+                      out / "batch.jsonl")
     assert again.skipped == 2

@@ -32,7 +32,7 @@ def jobs(content: np.ndarray, style: np.ndarray) -> list[dict]:
         out.append({"content": content if i % 2 == 0 else content[:, ::-1], "style": style,
                     "seed": i, "size": 32 + 8 * (i % 3), "iterations": ITERATIONS,
                     "style_weight": [1e3, 1e2][i % 2],
-                    "init": ["noise", "content"][i // 4]})  # fmt: skip
+                    "init": ["noise", "content"][i // 4]})
     return out
 
 
@@ -47,9 +47,9 @@ def test_threads_give_the_same_images_as_serial_calls(pair):
     pairs = list(zip(serial, threaded, strict=True))
     same_image = sum(np.array_equal(a.image, b.image) for a, b in pairs)
     same_loss = sum(a.final == b.final and a.history == b.history
-                    for a, b in pairs)  # fmt: skip
+                    for a, b in pairs)
     print(f"concurrency: {THREADS} threads, {len(work)} runs, {same_image} identical images, "
-          f"{same_loss} identical loss histories")  # fmt: skip
+          f"{same_loss} identical loss histories")
     assert same_image == same_loss == len(work)
     # and the runs really differ from one another (no state leaking between them)
     assert len({a.image.tobytes() for a in serial}) == len(work)
@@ -58,10 +58,10 @@ def test_threads_give_the_same_images_as_serial_calls(pair):
 def test_one_objective_shared_by_threads(pair):
     c, s = pair
     small_c, small_s = images.resize(c.astype(np.float32), (32, 32)), images.resize(
-        s.astype(np.float32), (32, 32))  # fmt: skip
+        s.astype(np.float32), (32, 32))
     obj = Objective(small_c, small_s)
     xs = [np.random.default_rng(i).uniform(0, 255, (32, 32, 3)).astype(np.float32)
-          for i in range(12)]  # fmt: skip
+          for i in range(12)]
     serial = [obj(x) for x in xs]
     barrier = threading.Barrier(THREADS, timeout=60)
 
@@ -105,5 +105,5 @@ def test_memory_returns_to_baseline(pair):
         readings.append(rss_mib())
     growth = readings[-1] - base
     print(f"memory: baseline {base:.0f} MiB, after 20 runs {readings[-1]:.0f} MiB "
-          f"(growth {growth:+.1f} MiB, peak {max(readings):.0f} MiB)")  # fmt: skip
+          f"(growth {growth:+.1f} MiB, peak {max(readings):.0f} MiB)")
     assert growth < 8, readings  # a leak of one 32 px run's buffers x 20 would be far larger

@@ -107,7 +107,7 @@ def test_masks_confine_styles_to_regions(imgs, model_path):
     left = np.zeros((h, w), np.float32)
     left[:, : w // 2] = 1
     r = onnxstyle.stylize(c, [s1, s2], size=64, iterations=25, style_masks=[left, 1 - left],
-                          style_weight=1e4)  # fmt: skip
+                          style_weight=1e4)
     assert r.final["style"] < 0.5 * r.initial["style"]
 
 
@@ -140,12 +140,12 @@ def test_cli_controls_and_contact_sheet(tmp_path, model_path):
                 "-o", out, "--size", 48, "--iterations", 4, "--style-blend", "0.7,0.3",
                 "--style-layers", "conv1_1:0.5,relu3_1:0.5", "--content-layers", "conv4_2",
                 "--preserve-colors", "match", "--color-match", "chol", "--scales", "24,48",
-                "--style-mask", f"2={mask}", "--checkpoint-every", "2", "--pool", "max")  # fmt: skip
+                "--style-mask", f"2={mask}", "--checkpoint-every", "2", "--pool", "max")
     assert p.returncode == 0, p.stderr
     assert Image.open(out).size == (48, 48)
     sheet = Image.open(tmp_path / "o_sheet.png")
     assert sheet.width > 48 * 3  # four checkpoints side by side
     assert Image.open(tmp_path / "o_losses.png").size == (640, 360)
     bad = run_cli("stylize", DATA / "astronaut.png", DATA / "starry_night.jpg", "-o", tmp_path / "b.png",
-                  "--style-layers", "conv9_1")  # fmt: skip
+                  "--style-layers", "conv9_1")
     assert bad.returncode != 0 and "conv9_1" in bad.stderr and "Traceback" not in bad.stderr

@@ -101,7 +101,7 @@ def test_progress_image_copied_only_when_read(pair, monkeypatch):
             state["callback"] = False
 
     r = onnxstyle.stylize(c, s, size=None, iterations=7, optimizer="lbfgs-device", device="cpu",
-                          threads=1, callback=callback)  # fmt: skip
+                          threads=1, callback=callback)
     assert r.iterations == 7 and reads["inside"] == 2  # iterations 3 and 6
 
 
@@ -124,7 +124,7 @@ def test_gates_follow_the_weights(pair, layers):
     x = c * 0.8 + 20
     with_zero = Objective(c, s, device="cpu", threads=1, style_layers=layers).evaluate(x)
     without = Objective(c, s, device="cpu", threads=1,
-                        style_layers={k: v for k, v in layers.items() if v}).evaluate(x)  # fmt: skip
+                        style_layers={k: v for k, v in layers.items() if v}).evaluate(x)
     assert with_zero[0] == without[0] and np.array_equal(with_zero[1], without[1])
     off = Objective(c, s, device="cpu", threads=1, style_weight=0.0)
     feed = off._feed

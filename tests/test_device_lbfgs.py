@@ -54,10 +54,10 @@ def test_direction_graph_matches_a_numpy_two_loop(start, count):
     gamma = 0.37
     feed = {"x": x, "g": g, "S": S, "Y": Y, "rho": rho, "gamma": np.array(gamma, np.float32),
             "newest": np.array((start + count - 1) % M, np.int64),
-            "lo": np.array(lo, np.float32), "hi": np.array(hi, np.float32)}  # fmt: skip
+            "lo": np.array(lo, np.float32), "hi": np.array(hi, np.float32)}
     d, gd, dnorm, pgmax = session("direction").run(None, feed)
     want_d, want_gd, want_norm, want_pgmax = two_loop(x, g, S, Y, rho.astype(np.float64), start,
-                                                      count, gamma, lo, hi)  # fmt: skip
+                                                      count, gamma, lo, hi)
     held = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
     assert 300 < held.sum() < 500 and (d[held] == 0).all()
     assert np.linalg.norm(d - want_d) <= 1e-5 * np.linalg.norm(want_d)
@@ -76,7 +76,7 @@ def test_trial_slope_and_pair_graphs():
     d *= 80
     s32 = lambda v: np.array(v, np.float32)  # noqa: E731
     xt, gs = session("trial").run(None, {"x": x, "d": d, "g": g, "t": s32(0.7), "lo": s32(0),
-                                         "hi": s32(255)})  # fmt: skip
+                                         "hi": s32(255)})
     want = np.clip(x + np.float32(0.7) * d, 0, 255)
     assert np.array_equal(xt, want) and (xt == 0).any() and (xt == 255).any()
     s = (want - x).astype(np.float64)
@@ -224,7 +224,7 @@ def test_real_stylize_matches_lbfgs(model_path):
             ref = optimize(obj, x0, iterations, optimizer="lbfgs")
             progress = []  # the image is read during the callback (after it, it is gone)
             res = optimize(obj, x0, iterations, callback=lambda p, seen=progress: seen.append(p) or p.image,
-                           optimizer="lbfgs-device")  # fmt: skip
+                           optimizer="lbfgs-device")
             assert res.iterations == iterations == len(res.history) == len(progress)
             assert [p.iteration for p in progress] == list(range(1, iterations + 1))
             assert all(p.image.min() >= 0 and p.image.max() <= 255 for p in progress)
@@ -232,7 +232,7 @@ def test_real_stylize_matches_lbfgs(model_path):
             assert obj.terms(progress[-1].image)["total"] == pytest.approx(res.final["total"], rel=1e-5)
             assert res.evaluations <= 1.3 * iterations  # ~1 per iteration, as lbfgs (33..36 here)
             early = [b["total"] / a["total"] - 1 for a, b in zip(ref.history[:10], res.history[:10],
-                                                                 strict=True)]  # fmt: skip
+                                                                 strict=True)]
             assert max(map(abs, early)) < 2e-3, early
             ratios.append(res.final["total"] / ref.final["total"])
     assert abs(np.mean(ratios) - 1) <= 0.02 and max(abs(r - 1) for r in ratios) <= 0.05, ratios
@@ -275,7 +275,7 @@ def test_only_scalars_cross_per_iteration(model_path, monkeypatch):
     def bind_vec(orig):
         def wrapper(self, name, *a, **k):
             args = list(a) + [k.get(key) for key in ("device_type", "device_id", "element_type",
-                                                     "shape", "buffer_ptr") if key in k]  # fmt: skip
+                                                     "shape", "buffer_ptr") if key in k]
             if len(args) == 5 and args[4] is not None:
                 bound.append(args[4])
             return orig(self, name, *a, **k)
@@ -311,7 +311,7 @@ def test_only_scalars_cross_per_iteration(model_path, monkeypatch):
 
         res = device_lbfgs.minimize(lambda x, g: obj.evaluate_device(x, g)[0]["total"],
                                     initial_canvas(c, "noise", 0).ravel(), iterations,
-                                    callback=callback, device=obj.ort_device)  # fmt: skip
+                                    callback=callback, device=obj.ort_device)
         assert res.nit == iterations and res.x.shape == (n,)
         for ptr in bound:  # every vector in the loop: inside a buffer allocated for the run
             assert any(start <= ptr < start + size for start, size in allocs), ptr
@@ -320,7 +320,7 @@ def test_only_scalars_cross_per_iteration(model_path, monkeypatch):
     short, reads_short = run(4)
     long, reads_long = run(12)
     outside = [(sum(e for w, e, cb in lg if not cb), [e for w, e, cb in lg if not cb and e >= n])
-               for lg in (short, long)]  # fmt: skip
+               for lg in (short, long)]
     # The same large copies however long the run (x0 and the empty history down, the targets
     # down, the result up); 8 more iterations add only scalars (< 50 per iteration, m = 10).
     assert sorted(outside[0][1]) == sorted(outside[1][1])
@@ -347,9 +347,9 @@ def test_through_the_cli_and_multiscale(tmp_path, model_path):
     ok = CliRunner().invoke(app, args)
     assert ok.exit_code == 0, ok.output
     assert out.is_file() and "lbfgs-device" in CliRunner().invoke(app, ["stylize", "--help"],
-                                                                    terminal_width=200).output  # fmt: skip
+                                                                    terminal_width=200).output
     seen = []
     res = stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", scales=[32, 48],
                   iterations=[3, 2], optimizer="lbfgs-device", model=model_path,
-                  callback=lambda p: seen.append(p) or len(seen) < 4)  # stops in scale 2  # fmt: skip
+                  callback=lambda p: seen.append(p) or len(seen) < 4)  # stops in scale 2
     assert res.stopped and res.iterations == 4 and res.image.shape[:2] == (48, 48)

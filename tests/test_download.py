@@ -94,9 +94,9 @@ def server() -> Iterator[Server]:
 def table(monkeypatch) -> list[Release]:
     """A release table with one fixture release whose hash is known."""
     rel = Release("fixture", "vgg19-fixture.pth", None, "torch", "torchvision", "test",
-                  size=len(BLOB), sha256=BLOB_SHA[:8])  # fmt: skip
+                  size=len(BLOB), sha256=BLOB_SHA[:8])
     rows = [rel, replace(rel, key="fixture-md5", filename="fixture.h5", sha256="",
-                         md5=hashlib.md5(BLOB).hexdigest())]  # fmt: skip
+                         md5=hashlib.md5(BLOB).hexdigest())]
     monkeypatch.setattr(download, "RELEASES", rows)
     return rows
 
@@ -236,7 +236,7 @@ def test_release_name_downloads_then_reads(server, table, monkeypatch, tmp_path)
 
     server.files["vgg19-fixture.pth"] = BLOB
     monkeypatch.setattr(download, "RELEASES",
-                        [replace(table[0], url=server.url("vgg19-fixture.pth"))])  # fmt: skip
+                        [replace(table[0], url=server.url("vgg19-fixture.pth"))])
     with pytest.raises(WeightsError, match="unknown weights format"):  # BLOB is not weights
         load_weights("fixture", cache=tmp_path, progress=False)
     assert (tmp_path / "vgg19-fixture.pth").read_bytes() == BLOB

@@ -34,14 +34,14 @@ def test_terms_match_numpy_oracle(images, weights, model_path, maxpool_model_pat
     model = model_path if pool == "avg" else maxpool_model_path
     cl = {"conv4_2": 1.0, "conv2_2": 0.5}
     obj = Objective(content, style, content_weight=2.0, style_weight=50.0, tv_weight=0.01,
-                    model=model, content_layers=cl, style_layers=STYLE_LAYERS)  # fmt: skip
+                    model=model, content_layers=cl, style_layers=STYLE_LAYERS)
     x = initial_canvas(content, "noise", seed=1)
     got = obj.terms(x)
 
     fc = oracle.features(content, weights, pool)
     fs = oracle.features(style, weights, pool)
     want = oracle.terms(x, fc, {k: oracle.gram(fs[k]) for k in STYLE_LAYERS}, weights, cl,
-                        STYLE_LAYERS, pool)  # fmt: skip
+                        STYLE_LAYERS, pool)
     for key in ("content", "style", "tv"):
         assert rel(got[key], want[key]) < 1e-4, (key, got[key], want[key])
     total = 2.0 * want["content"] + 50.0 * want["style"] + 0.01 * want["tv"]
@@ -68,13 +68,13 @@ def test_masked_style_matches_oracle(images, weights, model_path):
     left[:, : w // 2] = 1.0
     masks = [left, 1.0 - left]
     obj = Objective(content, [style, style2], style_weight=1.0, content_weight=0.0,
-                    model=model_path, style_masks=masks, style_blend=[0.7, 0.3])  # fmt: skip
+                    model=model_path, style_masks=masks, style_blend=[0.7, 0.3])
     x = initial_canvas(content, "noise", seed=2)
     got = obj.terms(x)
     fs = [oracle.features(s, weights) for s in (style, style2)]
     targets = {k: [oracle.gram(f[k]) for f in fs] for k in STYLE_LAYERS}
     want = oracle.terms(x, {}, targets, weights, {}, STYLE_LAYERS, masks=np.stack(masks),
-                        blend=[0.7, 0.3])  # fmt: skip
+                        blend=[0.7, 0.3])
     assert rel(got["style"], want["style"]) < 1e-4
 
 
@@ -98,10 +98,10 @@ def directional_errors(obj: Objective, x: np.ndarray, eps: float = 0.1) -> list[
 def test_gradient_matches_finite_differences(images, model_path, maxpool_model_path, term, pool):
     content, style = images
     w = {"content": (1.0, 0.0, 0.0), "style": (0.0, 1e3, 0.0), "tv": (0.0, 0.0, 1e-3),
-         "total": (1.0, 1e3, 1e-3)}[term]  # fmt: skip
+         "total": (1.0, 1e3, 1e-3)}[term]
     model = model_path if pool == "avg" else maxpool_model_path
     obj = Objective(content, style, content_weight=w[0], style_weight=w[1], tv_weight=w[2],
-                    model=model)  # fmt: skip
+                    model=model)
     # From a random canvas: near the content, ReLU kinks at the step's scale blur the differences.
     x = initial_canvas(content, "random", seed=3).astype(np.float64)
     errs = directional_errors(obj, x)
@@ -114,7 +114,7 @@ def test_masked_gradient_matches_finite_differences(images, model_path):
     mask = np.zeros((h, w), np.float32)
     mask[h // 3 :, :] = 1.0
     obj = Objective(content, [style, style], style_weight=1e3, model=model_path,
-                    style_masks=[mask, 1 - mask], style_blend=[0.5, 0.5])  # fmt: skip
+                    style_masks=[mask, 1 - mask], style_blend=[0.5, 0.5])
     x = initial_canvas(content, "random", seed=4).astype(np.float64)
     assert max(directional_errors(obj, x)) < 5e-3
 
@@ -124,7 +124,7 @@ def test_gradient_matches_autograd(images, weights, model_path, w):
     torch = pytest.importorskip("torch")
     content, style = images
     obj = Objective(content, style, content_weight=w[0], style_weight=w[1], tv_weight=w[2],
-                    model=model_path)  # fmt: skip
+                    model=model_path)
     x = initial_canvas(content, "noise", seed=5)
     loss, grad = obj(x)
 
@@ -133,7 +133,7 @@ def test_gradient_matches_autograd(images, weights, model_path, w):
     def feats(img):
         t = torch.as_tensor(img, dtype=torch.float64).permute(2, 0, 1)[None]
         h = F.conv2d(t, torch.as_tensor(weights.pre_w, dtype=torch.float64)[:, :, None, None],
-                     torch.as_tensor(weights.pre_b, dtype=torch.float64))  # fmt: skip
+                     torch.as_tensor(weights.pre_b, dtype=torch.float64))
         out = {}
         from onnxstyle.layers import ARCH
 
@@ -143,7 +143,7 @@ def test_gradient_matches_autograd(images, weights, model_path, w):
             else:
                 w, b = weights.convs[name]
                 h = torch.relu(F.conv2d(h, torch.as_tensor(w, dtype=torch.float64),
-                                        torch.as_tensor(b, dtype=torch.float64), padding=1))  # fmt: skip
+                                        torch.as_tensor(b, dtype=torch.float64), padding=1))
                 out[name] = h
         return out
 
@@ -158,7 +158,7 @@ def test_gradient_matches_autograd(images, weights, model_path, w):
     n, m = fx["conv4_2"].shape[1], fx["conv4_2"][0, 0].numel()
     c = ((fx["conv4_2"] - fc["conv4_2"]) ** 2).sum() / (2 * n**0.5 * m**0.5)
     s = sum(0.2 * ((gram(fx[k]) - gram(fs[k])) ** 2).sum() / (4 * fx[k].shape[1] ** 2)
-            for k in STYLE_LAYERS)  # fmt: skip
+            for k in STYLE_LAYERS)
     tv = ((xt[1:] - xt[:-1]) ** 2).sum() + ((xt[:, 1:] - xt[:, :-1]) ** 2).sum()
     total = w[0] * c + w[1] * s + w[2] * tv
     total.backward()

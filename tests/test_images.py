@@ -117,7 +117,7 @@ def test_text_file_named_jpg(tmp_path):
 def test_random_bytes_named_png(tmp_path):
     rng = np.random.default_rng(1)
     bad(write(tmp_path, "noise.png", rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()),
-        "not an image")  # fmt: skip
+        "not an image")
 
 
 @pytest.mark.parametrize("fmt", ["PCX", "ICO", "TGA"])
@@ -325,7 +325,7 @@ FIXTURE_OK = [HealthCheck.function_scoped_fixture]  # tmp_path is only a place t
 MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16"]
 FORMATS = {"PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"], "JPEG": ["L", "RGB", "CMYK"],
            "BMP": ["1", "L", "P", "RGB"], "TIFF": MODES, "WEBP": ["RGB", "RGBA"],
-           "GIF": ["L", "P"]}  # fmt: skip
+           "GIF": ["L", "P"]}
 LOSSLESS = {"PNG", "BMP", "TIFF", "GIF"}
 
 

@@ -61,7 +61,7 @@ def test_coupled_quadratic_satisfies_kkt_and_matches_scipy():
     assert g[at_lo].min() > -1e-4 * scale and g[at_hi].max() < 1e-4 * scale
     opts = {"maxiter": 2000, "ftol": 0, "gtol": 1e-10}
     ref = scipy_minimize(fun, np.full(n, 128.0), jac=True, method="L-BFGS-B",
-                         bounds=Bounds(0, 255), options=opts)  # fmt: skip
+                         bounds=Bounds(0, 255), options=opts)
     assert res.fun <= ref.fun * (1 + 1e-5) + 1e-6
 
 
@@ -128,7 +128,7 @@ def test_state_export_and_resume_give_the_same_iterates():
     rng = np.random.default_rng(5)
     n, m, big, cut = 600, 4, 30, 13
     fun = quadratic(rng.uniform(0.1, 10.0, n), rng.uniform(-60.0, 315.0, n),
-                    rng.normal(size=(n, 6)) * 0.3)  # fmt: skip
+                    rng.normal(size=(n, 6)) * 0.3)
     x0 = np.full(n, 128.0)
     path: list[np.ndarray] = []
     full = lbfgs.minimize(fun, x0, big, m=m, callback=lambda it: path.append(it.x.copy()))
@@ -145,7 +145,7 @@ def test_state_export_and_resume_give_the_same_iterates():
         assert np.array_equal(state.x, path[done - 1])
         rest_path: list[np.ndarray] = []
         rest = lbfgs.minimize(fun, np.zeros(n), big - done, m=m, state=state,
-                              callback=lambda it, p=rest_path: p.append(it.x.copy()))  # fmt: skip
+                              callback=lambda it, p=rest_path: p.append(it.x.copy()))
         assert all(np.array_equal(a, b) for a, b in zip(rest_path, path[done:], strict=True))
         assert np.array_equal(rest.x, full.x) and rest.fun == full.fun
         assert (rest.nit, rest.nfev) == (full.nit, full.nfev)  # the counts go on
@@ -208,7 +208,7 @@ def test_real_objective_matches_scipy_at_equal_iterations(model_path):
         for opt in ("scipy", "lbfgs"):
             progress = []
             res = stylize(DATA / content, DATA / style, size=64, iterations=iterations,
-                          model=model_path, optimizer=opt, callback=progress.append)  # fmt: skip
+                          model=model_path, optimizer=opt, callback=progress.append)
             assert res.iterations == iterations == len(res.history) == len(progress)
             assert [p.iteration for p in progress] == list(range(1, iterations + 1))
             assert res.final["total"] == pytest.approx(res.history[-1]["total"], rel=1e-6)
@@ -228,12 +228,12 @@ def test_optimizer_and_threads_are_checked(tmp_path):
 
     with pytest.raises(InputError, match="unknown optimizer"):
         stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", size=32, iterations=1,
-                optimizer="adam")  # fmt: skip
+                optimizer="adam")
     with pytest.raises(InputError, match="threads"):
         stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", size=32, iterations=1,
-                threads=-1)  # fmt: skip
+                threads=-1)
     args = ["stylize", str(DATA / "astronaut.png"), str(DATA / "starry_night.jpg"), "-o",
-            str(tmp_path / "out.png"), "--size", "32", "--iterations", "2"]  # fmt: skip
+            str(tmp_path / "out.png"), "--size", "32", "--iterations", "2"]
     bad = CliRunner().invoke(app, [*args, "--optimizer", "adam"])
     assert bad.exit_code == 1 and "unknown optimizer" in bad.output
     assert "Traceback" not in bad.output and not (tmp_path / "out.png").exists()

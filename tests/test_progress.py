@@ -18,7 +18,7 @@ from onnxstyle.runtime.stylize import Clock, Progress
 def test_time_left_decreases_and_is_near_the_real_time_left(model_path):
     seen: list[tuple[float, Progress]] = []
     r = onnxstyle.stylize(DATA / "chelsea.png", DATA / "the_scream.jpg", scales=[48, 96], iterations=[6, 10],
-                          size=None, callback=lambda p: seen.append((time.perf_counter(), p)))  # fmt: skip
+                          size=None, callback=lambda p: seen.append((time.perf_counter(), p)))
     end = time.perf_counter()
     assert r.iterations == 16 and [p.scale for _, p in seen] == [0] * 6 + [1] * 10
     left = [p.remaining for _, p in seen]
@@ -37,7 +37,7 @@ def test_time_left_decreases_and_is_near_the_real_time_left(model_path):
 def test_weighted_parts_add_up_to_the_total(model_path):
     seen: list[Progress] = []
     onnxstyle.stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", size=40, iterations=3,
-                      tv_weight=1e-2, style_weight=3e4, callback=seen.append)  # fmt: skip
+                      tv_weight=1e-2, style_weight=3e4, callback=seen.append)
     for p in seen:
         assert set(p.parts) == {"content", "style", "tv"}
         assert sum(p.parts.values()) == pytest.approx(p.terms["total"], rel=1e-5)
@@ -63,7 +63,7 @@ def test_cli_log_lines_are_whole_when_not_a_terminal(tmp_path, model_path):
     out = tmp_path / "o.png"
     res = CliRunner().invoke(app, ["stylize", str(DATA / "astronaut.png"), str(DATA / "starry_night.jpg"),
                                    "-o", str(out), "--size", "40", "--iterations", "4", "--tv-weight", "1e-3",
-                                   "--style-weight", "123456"])  # fmt: skip
+                                   "--style-weight", "123456"])
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("stylize ")]
     assert len(lines) == 4  # fewer than LOG_LINES iterations: one line each

@@ -95,7 +95,7 @@ def files(tmp_path) -> dict[str, Path]:
     ({"noise_ratio": 2.0}, ["noise ratio"]),
     ({"style_blend": [0.5, 0.5]}, ["blend", "2 weights for 1 style"]),
     ({"style_blend": [-1.0]}, ["blend weight", ">= 0"]),
-])  # fmt: skip
+])
 def test_nonsense_options_refused_before_any_work(kwargs, words, monkeypatch):
     loaded = []
     monkeypatch.setattr(session, "load", lambda *a, **k: loaded.append(1))
@@ -115,7 +115,7 @@ def test_errors_form_one_hierarchy():
 
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**9, 10**9),
-                 st.text(max_size=5), st.none()))  # fmt: skip
+                 st.text(max_size=5), st.none()))
 def test_property_weights(value):
     try:
         ok = value is not None and np.isfinite(float(value)) and float(value) >= 0
@@ -132,7 +132,7 @@ def test_property_weights(value):
 @given(st.one_of(st.integers(-10**7, 10**7), st.floats(-1e7, 1e7), st.booleans()))
 def test_property_size(value):
     ok = (not isinstance(value, bool) and float(value).is_integer()
-          and options.MIN_SIZE <= value <= options.MAX_SIZE)  # fmt: skip
+          and options.MIN_SIZE <= value <= options.MAX_SIZE)
     if ok:
         assert options.check_int("size", value, options.MIN_SIZE, options.MAX_SIZE) == int(value)
     else:
@@ -142,7 +142,7 @@ def test_property_size(value):
 
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.sampled_from(LAYERS + [n.replace("conv", "relu") for n in LAYERS]),
-                 st.text(max_size=8)))  # fmt: skip
+                 st.text(max_size=8)))
 def test_property_layer_names(name):
     known = name.strip().lower().replace("relu", "conv", 1) in LAYERS and (
         name.strip().lower().startswith(("conv", "relu")))
@@ -176,7 +176,7 @@ OPTION_CASES = {
                        and _float(v) >= 0),
     "--device": (st.sampled_from(["auto", "cpu", "cuda", "tpu", "", "CPU"]),
                  lambda v: v in ("auto", "cpu", "cuda")),
-}  # fmt: skip
+}
 
 
 def _float(v: str) -> float | None:
@@ -193,7 +193,7 @@ def test_property_cli_options(files, capfd, data):
     strategy, valid = OPTION_CASES[opt]
     value = data.draw(strategy)
     proc = cli_in_process(capfd, "stylize", files["content"], files["style"],
-                          "-o", "/nonexistent-dir/out.png", f"{opt}={value}")  # fmt: skip
+                          "-o", "/nonexistent-dir/out.png", f"{opt}={value}")
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and err.startswith("onnxstyle: error: "), err
     if valid(value):
@@ -245,7 +245,7 @@ def _cli_cases(f: dict[str, Path], tmp: Path) -> list[tuple[list, int, list[str]
         ([*base, "--size", "4096"], 1, ["4096x4096", "GiB of memory", "available"]),
         ([*base, "--content-weight", "3e38", "--iterations", "2"], 1,
          ["NaN or Inf", "iteration 0"]),
-    ]  # fmt: skip
+    ]
 
 
 def test_cli_bad_inputs_one_line_each(files, tmp_path, model, capfd, monkeypatch):
@@ -302,7 +302,7 @@ def test_pickle_calling_os_system_never_runs(tmp_path, where):
     marker = tmp_path / "pwned"
     evil = _Evil(marker)
     objs = {"magic": [evil], "sysinfo": [LEGACY_MAGIC, 1001, evil],
-            "state": [LEGACY_MAGIC, 1001, {"little_endian": True}, evil, []]}[where]  # fmt: skip
+            "state": [LEGACY_MAGIC, 1001, {"little_endian": True}, evil, []]}[where]
     p = tmp_path / "weights.pth"
     p.write_bytes(_legacy_file(objs))
     assert b"system" in p.read_bytes()  # the payload really is in the file
@@ -338,7 +338,7 @@ def _tiny_model(path: Path, meta: dict[str, str] | None, external: str | None = 
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [4])
     y = helper.make_tensor_value_info("loss", TensorProto.FLOAT, [4])
     graph = helper.make_graph([helper.make_node("Add", ["image", "w"], ["loss"])], "g", [x], [y],
-                              [w])  # fmt: skip
+                              [w])
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     if meta:
         onnx.helper.set_model_props(m, meta)
@@ -391,7 +391,7 @@ def test_external_data_in_subgraph_refused(tmp_path):
     branch = helper.make_graph([helper.make_node("Constant", [], ["y"], value=t)], "b", [], [out])
     cond = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
     g = helper.make_graph([helper.make_node("If", ["cond"], ["y"], then_branch=branch,
-                                            else_branch=branch)], "g", [cond], [out])  # fmt: skip
+                                            else_branch=branch)], "g", [cond], [out])
     p = tmp_path / "sub.onnx"
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     p.write_bytes(m.SerializeToString())
@@ -403,7 +403,7 @@ def test_external_data_in_subgraph_refused(tmp_path):
     (None, "not an onnxstyle model"),
     ({layout.META_LAYOUT: "0", layout.META_WEIGHTS_SHA256: "0" * 64}, "graph layout 0"),
     ({layout.META_LAYOUT: layout.LAYOUT_VERSION}, "weights_sha256"),
-])  # fmt: skip
+])
 def test_foreign_or_outdated_model_refused(tmp_path, meta, why):
     p = _tiny_model(tmp_path / "m.onnx", meta)
     with pytest.raises(ModelError, match=why):
@@ -438,7 +438,7 @@ def test_real_model_records_its_provenance(model):
 def _state(iteration: int = 7) -> checkpoint.State:
     img = np.random.default_rng(0).uniform(0, 255, (20, 24, 3)).astype(np.float32)
     return checkpoint.State(img, iteration, {"size": 24, "style_weight": 1e3}, 3,
-                            {"content": "ab", "style": "cd"}, [{"total": 1.5}])  # fmt: skip
+                            {"content": "ab", "style": "cd"}, [{"total": 1.5}])
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -481,7 +481,7 @@ def test_hostile_checkpoints_refused(tmp_path):
     s.image[0, 0, 0] = np.nan
     checkpoint.save(nan, s)
     for p, why in ((evil, "not a readable"), (junk, "not a readable"), (other, "not an onnxstyle"),
-                   (nan, "NaN"), (tmp_path / "none.npz", "not found")):  # fmt: skip
+                   (nan, "NaN"), (tmp_path / "none.npz", "not found")):
         with pytest.raises(InputError, match=why):
             checkpoint.load(p)
     assert not marker.exists()
@@ -508,9 +508,9 @@ def test_resume_ends_where_an_uninterrupted_run_would(pair, model):
     full = onnxstyle.stylize(c, s, size=SMALL, iterations=n)
     seen = {}
     first = onnxstyle.stylize(c, s, size=SMALL, iterations=k,
-                              callback=lambda p: seen.update(img=p.image))  # fmt: skip
+                              callback=lambda p: seen.update(img=p.image))
     path = checkpoint.save(Path(os.environ.get("TMPDIR", "/tmp")) / f"resume_{os.getpid()}.npz",
-                           checkpoint.State(seen["img"], k))  # fmt: skip
+                           checkpoint.State(seen["img"], k))
     state = checkpoint.load(path)
     path.unlink()
     rest = onnxstyle.stylize(c, s, size=SMALL, iterations=n - k, init=state.image)
@@ -552,10 +552,10 @@ def test_lbfgs_resume_is_exact(pair, model, tmp_path):
     assert other.initial["total"] == full.history[19]["total"] and other.optimizer_state is None
     with pytest.raises(InputError, match="pixels"):
         onnxstyle.stylize(c, s, iterations=1, size=40, optimizer="lbfgs",
-                          optimizer_state=last.optimizer)  # fmt: skip
+                          optimizer_state=last.optimizer)
     with pytest.raises(InputError, match="single-scale"):
         onnxstyle.stylize(c, s, iterations=1, scales=[32, 48], optimizer="lbfgs",
-                          optimizer_state=last.optimizer)  # fmt: skip
+                          optimizer_state=last.optimizer)
 
 
 def test_hostile_lbfgs_state_refused(tmp_path):
@@ -566,7 +566,7 @@ def test_hostile_lbfgs_state_refused(tmp_path):
     def state(**change):
         opt = lbfgs.LbfgsState(img.reshape(-1).copy(), 2.5, rng.normal(size=n).astype(np.float32),
                                np.ones((m, n), np.float32), np.ones((m, n), np.float32),
-                               np.ones(m), 0.5, 1, 2, 7, 9)  # fmt: skip
+                               np.ones(m), 0.5, 1, 2, 7, 9)
         for k, v in change.items():
             setattr(opt, k, v)
         return checkpoint.State(img, 7, optimizer=opt)
@@ -580,7 +580,7 @@ def test_hostile_lbfgs_state_refused(tmp_path):
                                        ({"S": S_nan}, "S is not finite"),
                                        ({"Y": np.ones((m, n + 1), np.float32)}, "Y has shape"),
                                        ({"rho": np.ones(m + 1)}, "S has shape"),
-                                       ({"gamma": float("inf")}, "gamma"))):  # fmt: skip
+                                       ({"gamma": float("inf")}, "gamma"))):
         p = checkpoint.save(tmp_path / f"bad{i}.npz", state(**change))
         with pytest.raises(InputError, match=why):
             checkpoint.load(p)
@@ -637,7 +637,7 @@ def test_cancel_token_from_another_thread(pair, model):
 
     def work() -> None:
         out["r"] = onnxstyle.stylize(c, s, size=SMALL, iterations=500, callback=seen.append,
-                                     cancel=token)  # fmt: skip
+                                     cancel=token)
 
     t = threading.Thread(target=work)
     t.start()
@@ -681,7 +681,7 @@ def test_cli_nan_keeps_the_last_good_image(files, tmp_path, model):
     out = tmp_path / "out.png"
     proc = subprocess.run([sys.executable, script, "stylize", files["content"], files["style"],
                            "-o", out, "--size", "32", "--iterations", "50"], env=env(),
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+                          capture_output=True, text=True, timeout=120)
     assert_one_line(proc, 1, "NaN or Inf", "last good image", str(out), "ckpt.npz")
     with Image.open(out) as im:
         assert im.size == (32, 32)
@@ -696,7 +696,7 @@ def test_cli_nan_keeps_the_last_good_image(files, tmp_path, model):
 def interrupt_after_checkpoint(args: list, ckpt, sig: int) -> subprocess.CompletedProcess:
     """Start the CLI, send `sig` once its first run-state checkpoint exists, and wait for it."""
     proc = subprocess.Popen(list(map(str, args)), env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 90
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -708,12 +708,12 @@ def interrupt_after_checkpoint(args: list, ckpt, sig: int) -> subprocess.Complet
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_writes_best_image_and_state_then_resume_finishes(files, tmp_path, model, sig,
-                                                                 code):  # fmt: skip
+                                                                 code):
     out = tmp_path / "out.png"
     ckpt = tmp_path / "out.ckpt.npz"
     args = [sys.executable, "-m", "onnxstyle", "stylize", files["content"], files["style"],
             "-o", out, "--size", "32", "--iterations", "5000",
-            "--checkpoint-every", "2"]  # fmt: skip
+            "--checkpoint-every", "2"]
     done = interrupt_after_checkpoint(args, ckpt, sig)
     line = assert_one_line(done, code, signal.Signals(sig).name, str(out), str(ckpt), "--resume")
     state = checkpoint.load(ckpt)
@@ -724,14 +724,14 @@ def test_signal_writes_best_image_and_state_then_resume_finishes(files, tmp_path
     total = state.iteration + 3
     report = tmp_path / "r.json"
     proc2 = cli("stylize", files["content"], files["style"], "-o", out, "--size", "32",
-                "--iterations", total, "--resume", ckpt, "--report", report)  # fmt: skip
+                "--iterations", total, "--resume", ckpt, "--report", report)
     assert proc2.returncode == 0, proc2.stderr
     rep = json.loads(report.read_text())
     assert rep["iterations"] == total and rep["resumed_from"] == state.iteration
     assert checkpoint.load(ckpt).iteration == state.iteration  # every=2 may not hit total
     # resuming with other options is refused, the checkpoint is untouched
     proc3 = cli("stylize", files["content"], files["style"], "-o", out, "--size", "32",
-                "--style-weight", "5", "--iterations", total, "--resume", ckpt)  # fmt: skip
+                "--style-weight", "5", "--iterations", total, "--resume", ckpt)
     assert_one_line(proc3, 1, "style_weight")
 
 
@@ -741,7 +741,7 @@ def test_cli_lbfgs_interrupted_then_resumed_equals_uninterrupted(files, tmp_path
     bit-identical checkpoints (image, optimiser state, history) at the last multiple of 5."""
     out, ckpt = tmp_path / "out.png", tmp_path / "out.ckpt.npz"
     base = ["stylize", files["content"], files["style"], "--size", "40", "--optimizer", "lbfgs",
-            "--checkpoint-every", "5"]  # fmt: skip
+            "--checkpoint-every", "5"]
     args = [sys.executable, "-m", "onnxstyle", *base, "-o", out, "--iterations", "5000"]
     done = interrupt_after_checkpoint(args, ckpt, signal.SIGINT)
     assert done.returncode == 130, done.stderr

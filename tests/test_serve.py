@@ -29,7 +29,7 @@ LONG = {"size": 64, "iterations": 1000}  # runs until cancelled
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_path):
     s = Server(tmp_path_factory.mktemp("serve"), "--workers", "1", "--max-queue", "4", "--max-upload", "200000",
-               "--max-pixels", "1000000", "--max-size", "128")  # fmt: skip
+               "--max-pixels", "1000000", "--max-size", "128")
     yield s
     s.stop()
 
@@ -105,14 +105,14 @@ def test_upload_over_the_limit_while_streaming(server):
     big = png_bytes((300, 300))
     boundary = "b0undary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"content\"; filename=\"a.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()  # fmt: skip
+            f"Content-Type: image/png\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
 
     def chunks():
         for i in range(0, len(body), 16384):
             yield body[i : i + 16384]
 
     r = server.client.post("/v1/jobs", content=chunks(),
-                           headers={"content-type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+                           headers={"content-type": f"multipart/form-data; boundary={boundary}"})
     assert r.status_code == 413 and "over the limit" in r.json()["error"]
 
 
@@ -120,7 +120,7 @@ def test_30_concurrent_submissions_get_202_or_429_and_all_accepted_finish(server
     def post(i: int):
         with httpx.Client(base_url=server.url, timeout=60) as c:
             files = [("content", ("c.png", png_bytes((32, 24), seed=i), "image/png")),
-                     ("style", ("s.png", png_bytes((32, 32), seed=100 + i), "image/png"))]  # fmt: skip
+                     ("style", ("s.png", png_bytes((32, 32), seed=100 + i), "image/png"))]
             return c.post("/v1/jobs", files=files, data={"size": "32", "iterations": "3"})
 
     with ThreadPoolExecutor(30) as pool:
@@ -190,7 +190,7 @@ def test_without_the_extra_serve_says_what_to_install(monkeypatch, tmp_path):
     r = CliRunner().invoke(app, ["serve", "--port", "0", "--workdir", str(tmp_path / "work")])
     assert r.exit_code == 1 and not (tmp_path / "work").exists()
     assert r.output.strip().splitlines() == ["onnxstyle: error: the service needs its extra: pip install "
-                                             "'onnxstyle[serve]'"]  # fmt: skip
+                                             "'onnxstyle[serve]'"]
 
 
 def test_import_onnxstyle_and_the_cli_load_no_web_stack():

@@ -35,7 +35,7 @@ class Browser:
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
              "--window-size=1180,760", "--hide-scrollbars", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port_file = profile / "DevToolsActivePort"
         end = time.monotonic() + 60
         while not (port_file.is_file() and port_file.read_text().strip()) and time.monotonic() < end:
@@ -94,20 +94,20 @@ def test_page_stylizes_an_uploaded_photo_with_a_bundled_painting(tmp_path, model
             s.dispatchEvent(new Event('change')); document.getElementById('content').dispatchEvent(new Event('change'));
             document.getElementById('size').value = '{size}';
             document.getElementById('iterations').value = '{iterations}';
-            document.getElementById('go').click(); }})()""")  # fmt: skip
+            document.getElementById('go').click(); }})()""")
         # the picture forms while the job runs, with its progress
         browser.until("document.body.dataset.state === 'running' && "
-                      "document.getElementById('picture').naturalWidth > 0", 120)  # fmt: skip
+                      "document.getElementById('picture').naturalWidth > 0", 120)
         assert "iteration" in browser.js("document.getElementById('status').textContent")
         assert 0 < browser.js("document.getElementById('bar').value") < 1
         state = browser.until("['done','failed','cancelled','error'].includes(document.body.dataset.state) && "
-                              "document.body.dataset.state", 600 if shot_path else 180)  # fmt: skip
+                              "document.body.dataset.state", 600 if shot_path else 180)
         assert state == "done", browser.js("document.getElementById('status').textContent")
         assert browser.js("document.getElementById('picture').naturalWidth") == size  # chelsea is landscape
         done = f"done: iteration {iterations} of {iterations}"
         assert browser.js("document.getElementById('status').textContent").startswith(done)
         link = browser.js("(() => { const a = document.getElementById('download'); "
-                          "return [getComputedStyle(a).display, a.href, a.download]; })()")  # fmt: skip
+                          "return [getComputedStyle(a).display, a.href, a.download]; })()")
         assert link[0] != "none" and link[1].startswith("blob:") and link[2] == "onnxstyle.png"
         size = browser.js(f"fetch('{link[1]}').then(r => r.blob()).then(b => b.size)")
         assert size > 1000  # the download holds the PNG

@@ -17,7 +17,7 @@ from onnxstyle.runtime.stylize import initial_canvas
 def test_api_stylize_lowers_loss_by_a_large_factor(model_path):
     seen = []
     r = onnxstyle.stylize(DATA / "chelsea.png", DATA / "starry_night.jpg", size=64, iterations=40,
-                          callback=lambda p: seen.append(p.iteration))  # fmt: skip
+                          callback=lambda p: seen.append(p.iteration))
     assert r.image.shape == (43, 64, 3) and r.image.dtype == np.uint8
     assert r.final["total"] < r.initial["total"] / 5
     assert r.iterations == 40 and seen == list(range(1, 41))
@@ -28,7 +28,7 @@ def test_api_stylize_lowers_loss_by_a_large_factor(model_path):
 
 def test_callback_stops_the_run(model_path):
     r = onnxstyle.stylize(DATA / "astronaut.png", DATA / "the_scream.jpg", size=48, iterations=50,
-                          callback=lambda p: False if p.iteration == 3 else None)  # fmt: skip
+                          callback=lambda p: False if p.iteration == 3 else None)
     assert r.stopped and r.iterations == 3
 
 
@@ -55,13 +55,13 @@ def test_seed_canvas_is_the_seed_programs_noise_blend():
 
 def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "onnxstyle", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)  # fmt: skip
+                          text=True, cwd=cwd, timeout=600)
 
 
 def test_cli_stylize_writes_image_and_report(tmp_path, model_path):
     out, rep = tmp_path / "out.png", tmp_path / "report.json"
     p = run_cli("stylize", DATA / "astronaut.png", DATA / "starry_night.jpg", "-o", out,
-                "--size", 48, "--iterations", 8, "--report", rep, "--checkpoint-every", 4)  # fmt: skip
+                "--size", 48, "--iterations", 8, "--report", rep, "--checkpoint-every", 4)
     assert p.returncode == 0, p.stderr
     from PIL import Image
 
@@ -96,10 +96,10 @@ def test_library_writes_no_files(tmp_path, model_path):
     home, tmp = tmp_path / "home", tmp_path / "tmp"
     home.mkdir(), tmp.mkdir()
     code = ("import onnxstyle, sys; r = onnxstyle.stylize(sys.argv[1], sys.argv[2], size=32, iterations=2,"
-            " device='cpu'); print(r.iterations)")  # fmt: skip
+            " device='cpu'); print(r.iterations)")
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     env.update(HOME=str(home), TMPDIR=str(tmp), XDG_CACHE_HOME=str(home / ".cache"))
     p = subprocess.run([sys.executable, "-c", code, str(DATA / "chelsea.png"), str(DATA / "starry_night.jpg")],
-                       capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
+                       capture_output=True, text=True, env=env, cwd=tmp_path)
     assert p.returncode == 0 and p.stdout.strip() == "2", p.stderr[-2000:]
     assert [f for f in tmp_path.rglob("*") if f.is_file()] == []

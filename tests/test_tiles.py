@@ -67,7 +67,7 @@ def test_tiled_equals_untiled_avg(tile):
 def test_tiled_equals_untiled_max_pool_masks_two_styles(maxpool_model_path):
     c = picture("astronaut.png", (203, 189))
     styles = [picture("starry_night.jpg", (150, 190)),
-              picture("woman_with_hat.jpg", (211, 170))]  # fmt: skip
+              picture("woman_with_hat.jpg", (211, 170))]
     mask = np.zeros(c.shape[:2], np.float32)
     mask[:, :90] = 1.0
     mask[60:140, 80:120] = 0.5

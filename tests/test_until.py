@@ -35,12 +35,12 @@ def test_stylize_until_converged_stops_a_done_run_and_says_why(model_path, monke
     monkeypatch.setattr(defaults, "CONVERGED_LOSS", 1.0)
     w = defaults.CONVERGED_WINDOW
     done = onnxstyle.stylize(DATA / "chelsea.png", DATA / "the_scream.jpg", scales=[24, 32], iterations=200,
-                             size=None)  # fmt: skip
+                             size=None)
     assert done.reason == "converged" and done.iterations == 2 * 2 * w
     assert done.message.startswith("converged: the image changed")
     assert [s["stop"] for s in done.scales] == ["converged", "converged"]
     fixed = onnxstyle.stylize(DATA / "chelsea.png", DATA / "the_scream.jpg", size=24, iterations=2 * w + 5,
-                              until="iterations")  # fmt: skip
+                              until="iterations")
     assert fixed.reason == "iterations" and fixed.iterations == 2 * w + 5
     assert fixed.message == f"ran all {2 * w + 5} iterations"
 

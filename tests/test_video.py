@@ -141,15 +141,15 @@ def test_interrupted_run_resumes_at_the_next_frame(tmp_path, photo):
             stop.set()
 
     first = stylize_clip(src, tmp_path / "cut", [STYLE], FAST, TemporalOptions(later_iterations=2),
-                         progress=after_two, cancel=stop)  # fmt: skip
+                         progress=after_two, cancel=stop)
     assert first.stopped and sorted(f.name for f in (tmp_path / "cut").glob("frame_*")) == [
-        frame_name(0), frame_name(1)]  # fmt: skip
+        frame_name(0), frame_name(1)]
     assert seen[0].remaining > 0 and seen[-1].frames == 4
     again = stylize_clip(src, tmp_path / "cut", [STYLE], FAST, TemporalOptions(later_iterations=2))
     assert again.resumed_at == 2 and len(again.seconds_per_frame) == 2
     for i in range(4):
         assert np.array_equal(images.load_rgb(tmp_path / "cut" / frame_name(i)),
-                              images.load_rgb(tmp_path / "whole" / frame_name(i)))  # fmt: skip
+                              images.load_rgb(tmp_path / "whole" / frame_name(i)))
     from onnxstyle.errors import InputError
 
     with pytest.raises(InputError, match="different run"):  # other options never mix into these frames
@@ -166,7 +166,7 @@ def test_temporal_error_is_a_fraction_of_independent_frames(tmp_path, photo):
     vis = [pz.visible(f) for f in truth]
     errors = {}
     for name, temporal in (("independent", TemporalOptions(independent=True)),
-                           ("temporal", TemporalOptions(later_iterations=12))):  # fmt: skip
+                           ("temporal", TemporalOptions(later_iterations=12))):
         stylize_clip(src, tmp_path / name, [STYLE], options, temporal)
         out = [images.load_rgb(tmp_path / name / frame_name(i)) for i in range(n)]
         errors[name] = temporal_error(out, truth, vis)

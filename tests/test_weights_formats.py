@@ -142,7 +142,7 @@ def write_matconvnet(path: Path, vgg: dict, mean_rgb: np.ndarray, new_layout: bo
     else:  # a whole mean image whose per-channel mean is `mean_rgb`
         ramp = np.linspace(-5, 5, 8 * 8).reshape(8, 8, 1)
         data["normalization"] = {"averageImage": mean_rgb.reshape(1, 1, 3) + ramp,
-                                 "keepAspect": 1}  # fmt: skip
+                                 "keepAspect": 1}
     savemat(path, data, do_compression=False)
 
 
@@ -303,7 +303,7 @@ def write_caffe(path: Path, vgg: dict, new_layout: bool) -> None:
             parts.append(layer_msg(name, "Convolution", list(vgg[name]), new_layout))
             parts.append(layer_msg("relu" + name[4:], "ReLU", [], new_layout))
     parts.append(layer_msg("conv5_2", "Convolution", [np.zeros((2, 512, 3, 3)), np.zeros(2)],
-                           new_layout))  # fmt: skip
+                           new_layout))
     parts.append(layer_msg("fc6", "InnerProduct", [np.ones((3, 8)), np.ones(3)], new_layout))
     path.write_bytes(b"".join(parts))
 
@@ -332,11 +332,11 @@ def write_onnx_zoo(path: Path, vgg: dict, caffe2: bool) -> None:
             x = y
             continue
         wn, bn = (f"{name}_w", f"{name}_b") if caffe2 else (f"vgg0_conv{i}_weight",
-                                                            f"vgg0_conv{i}_bias")  # fmt: skip
+                                                            f"vgg0_conv{i}_bias")
         w, b = vgg[name]
         inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)]
         nodes.append(helper.make_node("Conv", [x, wn, bn], [f"{name}_c"], pads=[1, 1, 1, 1],
-                                      kernel_shape=[3, 3]))  # fmt: skip
+                                      kernel_shape=[3, 3]))
         nodes.append(helper.make_node("Relu", [f"{name}_c"], [f"{name}_r"]))
         x = f"{name}_r"
     fc = "fc6_w" if caffe2 else "vgg0_dense0_weight"
@@ -347,7 +347,7 @@ def write_onnx_zoo(path: Path, vgg: dict, caffe2: bool) -> None:
         nodes, "vgg19", [helper.make_tensor_value_info("data_0" if caffe2 else "data",
                                                        TensorProto.FLOAT, [1, 3, 224, 224])],
         [helper.make_tensor_value_info("prob", TensorProto.FLOAT, None)], inits,
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9 if caffe2 else 7)])
     path.write_bytes(model.SerializeToString())
 
@@ -462,7 +462,7 @@ def test_truncated_and_corrupt_files_give_one_line(vgg, work):
         for label, broken in (("truncated", data[: len(data) // 2]),
                               ("head only", data[:200]),
                               ("garbled", data[:64] + bytes(reversed(data[64:4096])) + data[4096:]),
-                              ):  # fmt: skip
+                              ):
             bad = path.with_name(f"bad_{label.replace(' ', '_')}_{path.name}")
             bad.write_bytes(broken)
             with pytest.raises(WeightsError) as e:
@@ -476,7 +476,7 @@ def test_truncated_and_corrupt_files_give_one_line(vgg, work):
 def test_unknown_and_empty_files(work):
     mat73 = b"MATLAB 7.3 MAT-file, Platform: x" + b"\0" * 200
     for name, data in (("empty.pth", b""), ("text.pth", b"hello world\n" * 10),
-                       ("mat73.mat", mat73)):  # fmt: skip
+                       ("mat73.mat", mat73)):
         path = work / name
         path.write_bytes(data)
         with pytest.raises(WeightsError, match=r"unknown weights format|not supported|not a"):
@@ -569,7 +569,7 @@ def test_cli_export_with_weights(vgg, work):
     errors = [line for line in res.output.splitlines() if line.startswith("onnxstyle: error:")]
     assert len(errors) == 1 and "truncated" in errors[0] and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["export", "--weights", str(path), "--convention", "bgr",
-                                   "-o", str(out)])  # fmt: skip
+                                   "-o", str(out)])
     assert res.exit_code == 1 and "unknown input convention 'bgr'" in res.output
 
 

@@ -44,7 +44,7 @@ class Summary:
 
 
 def run(tasks: Sequence[Task], engine, log: Path, on_event: Callable[[Event, Summary], None] | None = None,
-        cancel: CancelToken | None = None) -> Summary:  # fmt: skip
+        cancel: CancelToken | None = None) -> Summary:
     """Run `tasks` on `engine` (LocalEngine, RayEngine): rows with an error are recorded as
     failed, finished jobs as skipped, and the rest run; every job appends one line to `log`."""
     summary = Summary(total=len(tasks))

@@ -50,7 +50,7 @@ def worker_name(pid: int | None = None) -> str:
 
 
 def lost(item: Work, attempt: int, retries: int, worker: str, pid: int | None, why: str,
-         queue: deque) -> Event:  # fmt: skip
+         queue: deque) -> Event:
     """A worker died running `item`: queue it again at the front while it has retries left."""
     if attempt <= retries:
         queue.appendleft((item, attempt + 1))

@@ -63,7 +63,7 @@ class Task:
     def record(self, **fields) -> dict:
         """A batch.jsonl line for this task."""
         return {"row": self.where, "content": str(self.content), "style": [str(s) for s in self.styles],
-                "output": str(self.output), **fields}  # fmt: skip
+                "output": str(self.output), **fields}
 
     def execute(self, cancel, worker: str) -> dict:
         """Run on a worker (its sessions cached across tasks); never raises for a bad job: the
@@ -77,7 +77,7 @@ class Task:
         try:
             resume = self.state if self.state.is_file() and not self.options.scales else None
             job = jobs.Job(self.content, self.styles, self.output, self.options, checkpoint_every=self.checkpoint_every,
-                           overwrite=self.state.exists(), resume=resume)  # fmt: skip
+                           overwrite=self.state.exists(), resume=resume)
             out = jobs.run(job, cancel=cancel)
         except Exception as e:  # recorded, and the batch goes on
             status, error, out = "failed", one_line(e), None
@@ -175,7 +175,7 @@ def derived_name(content: Path | None, styles: list[Path], k: int = 1) -> str:
 
 
 def read(path: str | os.PathLike, out_dir: str | os.PathLike, base: StyleOptions | None = None,
-         checkpoint_every: int = 0) -> list[Task]:  # fmt: skip
+         checkpoint_every: int = 0) -> list[Task]:
     """The manifest's tasks, each with its options (`base` overridden by the row's columns)."""
     path, out_dir = Path(path), Path(out_dir)
     if not path.is_file():
@@ -186,7 +186,7 @@ def read(path: str | os.PathLike, out_dir: str | os.PathLike, base: StyleOptions
     check_columns(path, rows)
     folder = path.resolve().parent
     tasks = [_task(i, f"{path.name} line {n}", row, folder, out_dir, base, checkpoint_every)
-             for i, (n, row) in enumerate(rows)]  # fmt: skip
+             for i, (n, row) in enumerate(rows)]
     claimed: dict[Path, str] = {}
     for t in tasks:
         if t.output.name:
@@ -204,7 +204,7 @@ def read(path: str | os.PathLike, out_dir: str | os.PathLike, base: StyleOptions
 
 
 def _task(index: int, where: str, row: Mapping, folder: Path, out_dir: Path, base: StyleOptions | None,
-          checkpoint_every: int) -> Task:  # fmt: skip
+          checkpoint_every: int) -> Task:
     given = {k: v for k, v in row.items() if v is not None and not (isinstance(v, str) and not v.strip())}
     content = _paths(given["content"], folder)[0] if "content" in given else None
     styles = _paths(given.get("style", ""), folder)

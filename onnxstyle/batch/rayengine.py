@@ -65,7 +65,7 @@ class RayEngine:
 
     def __init__(self, address: str | None = None, workers: int | None = None, retries: int = 2,
                  cpus_per_job: float = 1.0, gpus_per_job: float | None = None, device: str = "auto",
-                 num_cpus: int | None = None) -> None:  # fmt: skip
+                 num_cpus: int | None = None) -> None:
         self.address, self.retries, self.num_cpus = address, retries, num_cpus
         self.cpus, self.gpus = cpus_per_job, gpus_per_job
         self.workers, self.device = workers, device
@@ -95,7 +95,7 @@ class RayEngine:
         fits = min(cpus // self.cpus if self.cpus else items, gpus // self.gpus if self.gpus else items)
         if fits < 1:
             raise InputError(f"the Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs; a job asks for "
-                             f"{self.cpus:g} CPUs and {self.gpus:g} GPUs")  # fmt: skip
+                             f"{self.cpus:g} CPUs and {self.gpus:g} GPUs")
         return int(max(1, min(self.workers or fits, fits, items)))
 
     def run(self, items: Sequence[Work], on_event: OnEvent, cancel: CancelToken) -> None:
@@ -115,7 +115,7 @@ class RayEngine:
             return
         count = self.actor_count(ray, len(queue))
         actor_class = ray.remote(StyleWorker).options(num_cpus=self.cpus, num_gpus=self.gpus, max_concurrency=2,
-                                                      max_restarts=0, max_task_retries=0)  # fmt: skip
+                                                      max_restarts=0, max_task_retries=0)
         threads = max(1, int(self.cpus))
 
         def start(n: int) -> list[_Actor]:
@@ -124,7 +124,7 @@ class RayEngine:
                 hellos = ray.get([h.hello.remote() for h in handles], timeout=START_S)
             except GetTimeoutError:
                 raise InputError(f"Ray started no worker within {START_S} s: does the cluster have "
-                                 f"{self.cpus:g} CPUs and {self.gpus:g} GPUs free?") from None  # fmt: skip
+                                 f"{self.cpus:g} CPUs and {self.gpus:g} GPUs free?") from None
             return [_Actor(h, name, pid) for h, (name, pid) in zip(handles, hellos, strict=True)]
 
         idle = start(count)
@@ -157,7 +157,7 @@ class RayEngine:
                         why = getattr(e, "cause", None) or e
                         error = (f"{type(why).__name__}: {why}".strip().splitlines() or ["?"])[0][:300]
                         record = {"status": "interrupted" if stopping else "failed", "error": error,
-                                  "worker": actor.name}  # fmt: skip
+                                  "worker": actor.name}
                     idle.append(actor)
                     on_event(Event("finished", item, actor.name, actor.pid, record, attempt))
         finally:

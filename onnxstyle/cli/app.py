@@ -20,7 +20,7 @@ from onnxstyle.errors import one_line
 from onnxstyle.options import StyleOptions, show
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Gatys neural style transfer on ONNX Runtime, without PyTorch.")  # fmt: skip
+                  help="Gatys neural style transfer on ONNX Runtime, without PyTorch.")
 LOG_LINES = 20  # progress lines per run when stdout is not a terminal
 DEBUG = {"on": False}  # --debug: let errors show their traceback
 
@@ -36,7 +36,7 @@ def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback behind an error")] = False,
     show_version: Annotated[bool, typer.Option("--version", callback=version, is_eager=True,
                                                help="Print the version and exit")] = False,
-) -> None:  # fmt: skip
+) -> None:
     DEBUG["on"] = debug
 
 
@@ -75,7 +75,7 @@ def export(
     convention: Annotated[str | None, typer.Option(
         help="Override the file's input convention: caffe | torchvision | rgb-mean-file | "
              "file-1x1 | rgb255")] = None,
-) -> None:  # fmt: skip
+) -> None:
     """Export the fused loss-and-gradient graph from the real VGG19 weights."""
     import warnings
 
@@ -120,7 +120,7 @@ def style_options(fn):
             default = show(default)  # as the user would type it; parses back to the default
         info = typer.Option(cli_name(f.name), help=f.metadata["help"], rich_help_panel="Style options")
         added.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                       annotation=Annotated[kind | None, info]))  # fmt: skip
+                                       annotation=Annotated[kind | None, info]))
 
     @functools.wraps(fn)
     def wrapper(**kwargs):
@@ -179,7 +179,7 @@ def run_job(job) -> None:
     if console.is_terminal:
         left = TextColumn(("≤ " if at_most else "") + "{task.fields[left]} left")
         columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), left,
-                   TextColumn("{task.fields[losses]}"))  # fmt: skip
+                   TextColumn("{task.fields[losses]}"))
         shown = Progress(*columns, console=console, transient=False)
         task = shown.add_task("run", total=total, losses="loading...", left="?")
 
@@ -202,14 +202,14 @@ def run_job(job) -> None:
     if stop.signum:  # Ctrl-C / SIGTERM: the work is kept; say where, exit 130 / 143
         typer.echo(f"onnxstyle: interrupted by {stop.name} after iteration {out.iterations}/{total}: "
                    f"wrote the best image so far to {out.output} and the run state to {out.state} "
-                   "(continue with --resume)", err=True)  # fmt: skip
+                   "(continue with --resume)", err=True)
         raise typer.Exit(stop.code)
     r = out.result
     if r.note:
         typer.echo(f"onnxstyle: note: ran on the CPU: {r.note}", err=True)
     typer.echo(f"wrote {out.output} ({r.image.shape[1]}x{r.image.shape[0]}, {out.iterations} iterations, "
                f"{r.seconds:.1f} s on {r.provider}{' ' + r.gpu + ' ' + r.precision if r.gpu else ''}); "
-               f"stopped: {r.message}")  # fmt: skip
+               f"stopped: {r.message}")
     if out.extras:
         typer.echo(f"wrote {' and '.join(map(str, out.extras))}")
 
@@ -232,13 +232,13 @@ def stylize(
     from onnxstyle.runtime.job import Job
 
     job = Job(content, styles, output, options, parse_masks(style_mask or [], styles), checkpoint_every,
-              report, overwrite, resume)  # fmt: skip
+              report, overwrite, resume)
     ensure_models(options)
     run_job(job)
 
 
 def batch_engine(engine: str, workers: int | None, address: str | None, cpus_per_job: float,
-                 gpus_per_job: float | None, retries: int, device: str):  # fmt: skip
+                 gpus_per_job: float | None, retries: int, device: str):
     from onnxstyle.batch import engines
 
     if engine == "local":
@@ -280,7 +280,7 @@ def batch(
     retries: Annotated[int, typer.Option(help="Times a job whose worker died is retried")] = 2,
     checkpoint_every: Annotated[int, typer.Option(help="Keep each job's run state every K iterations")] = 0,
     options: StyleOptions = None,
-) -> None:  # fmt: skip
+) -> None:
     """Stylize every job of a manifest into OUT; run it again to skip finished jobs and resume
     interrupted ones. The style options here are defaults that the manifest's columns override."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -298,7 +298,7 @@ def batch(
             typer.echo(f"onnxstyle: skipping {t.error}", err=True)
     log = out / batches.LOG_NAME
     columns = (TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[status]}"))  # fmt: skip
+               TextColumn("{task.fields[status]}"))
     with Progress(*columns, transient=False) as bar:
         row = bar.add_task("batch", total=len(tasks), status="starting...")
 
@@ -306,15 +306,15 @@ def batch(
             if event.kind == "finished" and event.record.get("status") == "failed":
                 bar.console.print(f"failed: {event.item.where}: {event.record.get('error')}", markup=False)
             bar.update(row, completed=s.done, status=f"{s.ok} ok, {s.failed} failed, {s.skipped} skipped, "
-                       f"{len(s.running)} running, {duration(s.left_s())} left")  # fmt: skip
+                       f"{len(s.running)} running, {duration(s.left_s())} left")
 
         with guard.interruptible() as stop:
             s = batches.run(tasks, runner, log, on_event, stop.token)
     typer.echo(f"batch: {s.ok} ok, {s.failed} failed, {s.skipped} skipped (finished before), "
-               f"{s.interrupted} interrupted in {duration(time.monotonic() - s.started)}; log {log}")  # fmt: skip
+               f"{s.interrupted} interrupted in {duration(time.monotonic() - s.started)}; log {log}")
     if stop.signum:
         raise fail(f"interrupted by {stop.name}: {s.interrupted} running jobs wrote their best image and run "
-                   "state; run the same command again to resume them", stop.code)  # fmt: skip
+                   "state; run the same command again to resume them", stop.code)
     if s.failed:
         raise fail(f"{s.failed} of {s.total} jobs failed (their errors are in {log})")
 
@@ -364,7 +364,7 @@ def weights_list() -> None:
         size = f"{r.size:,} bytes" if r.size else "size unpublished"
         typer.echo(f"{r.key}  {r.filename}  [{here}]")
         typer.echo(f"    {r.format}; input: {CONVENTIONS[r.convention]}"
-                   + (f"; {r.note}" if r.note else ""))  # fmt: skip
+                   + (f"; {r.note}" if r.note else ""))
         typer.echo(f"    {size}; {r.hash_label()}")
         typer.echo(f"    licence: {r.licence}")
         if r.url:
@@ -402,7 +402,7 @@ def video(
     given = {"weight": temporal_weight, "later_iterations": later_iterations}
     temporal = TemporalOptions(frames=frames, fps=fps, flow=flow, **{k: v for k, v in given.items() if v is not None})
     columns = (TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[left]}"))  # fmt: skip
+               TextColumn("{task.fields[left]}"))
     with Progress(*columns) as bar, guard.interruptible() as stop:
         task = bar.add_task("frames", total=None, left="reading...")
 
@@ -410,13 +410,13 @@ def video(
             bar.update(task, total=p.frames, completed=p.frame, left=f"~{p.remaining:.0f} s left")
 
         result = stylize_clip(input, output, styles, options, temporal, overwrite=overwrite,
-                              progress=on_frame, cancel=stop.token)  # fmt: skip
+                              progress=on_frame, cancel=stop.token)
     if result.stopped or stop.signum:
         typer.echo(f"onnxstyle: interrupted by {stop.name}: {result.resumed_at + len(result.seconds_per_frame)} "
-                   f"of {result.frames} frames are done; run the same command to continue", err=True)  # fmt: skip
+                   f"of {result.frames} frames are done; run the same command to continue", err=True)
         raise typer.Exit(stop.code or 130)
     typer.echo(f"wrote {output} ({result.frames} frames at {float(result.fps):g} fps, {result.seconds:.1f} s; "
-               f"{result.resumed_at} were done already)")  # fmt: skip
+               f"{result.resumed_at} were done already)")
 
 
 @app.command()
@@ -438,7 +438,7 @@ def serve(
     model: Annotated[str | None, typer.Option(help="An exported .onnx (default: the models folder)")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = defaults.DEVICE,
     threads: Annotated[int | None, typer.Option(help="onnxruntime threads per job")] = None,
-) -> None:  # fmt: skip
+) -> None:
     """Serve stylize jobs over HTTP, with a page at / (needs the serve extra; see docs/serve.md)."""
     settings = dict(locals())  # exactly the Settings fields, by name
     from onnxstyle import serve as service

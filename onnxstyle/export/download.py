@@ -131,7 +131,7 @@ RELEASES: list[Release] = [
     Release("onnx-vgg19-7", "vgg19-7.onnx", _ZOO + "vgg19-7.onnx", "onnx", "torchvision",
             f"{_OXFORD}; ONNX zoo Apache-2.0", 574677321,
             note="converted from MXNet Gluon; ImageNet mean/std input"),
-]  # fmt: skip
+]
 
 
 def release(key: str) -> Release | None:
@@ -156,7 +156,7 @@ def hash_file(path: Path) -> tuple[str, str]:
 
 
 def identify(path: Path, name: str | None = None, expect: Release | None = None,
-             digests: tuple[str, str] | None = None) -> tuple[Release | None, str]:  # fmt: skip
+             digests: tuple[str, str] | None = None) -> tuple[Release | None, str]:
     """(the release this file is, or None; its sha256). Refuses a corrupt copy of a release.
 
     `name` is the file name to judge by (default: the path's own), `expect` a release the
@@ -185,11 +185,11 @@ def identify(path: Path, name: str | None = None, expect: Release | None = None,
                 "the file is truncated or corrupt; delete it and download it again"
             )
         warnings.warn(f"{path}: {want.filename} has no published hash; sha256 {sha[:16]}… "
-                      "not verified", UnverifiedWeightsWarning, stacklevel=2)  # fmt: skip
+                      "not verified", UnverifiedWeightsWarning, stacklevel=2)
         return want, sha
     warnings.warn(f"{path}: unknown weights file (sha256 {sha[:16]}…), not one of the "
                   "known releases; using it unverified", UnverifiedWeightsWarning,
-                  stacklevel=2)  # fmt: skip
+                  stacklevel=2)
     return None, sha
 
 
@@ -214,7 +214,7 @@ def _progress(enabled: bool):
 
     return Progress(TextColumn("[bold]download {task.description}"), BarColumn(),
                     DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=True)  # fmt: skip
+                    console=Console(stderr=True), transient=True)
 
 
 def _content_range(value: str | None) -> tuple[int, int | None] | None:
@@ -265,7 +265,7 @@ def _attempt(url: str, part: Path, timeout: float, bar) -> bool:
 
 
 def download(url: str, cache: Path | None = None, *, expect: Release | None = None,
-             progress: bool = True, timeout: float = 60.0, attempts: int = 4) -> Path:  # fmt: skip
+             progress: bool = True, timeout: float = 60.0, attempts: int = 4) -> Path:
     """Download `url` into the cache (resuming a `.part` left by an interruption) and check it;
     returns the cached file. A cached file that checks out is reused without a request."""
     if urllib.parse.urlparse(url).scheme not in ("http", "https"):
@@ -299,7 +299,7 @@ def download(url: str, cache: Path | None = None, *, expect: Release | None = No
             if not got:
                 raise WeightsError(f"{url}: download failed ({problem})")
             raise WeightsError(f"{url}: download interrupted after {got / 1e6:.1f} MB ({problem}); "
-                               "run the same command again to resume")  # fmt: skip
+                               "run the same command again to resume")
     finally:
         if bar is not None:
             bar.stop()

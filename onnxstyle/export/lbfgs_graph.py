@@ -57,7 +57,7 @@ def direction(b: Builder, m: int) -> None:
 
     # Slot of the j-th newest pair: (newest - j) mod m, j = 0..m-1 (Mod of int64 is exact).
     slots = [b.op("Mod", [b.op("Add", [newest, b.const(m - j, "mj", np.int64)]),
-                          b.const(m, "m", np.int64)], f"slot{j}") for j in range(m)]  # fmt: skip
+                          b.const(m, "m", np.int64)], f"slot{j}") for j in range(m)]
     # Rows of S and Y and their rho, gathered once and used by both loops. An empty slot has
     # rho = 0, so its alpha and beta are 0 and it changes nothing (its rows must be finite).
     s_rows = [b.op("Gather", [S, k], f"s{j}", axis=0) for j, k in enumerate(slots)]
@@ -135,9 +135,9 @@ def build(graph: str, m: int = defaults.LBFGS_MEMORY) -> onnx.ModelProto:
     ins, outs = layout.LBFGS_IO[graph]
     info = helper.make_tensor_value_info
     g = helper.make_graph(b.nodes, f"onnxstyle_lbfgs_{graph}", [info(n, *_shape(n, m)) for n in ins],
-                          [info(n, *_shape(n, m)) for n in outs], b.inits)  # fmt: skip
+                          [info(n, *_shape(n, m)) for n in outs], b.inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", layout.OPSET)],
-                              producer_name="onnxstyle")  # fmt: skip
+                              producer_name="onnxstyle")
     model.ir_version = layout.IR_VERSION
     onnx.helper.set_model_props(model, {layout.META_LBFGS: f"{graph} {layout.LBFGS_VERSION}"})
     onnx.checker.check_model(model, full_check=True)

@@ -75,7 +75,7 @@ def save(path: str | os.PathLike, state: State) -> Path:
     meta = {"format": FORMAT, "version": VERSION, "iteration": int(state.iteration),
             "options": _jsonable(state.options), "seed": int(state.seed),
             "inputs": _jsonable(state.inputs), "history": _jsonable(state.history),
-            "note": NOTE}  # fmt: skip
+            "note": NOTE}
     arrays = {}
     opt = state.optimizer
     if opt is not None:
@@ -114,12 +114,12 @@ def _read_lbfgs(z: zipfile.ZipFile, scalars, image: np.ndarray, path: Path) -> L
             raise InputError(f"{path}: checkpoint L-BFGS {k} is not finite {np.dtype(t).name}")
     ints = [scalars[k] for k in ("start", "count", "nit", "nfev")]
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints) or not all(
-            isinstance(scalars[k], float | int) for k in ("f", "gamma")):  # fmt: skip
+            isinstance(scalars[k], float | int) for k in ("f", "gamma")):
         raise InputError(f"{path}: checkpoint L-BFGS counters are not numbers")
     state = LbfgsState(x=image.reshape(-1).copy(), f=float(scalars["f"]), g=arrays["g"],
                        S=arrays["S"], Y=arrays["Y"], rho=arrays["rho"],
                        gamma=float(scalars["gamma"]), start=scalars["start"],
-                       count=scalars["count"], nit=scalars["nit"], nfev=scalars["nfev"])  # fmt: skip
+                       count=scalars["count"], nit=scalars["nit"], nfev=scalars["nfev"])
     m = arrays["rho"].shape[0] if arrays["rho"].ndim == 1 else -1
     if not 1 <= m <= MAX_PAIRS:
         raise InputError(f"{path}: checkpoint L-BFGS history has {m} pairs")
@@ -171,7 +171,7 @@ def load(path: str | os.PathLike) -> State:
     return State(image=np.clip(image, 0, 255), iteration=iteration,
                  options=dict(meta.get("options") or {}), seed=int(meta.get("seed", 0)),
                  inputs=dict(meta.get("inputs") or {}), history=history,
-                 optimizer=optimizer)  # fmt: skip
+                 optimizer=optimizer)
 
 
 def check_compatible(state: State, options: dict, inputs: dict, where: str | os.PathLike) -> None:
@@ -183,7 +183,7 @@ def check_compatible(state: State, options: dict, inputs: dict, where: str | os.
         a, b = state.options.get(key), options.get(key)
         if a != b:
             raise InputError(f"{where}: the checkpoint was made with {key}={a!r}, this run has "
-                             f"{key}={b!r}; resume with the same options")  # fmt: skip
+                             f"{key}={b!r}; resume with the same options")
     for key in sorted(set(state.inputs) | set(inputs)):
         if state.inputs.get(key) != inputs.get(key):
             raise InputError(f"{where}: the {key} image differs from the checkpoint's run")
@@ -202,7 +202,7 @@ class Recorder:
     from the Progress); set `optimizer_state` (e.g. from the Result) before a final write()."""
 
     def __init__(self, path: str | os.PathLike, options: dict, seed: int, inputs: dict,
-                 every: int = 0, resumed: State | None = None) -> None:  # fmt: skip
+                 every: int = 0, resumed: State | None = None) -> None:
         self.path = Path(path)
         self.options, self.seed, self.inputs, self.every = options, seed, inputs, every
         self.offset = resumed.iteration if resumed else 0
@@ -235,4 +235,4 @@ class Recorder:
         if opt is not None and not np.array_equal(opt.x, self.image.reshape(-1)):
             opt = None
         return save(self.path, State(self.image, self.iteration, self.options, self.seed,
-                                     self.inputs, self.history, opt))  # fmt: skip
+                                     self.inputs, self.history, opt))

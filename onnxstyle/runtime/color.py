@@ -75,7 +75,7 @@ def color_transform(style: np.ndarray, content: np.ndarray, mode: str = "pca") -
 
 
 def match_colors(style: np.ndarray, content: np.ndarray, mode: str = "pca",
-                 clip: bool = True) -> np.ndarray:  # fmt: skip
+                 clip: bool = True) -> np.ndarray:
     """The style image recoloured to the content's colour statistics."""
     a, b = color_transform(style, content, mode)
     out = style.reshape(-1, 3).astype(np.float64) @ a.T + b

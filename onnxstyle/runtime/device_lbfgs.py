@@ -54,7 +54,7 @@ def to_host(value: ort.OrtValue) -> np.ndarray:
 
 
 def step_sessions(kind: str = "cpu", device_id: int = 0,
-                  threads: int | None = None) -> dict[str, ort.InferenceSession]:  # fmt: skip
+                  threads: int | None = None) -> dict[str, ort.InferenceSession]:
     """The four step graphs loaded on a device (cached: sessions are thread-safe to run).
     `threads`: intra-op threads on the CPU provider; None: 1, as their element-wise ops are
     memory-bound (at n = 786,432: 23 ms per iteration on 1 thread, 45 ms on 2, on 2 cores)."""
@@ -84,7 +84,7 @@ def step_sessions(kind: str = "cpu", device_id: int = 0,
                 meta = sess.get_modelmeta().custom_metadata_map.get(layout.META_LBFGS)
                 if meta != f"{graph} {layout.LBFGS_VERSION}":
                     raise ModelError(f"{path}: L-BFGS step graph {meta!r}, this onnxstyle needs "
-                                     f"{graph} {layout.LBFGS_VERSION}")  # fmt: skip
+                                     f"{graph} {layout.LBFGS_VERSION}")
                 if kind == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
                     raise ModelError(f"{path}: onnxruntime could not run it on CUDA")
                 out[graph] = sess
@@ -141,7 +141,7 @@ class DeviceVectors:
     allocated once, and their names swapped, never their contents copied."""
 
     def __init__(self, fun: DeviceFun, x0: np.ndarray, lo: float, hi: float,
-                 sessions: dict[str, ort.InferenceSession], kind: str, dev: int) -> None:  # fmt: skip
+                 sessions: dict[str, ort.InferenceSession], kind: str, dev: int) -> None:
         self.fun, self.m, n = fun, memory(sessions), int(np.size(x0))
         self.info = self.info_t = self.info_b = None  # fun's info at x, xt and xb
 

@@ -35,7 +35,7 @@ class Fit:
 
     def to_dict(self) -> dict:
         return {"tile": self.tile, "lbfgs_pairs": self.pairs, "estimate_bytes": self.need,
-                "limit_bytes": self.limit}  # fmt: skip
+                "limit_bytes": self.limit}
 
 
 def optimizer_bytes(n: int, optimizer: str, pairs: int, device_kind: str = "cpu") -> int:
@@ -50,7 +50,7 @@ def optimizer_bytes(n: int, optimizer: str, pairs: int, device_kind: str = "cpu"
 
 
 def estimate(hw: tuple[int, int], tile: int | None, pairs: int, optimizer: str = "scipy",
-             content_layers=None, styles: int = 1, masked: bool = False) -> int:  # fmt: skip
+             content_layers=None, styles: int = 1, masked: bool = False) -> int:
     """Peak bytes of a stylize run at H x W (see the module doc)."""
     h, w = hw
     n = h * w * 3
@@ -66,7 +66,7 @@ def estimate(hw: tuple[int, int], tile: int | None, pairs: int, optimizer: str =
 
 
 def plan(hw: tuple[int, int], optimizer: str = "scipy", limit: int | None = None,
-         tile: int | None = None, content_layers=None, styles: int = 1, masked: bool = False) -> Fit:  # fmt: skip
+         tile: int | None = None, content_layers=None, styles: int = 1, masked: bool = False) -> Fit:
     """The fit of a run at H x W under `limit` bytes (default: what images.available_memory
     says). `tile` forces that tile size (0: never tile). Raises InputError when nothing fits."""
     limit = images.available_memory() if limit is None else limit
@@ -95,4 +95,4 @@ def plan(hw: tuple[int, int], optimizer: str = "scipy", limit: int | None = None
     hint = "; --optimizer lbfgs keeps half of scipy's state" if optimizer == "scipy" else ""
     raise InputError(f"stylizing at {w}x{h} px needs about {images.mb(need)} of memory even {how} with "
                      f"{p} L-BFGS pairs, and {images.mb(limit or 0)} is available (--max-memory); use a "
-                     f"smaller --size{hint}")  # fmt: skip
+                     f"smaller --size{hint}")

@@ -32,7 +32,7 @@ def check_writable_dir(path: Path, what: str = "") -> None:
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
     except OSError as e:
         raise InputError(f"{what}{path}: directory {parent} is not writable "
-                         f"({e.strerror or e})") from None  # fmt: skip
+                         f"({e.strerror or e})") from None
     os.close(fd)
     os.unlink(probe)
 
@@ -71,7 +71,7 @@ class RunGuard:
     image. Not shared between runs."""
 
     def __init__(self, callback: Callable | None = None, cancel: CancelToken | None = None,
-                 offset: int = 0) -> None:  # fmt: skip
+                 offset: int = 0) -> None:
         self.user_callback = callback
         self.cancel = cancel
         self.offset = offset  # iterations done before this run (a resumed run)

@@ -121,7 +121,7 @@ def decode_image(data: bytes, path: str, max_pixels: int = MAX_PIXELS) -> Image.
             raise InputError(f"{path}: image of {w}x{h} pixels is empty")
         if w * h > max_pixels:
             raise ImageTooLarge(f"{path}: {w}x{h} pixels is over the limit of {max_pixels:,} "
-                             "(a decompression bomb?); refused before decoding")  # fmt: skip
+                             "(a decompression bomb?); refused before decoding")
         check_memory(w * h * DECODE_BYTES_PER_PIXEL, f"{path}: decoding {w}x{h} pixels")
         img.load()
     except InputError:
@@ -132,13 +132,13 @@ def decode_image(data: bytes, path: str, max_pixels: int = MAX_PIXELS) -> Image.
         fmt = _identify(data)
         if fmt is not None:
             raise InputError(f"{path}: {fmt} images are not supported "
-                             f"(use one of {', '.join(FORMATS)})") from None  # fmt: skip
+                             f"(use one of {', '.join(FORMATS)})") from None
         raise InputError(f"{path}: not an image file in a known format") from None
     except Image.DecompressionBombError as e:
         m = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(m.group(1)):,} pixels" if m else "its size"
         raise ImageTooLarge(f"{path}: {size} is over the limit of {max_pixels:,} (a decompression "
-                         "bomb?); refused before decoding") from None  # fmt: skip
+                         "bomb?); refused before decoding") from None
     except MemoryError:
         raise InputError(f"{path}: not enough memory to decode this image") from None
     except OSError as e:
@@ -182,7 +182,7 @@ def _high_depth_grey(img: Image.Image) -> np.ndarray:
         arr = arr * 255.0 if arr.size and np.nanmax(arr) <= 1.0 else arr
     elif img.mode.startswith("I;16") or arr.size == 0 or arr.max() > 255 or (
         img.format == "PNG"
-    ):  # fmt: skip
+    ):
         arr = arr / 257.0  # 65535 -> 255
     arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
     return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
@@ -241,7 +241,7 @@ def as_rgb_array(image) -> np.ndarray:
         raise InputError(f"image array of shape {arr.shape}: expected H x W x 3 RGB")
     if arr.size and arr.shape[0] * arr.shape[1] > MAX_PIXELS:
         raise InputError(f"image array of {arr.shape[1]}x{arr.shape[0]} pixels is over the limit "
-                         f"of {MAX_PIXELS:,}")  # fmt: skip
+                         f"of {MAX_PIXELS:,}")
     arr = arr[..., :3].astype(np.float32)
     if not np.isfinite(arr).all():
         raise InputError("image array holds NaN or Inf")
@@ -315,7 +315,7 @@ def _cgroup_free() -> int | None:
     """Room left under a cgroup v2/v1 memory limit (containers), or None when unlimited."""
     for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
                                    ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):  # fmt: skip
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
         try:
             limit = Path(limit_file).read_text().strip()
             usage = int(Path(usage_file).read_text().strip())
@@ -360,7 +360,7 @@ def check_memory(need: int, what: str) -> None:
     have = available_memory()
     if have is not None and need > have:
         raise InputError(f"{what} needs about {mb(need)} of memory, but only {mb(have)} is "
-                         "available; use a smaller --size")  # fmt: skip
+                         "available; use a smaller --size")
 
 
 def check_run_memory(hw: tuple[int, int], what: str = "") -> None:

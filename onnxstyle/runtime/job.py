@@ -91,7 +91,7 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
-        cancel: guard.CancelToken | None = None) -> Outcome:  # fmt: skip
+        cancel: guard.CancelToken | None = None) -> Outcome:
     """Run `job`; `on_progress(progress, step)` gets every iteration (step counts across scales
     and a resumed run). Raises InputError & co. before any work for bad inputs; a NumericalError
     after writing the last good image; a cancelled run writes its best image and its state."""
@@ -125,7 +125,7 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
         if state.optimizer is not None and opts.optimizer == "lbfgs":
             opt_state = state.optimizer  # continue exactly where it stopped
     rec = checkpoint.Recorder(checkpoint.path_for(job.output), recorded, opts.seed, inputs,
-                              job.checkpoint_every, state)  # fmt: skip
+                              job.checkpoint_every, state)
     shots: list[tuple[np.ndarray, str]] = []
     done = {"offset": rec.offset, "last": 0}
 
@@ -144,7 +144,7 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
 
     try:
         result = stylize(rgb, styles, run_opts, callback=progress, cancel=cancel, style_masks=masks,
-                         optimizer_state=opt_state)  # fmt: skip
+                         optimizer_state=opt_state)
     except NumericalError as e:
         if e.image is not None:
             images.save(e.image, job.output, alpha)
@@ -170,5 +170,5 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
             "note": result.note, "stop": result.reason, "message": result.message,
             "initial": result.initial, "final": result.final,
             "scales": result.scales, "options": recorded,
-        })  # fmt: skip
+        })
     return out

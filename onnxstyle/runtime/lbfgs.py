@@ -70,13 +70,13 @@ class LbfgsState:
         """ValueError unless this is a consistent state for n variables and m pairs."""
         shapes = {"x": (self.x.shape, (n,)), "g": (self.g.shape, (n,)),
                   "S": (self.S.shape, (m, n)), "Y": (self.Y.shape, (m, n)),
-                  "rho": (self.rho.shape, (m,))}  # fmt: skip
+                  "rho": (self.rho.shape, (m,))}
         for name, (got, want) in shapes.items():
             if got != want:
                 raise ValueError(f"L-BFGS state: {name} has shape {got}, this run needs {want}")
         if not (0 <= self.start < m and 0 <= self.count <= m and self.nit >= 0 and self.nfev >= 0):
             raise ValueError(f"L-BFGS state: ring start {self.start}, count {self.count}, "
-                             f"nit {self.nit}, nfev {self.nfev} out of range for m = {m}")  # fmt: skip
+                             f"nit {self.nit}, nfev {self.nfev} out of range for m = {m}")
         if not (math.isfinite(self.f) and math.isfinite(self.gamma) and self.gamma > 0):
             raise ValueError(f"L-BFGS state: f = {self.f}, gamma = {self.gamma}")
 
@@ -336,7 +336,7 @@ def drive(
         if ring.count == vec.m:  # HostVectors' trial steps went into the oldest pair's slot
             ring.drop_oldest()
     return LbfgsResult(x=vec.result(), fun=f, nit=nit, nfev=nfev, success=success, message=message,
-                       state=export(vec, ring, f, nit, nfev, copy=False), info=vec.info)  # fmt: skip
+                       state=export(vec, ring, f, nit, nfev, copy=False), info=vec.info)
 
 
 class HostVectors:
@@ -346,7 +346,7 @@ class HostVectors:
     info = None
 
     def __init__(self, fun: Fun, x0: np.ndarray, lo: float, hi: float, m: int,
-                 state: LbfgsState | None = None) -> None:  # fmt: skip
+                 state: LbfgsState | None = None) -> None:
         n, f32 = int(np.size(x0)), np.float32
         self.fun, self.lo, self.hi, self.m = fun, lo, hi, m
         self.x = np.empty(n, f32)
@@ -354,7 +354,7 @@ class HostVectors:
         # xb, gb: the best Armijo point that failed the curvature test; free: 1 where free, 0
         # where held (a multiply beats a masked copy); d is also the two-loop's work vector.
         self.g, self.xt, self.gt, self.d, self.tmp, self.xb, self.gb, self.free = (
-            np.empty(n, f32) for _ in range(8))  # fmt: skip
+            np.empty(n, f32) for _ in range(8))
         self.held, self.b1, self.b2 = (np.empty(n, bool) for _ in range(3))
         self.S, self.Y = np.zeros((m, n), f32), np.zeros((m, n), f32)
         self.alpha = np.zeros(m, np.float64)

@@ -89,7 +89,7 @@ class Objective:
         self.content_layers = layer_weights("content", content_layers, defaults.CONTENT_LAYERS)
         self.style_layers = layer_weights("style", style_layers, defaults.STYLE_LAYERS)
         weights = [check_number(n, v) for n, v in (("content weight", content_weight),
-                   ("style weight", style_weight), ("tv weight", tv_weight))]  # fmt: skip
+                   ("style weight", style_weight), ("tv weight", tv_weight))]
         self.weights = np.array(weights, np.float32)
 
         content = as_rgb_array(content)
@@ -107,7 +107,7 @@ class Objective:
         coefs = {"content": self.weights[0], "style": self.weights[1]}
         # layers whose terms count (the graph skips a term whose coefficient is zero)
         self._used = {kind: [n for n, w in layers.items() if w * coefs[kind] != 0]
-                      for kind, layers in (("content", self.content_layers), ("style", self.style_layers))}  # fmt: skip
+                      for kind, layers in (("content", self.content_layers), ("style", self.style_layers))}
         feed = self._base_feed()
         cfeat = self._whole_features(content, list(self.content_layers))
         if self.tile is None:
@@ -140,7 +140,7 @@ class Objective:
         feed[layout.CONTENT_LAYER_W] = np.array([self.content_layers.get(n, 0.0) for n in LAYERS], np.float32)
         feed[layout.STYLE_LAYER_W] = np.array([self.style_layers.get(n, 0.0) for n in LAYERS], np.float32)
         for term, w, lw in (("content", self.weights[0], feed[layout.CONTENT_LAYER_W]),
-                            ("style", self.weights[1], feed[layout.STYLE_LAYER_W])):  # fmt: skip
+                            ("style", self.weights[1], feed[layout.STYLE_LAYER_W])):
             for name, coef in zip(LAYERS, w * lw, strict=True):  # float32, as the graph's coef
                 feed[layout.gate(term, name)] = np.array(coef != 0)
         self._feed = feed
@@ -181,7 +181,7 @@ class Objective:
 
     def _gram_sums(self, image: np.ndarray, layers: list[str],
                    pyramid: dict[int, np.ndarray] | None = None,
-                   content: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, float]]:  # fmt: skip
+                   content: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Per layer: sum over positions of F F^T ([1, N, N], float64), or of F diag(m_k) F^T
         ([K, N, N]) with `pyramid`, the masks at each stride; and the normaliser M (positions)
         or S_k (mask areas, [K]). `content` layers: also sum((F - P)^2) as "content:<layer>"."""
@@ -197,10 +197,10 @@ class Objective:
                     continue
                 m = None if pyramid is None else pyramid[s][(slice(None), *t.whole(s))]
                 sums[n] = sums.get(n, 0.0) + _gram(f.reshape(f.shape[0], -1),
-                                                   None if m is None else m.reshape(m.shape[0], -1))  # fmt: skip
+                                                   None if m is None else m.reshape(m.shape[0], -1))
         norm = {n: float(np.prod(tiles.positions(image.shape[:2], n))) if pyramid is None else
                 np.maximum(pyramid[tiles.reach(n)[0]].sum(axis=(1, 2), dtype=np.float64), 1e-8)
-                for n in layers}  # fmt: skip
+                for n in layers}
         return sums, norm
 
     @staticmethod
@@ -239,7 +239,7 @@ class Objective:
                 m = m.mean(axis=2)
             if m.shape != tuple(hw):
                 raise InputError(f"style mask {i + 1} is {m.shape[1]}x{m.shape[0]}, the image "
-                                 f"{hw[1]}x{hw[0]}")  # fmt: skip
+                                 f"{hw[1]}x{hw[0]}")
             out[i] = m / 255.0 if m.max() > 1.0 else m
         return out
 
@@ -310,7 +310,7 @@ class Objective:
         x = self._image(x)
         if self.tile is None:
             loss, c, s, tv, grad = self._run(x, [layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV,
-                                                 layout.GRAD])  # fmt: skip
+                                                 layout.GRAD])
             terms = {"content": float(c), "style": float(s), "tv": float(tv), "total": float(loss)}
         else:
             terms, weights = self._tiled_terms(x)
@@ -338,7 +338,7 @@ class Objective:
         used_c, used_s = self._used["content"], self._used["style"]
         sums, norm = self._gram_sums(x, used_s, self._pyramid, used_c)
         content = sum(self.content_layers[n] * sums[f"content:{n}"]
-                      / (2 * np.sqrt(CHANNELS[n] * self._layer_m[LAYERS.index(n)])) for n in used_c)  # fmt: skip
+                      / (2 * np.sqrt(CHANNELS[n] * self._layer_m[LAYERS.index(n)])) for n in used_c)
         style, weights = 0.0, {}
         blend = self._blend_w.reshape(-1, 1, 1)
         for n in used_s:
@@ -350,7 +350,7 @@ class Objective:
         tv = total_variation(x)
         cw, sw, tw = (float(v) for v in self.weights)
         terms = {"content": float(content), "style": style, "tv": tv,
-                 "total": cw * float(content) + sw * style + tw * tv}  # fmt: skip
+                 "total": cw * float(content) + sw * style + tw * tv}
         return terms, weights
 
     def _tiled_grad(self, x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
@@ -387,12 +387,12 @@ class Objective:
                     kind, dev = self.ort_device
                     feed = {name: ort.OrtValue.ortvalue_from_numpy(arr, kind, dev)
                             if arr.size >= DEVICE_MIN_SIZE else ort.OrtValue.ortvalue_from_numpy(arr)
-                            for name, arr in self._feed.items()}  # fmt: skip
+                            for name, arr in self._feed.items()}
                     self._device_values = feed
         return feed
 
     def evaluate_device(self, x: ort.OrtValue,
-                        grad_out: ort.OrtValue | None = None) -> tuple[dict[str, float], ort.OrtValue]:  # fmt: skip
+                        grad_out: ort.OrtValue | None = None) -> tuple[dict[str, float], ort.OrtValue]:
         """evaluate() with the image and its gradient staying on the device (I/O binding): x is
         a float32 OrtValue of H*W*3 elements (any shape, e.g. flat) on self.ort_device; the
         gradient goes into grad_out (same kind) or a new device OrtValue. Only the four terms
@@ -408,9 +408,9 @@ class Objective:
         shape, n = list(self.shape), int(np.prod(self.shape))
         for what, v in (("image", x), ("gradient", grad_out)):
             if v is not None and (int(np.prod(v.shape())) != n or v.data_type() != "tensor(float)"
-                                  or v.device_name().lower() != kind):  # fmt: skip
+                                  or v.device_name().lower() != kind):
                 raise InputError(f"{what} OrtValue {v.data_type()} {v.shape()} on {v.device_name()}: "
-                                 f"expected float32 of {n} elements on {kind}")  # fmt: skip
+                                 f"expected float32 of {n} elements on {kind}")
         io = self.engine.session.io_binding()  # one per call: evaluate_device is thread-safe
         for name, value in self._device_feed().items():
             io.bind_ortvalue_input(name, value)

@@ -60,7 +60,7 @@ def cuda_problem() -> tuple[str, bool] | None:
     except OSError as e:
         return (f"onnxruntime's CUDA provider cannot load ({e}); onnxruntime-gpu {ort.__version__} "
                 "needs the CUDA 13 and cuDNN 9 libraries: pip install 'onnxruntime-gpu[cuda,cudnn]', "
-                "or put them on LD_LIBRARY_PATH"), True  # fmt: skip
+                "or put them on LD_LIBRARY_PATH"), True
     return None
 
 
@@ -83,7 +83,7 @@ def cuda_options(precision: str, cudnn_search: str) -> dict[str, str]:
     and GEMMs; cuDNN's algorithm search (heuristic: no timing run at each new image size)."""
     return {"device_id": "0", "use_tf32": "1" if precision == "tf32" else "0",
             "cudnn_conv_algo_search": cudnn_search.upper(), "cudnn_conv_use_max_workspace": "1",
-            "do_copy_in_default_stream": "1"}  # fmt: skip
+            "do_copy_in_default_stream": "1"}
 
 
 def cpu_threads() -> int:
@@ -110,7 +110,7 @@ def _options(threads: int) -> ort.SessionOptions:
 
 
 def load(path: Path, device: str = "auto", threads: int | None = None, kind: str = "loss",
-         precision: str = "tf32", cudnn_search: str = "heuristic") -> Engine:  # fmt: skip
+         precision: str = "tf32", cudnn_search: str = "heuristic") -> Engine:
     """Load (or reuse) a checked session for the model at `path` on `device`; `kind` is "loss"
     (loss and gradient) or "features" (the graph beside it that computes targets); `precision`
     and `cudnn_search` apply on CUDA (onnxstyle.options says what each means)."""
@@ -162,7 +162,7 @@ def _create(path: Path, device: str, threads: int, kind: str, precision: str, cu
     check_interface(session, meta, path, kind)
     on_gpu = provider == CUDA
     return Engine(session, provider, path, meta, gpu_name() if on_gpu else "",
-                  precision if on_gpu else "fp32", note)  # fmt: skip
+                  precision if on_gpu else "fp32", note)
 
 
 def check_interface(session: ort.InferenceSession, meta: dict[str, str], path: Path, kind: str = "loss") -> None:

@@ -14,7 +14,7 @@ PAD, LABEL = 6, 14
 
 
 def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str], thumb: int = 192,
-                  cols: int = 4) -> Image.Image:  # fmt: skip
+                  cols: int = 4) -> Image.Image:
     """Thumbnails in a grid, each with its label (iteration and loss) underneath."""
     if not images:
         raise ValueError("no images for the contact sheet")
@@ -37,14 +37,14 @@ def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str], thumb: in
 
 
 def loss_plot(history: Sequence[dict[str, float]], size: tuple[int, int] = (640, 360),
-              keys: Sequence[str] = ("total", "content", "style")) -> Image.Image:  # fmt: skip
+              keys: Sequence[str] = ("total", "content", "style")) -> Image.Image:
     """Log-scale loss curves over the iterations (one colour per term), with axis labels."""
     w, h = size
     left, right, top, bottom = 64, 12, 12, 28
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     colours = {"total": (0, 0, 0), "content": (31, 119, 180), "style": (214, 39, 40),
-               "tv": (44, 160, 44)}  # fmt: skip
+               "tv": (44, 160, 44)}
     series = {k: np.array([max(row[k], 1e-30) for row in history]) for k in keys if history}
     if not history:
         draw.text((left, top), "no iterations", fill="black")

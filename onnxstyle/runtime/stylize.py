@@ -135,7 +135,7 @@ class Result:
 
 
 def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
-                   noise_ratio: float = defaults.NOISE_RATIO) -> np.ndarray:  # fmt: skip
+                   noise_ratio: float = defaults.NOISE_RATIO) -> np.ndarray:
     """The seed's canvas: uniform noise in [mean - std, mean + std] of the content, blended
     `noise_ratio` with the content; or the content itself, or pure noise in 0..255."""
     rng = np.random.default_rng(seed)
@@ -155,7 +155,7 @@ def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
 def optimize(objective: Objective, x0: np.ndarray, iterations: int,
              callback: Callback | None = None, optimizer: str = "scipy",
              state: lbfgs.LbfgsState | None = None, pairs: int = defaults.LBFGS_MEMORY,
-             until: Convergence | None = None) -> Result:  # fmt: skip
+             until: Convergence | None = None) -> Result:
     """Run L-BFGS (scipy's L-BFGS-B or ours, keeping `pairs` pairs) once from x0 with pixel
     bounds [0, 255] for `iterations` steps, or fewer where `until` says the picture is done.
     `state` (optimizer="lbfgs" only): continue from this L-BFGS state, at x0, exactly as the run
@@ -195,7 +195,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
                 read = lambda: img  # noqa: E731
             snap = intermediate_result.state if optimizer == "lbfgs" else None
             prog = Progress(len(history), iterations, dict(terms), read, time.perf_counter() - start,
-                            snap, objective.parts(terms), evals)  # fmt: skip
+                            snap, objective.parts(terms), evals)
             if callback(prog) is False:
                 stopped = True
                 raise StopIteration
@@ -206,7 +206,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     # ftol = gtol = 0: stop on the iteration count alone (peers lose runs to early
     # REL_REDUCTION_OF_F stops); maxfun leaves room for line searches.
     options = {"maxiter": iterations, "maxfun": iterations * 4 + 20, "ftol": 0.0, "gtol": 0.0,
-               "maxcor": pairs}  # fmt: skip
+               "maxcor": pairs}
     with guard.blas_single_thread():  # keep OpenBLAS off onnxruntime's cores (thread-safe)
         if optimizer == "lbfgs-device":  # x, g and the history stay on the device
             from onnxstyle.runtime import device_lbfgs
@@ -219,7 +219,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
 
             res = device_lbfgs.minimize(fun_device, x0.ravel(), iterations, bounds=(0.0, 255.0),
                                         m=pairs, callback=on_iter, maxfun=options["maxfun"],
-                                        device=objective.ort_device)  # fmt: skip
+                                        device=objective.ort_device)
         elif optimizer == "lbfgs":
             if state is not None:
                 try:
@@ -229,17 +229,17 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
                 if not np.array_equal(state.x, x0.ravel()):
                     raise InputError("the L-BFGS state is not at the starting image")
             res = lbfgs.minimize(fun, x0.ravel(), iterations, bounds=(0.0, 255.0), m=pairs,
-                                 callback=on_iter, maxfun=options["maxfun"], state=state)  # fmt: skip
+                                 callback=on_iter, maxfun=options["maxfun"], state=state)
         else:
             res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
-                           bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)  # fmt: skip
+                           bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)
     x = res.x.reshape(shape)
     reason = ("stopped" if stopped else "converged" if converged
-              else "iterations" if len(history) >= iterations else "optimizer")  # fmt: skip
+              else "iterations" if len(history) >= iterations else "optimizer")
     if converged:
         change, drop = until.last
         message = (f"converged: the image changed {change:.3g}/255 per iteration and the loss "
-                   f"fell {drop:.2%} over the last {until.window} iterations")  # fmt: skip
+                   f"fell {drop:.2%} over the last {until.window} iterations")
     elif reason == "iterations":
         message = f"ran all {iterations} iterations"
     else:
@@ -268,7 +268,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
 
 
 def fit_for(opts: StyleOptions, shape: tuple[int, ...], n_styles: int,
-            masked: bool) -> Callable[[int | None], fit.Fit]:  # fmt: skip
+            masked: bool) -> Callable[[int | None], fit.Fit]:
     """size -> how a run at that size of the ladder fits in memory (fit.plan)."""
 
     def fitting(size: int | None) -> fit.Fit:
@@ -354,9 +354,9 @@ def stylize(
         sz_style = None if sz is None else max(16, round(sz * opts.style_scale))
         sts = [images.resize(s, images.fit_size(s.shape, sz_style)) if sz_style else
                images.resize(s, images.fit_size(s.shape, round(max(s.shape[:2]) * opts.style_scale)))
-               for s in styles]  # fmt: skip
+               for s in styles]
         masks = None if style_masks is None else [
-            None if m is None else images.resize_mask(m, hw) for m in style_masks]  # fmt: skip
+            None if m is None else images.resize_mask(m, hw) for m in style_masks]
         fitted = fitting(sz)
         objective = Objective(
             cz, sts, content_weight=opts.content_weight, style_weight=opts.style_weight,
@@ -364,11 +364,11 @@ def stylize(
             content_layers=opts.content_layers, style_layers=opts.style_layers,
             style_blend=opts.style_blend, style_masks=masks, threads=opts.threads, tile=fitted.tile,
             precision=opts.precision, cudnn_search=opts.cudnn_search,
-        )  # fmt: skip
+        )
         if optimizer_state is not None:
             if optimizer_state.x.size != cz.size:
                 raise InputError(f"the optimizer state holds {optimizer_state.x.size // 3} "
-                                 f"pixels, this run has {hw[0]}x{hw[1]}")  # fmt: skip
+                                 f"pixels, this run has {hw[0]}x{hw[1]}")
             x0 = optimizer_state.x.reshape(cz.shape)
         elif result is None:
             x0 = initial_canvas(cz, init, opts.seed, opts.noise_ratio)
@@ -387,10 +387,10 @@ def stylize(
         with run.numerics():  # a NaN/Inf fault carries the last good image
             r = optimize(objective, x0, n_iter, shown, opts.optimizer,
                          optimizer_state if opts.optimizer == "lbfgs" else None, fitted.pairs,
-                         Convergence() if opts.until == "converged" else None)  # fmt: skip
+                         Convergence() if opts.until == "converged" else None)
         stats.append({"size": list(hw), "iterations": r.iterations, "stop": r.reason, "evaluations": r.evaluations,
                       "seconds": r.seconds, "final": r.final, "memory": fitted.to_dict(),
-                      "tiled": fitted.describe()})  # fmt: skip
+                      "tiled": fitted.describe()})
         if result is not None:
             r.initial = result.initial
             r.history = result.history + r.history

@@ -85,17 +85,17 @@ class Tile:
     def interior(self, stride: int = 1) -> tuple[slice, slice]:
         """The interior's positions at `stride`, relative to the region."""
         return (slice(self.y0 // stride - self.ry0 // stride, -(-self.y1 // stride) - self.ry0 // stride),
-                slice(self.x0 // stride - self.rx0 // stride, -(-self.x1 // stride) - self.rx0 // stride))  # fmt: skip
+                slice(self.x0 // stride - self.rx0 // stride, -(-self.x1 // stride) - self.rx0 // stride))
 
     def whole(self, stride: int = 1) -> tuple[slice, slice]:
         """The interior's positions at `stride` in the whole picture."""
         return (slice(self.y0 // stride, -(-self.y1 // stride)),
-                slice(self.x0 // stride, -(-self.x1 // stride)))  # fmt: skip
+                slice(self.x0 // stride, -(-self.x1 // stride)))
 
     def region_at(self, stride: int) -> tuple[slice, slice]:
         """The region's positions at `stride` in the whole picture."""
         return (slice(self.ry0 // stride, -(-self.ry1 // stride)),
-                slice(self.rx0 // stride, -(-self.rx1 // stride)))  # fmt: skip
+                slice(self.rx0 // stride, -(-self.rx1 // stride)))
 
 
 def check_tile(tile: int) -> int:
@@ -114,7 +114,7 @@ def plan(hw: tuple[int, int], tile: int, halo: int) -> list[Tile]:
         for x0 in range(0, w, tile):
             y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
             out.append(Tile(y0, y1, x0, x1, max(0, y0 - halo), min(h, y1 + halo),
-                            max(0, x0 - halo), min(w, x1 + halo)))  # fmt: skip
+                            max(0, x0 - halo), min(w, x1 + halo)))
     return out
 
 

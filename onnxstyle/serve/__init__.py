@@ -35,7 +35,7 @@ def contain(workdir: Path) -> None:
     tempfile.tempdir = None  # Python's tempfile reads TMPDIR again
     if "onnxruntime" in sys.modules:
         logging.getLogger("onnxstyle.serve").warning("onnxruntime was loaded before the server: its "
-                                                     "telemetry files may land outside %s", workdir)  # fmt: skip
+                                                     "telemetry files may land outside %s", workdir)
 
 
 def serve(settings: Settings) -> None:
@@ -69,7 +69,7 @@ def serve(settings: Settings) -> None:
             self.should_exit = True
 
     config = uvicorn.Config(create_app(service), host=settings.host, port=settings.port, access_log=False,
-                            timeout_graceful_shutdown=1, log_level="info")  # fmt: skip
+                            timeout_graceful_shutdown=1, log_level="info")
     Server(config).run()
     if any(t.is_alive() for t in service.threads()):
         # A run still inside one long iteration (its picture is already kept): leave now rather

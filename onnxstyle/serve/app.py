@@ -28,7 +28,7 @@ SERVER_OPTIONS = ("model", "threads")  # the server's to choose, not a job's
 MAX_STYLES = 8
 # The bundled pictures the page offers (onnxstyle/data; credits in CREDITS.md there).
 SAMPLES = {"astronaut.png": "photo", "chelsea.jpg": "photo", "starry_night.jpg": "painting",
-           "the_scream.jpg": "painting", "woman_with_hat.jpg": "painting"}  # fmt: skip
+           "the_scream.jpg": "painting", "woman_with_hat.jpg": "painting"}
 
 
 class ApiError(Exception):
@@ -52,7 +52,7 @@ def create_app(service: Service) -> Starlette:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
             raise ApiError(401, "missing or wrong token (send Authorization: Bearer <token>)",
-                           {"WWW-Authenticate": "Bearer"})  # fmt: skip
+                           {"WWW-Authenticate": "Bearer"})
 
     def find(request: Request):
         authorize(request)
@@ -115,7 +115,7 @@ def create_app(service: Service) -> Starlette:
             options = job_options(fields)
             check_blend(options.style_blend, len(files["style"]))
             uploads = [(f"{kind} {u.filename or kind!r}", await u.read()) for kind in ("content", "style")
-                       for u in files[kind]]  # fmt: skip
+                       for u in files[kind]]
         finally:
             await form.close()
         pictures = [await run_in_threadpool(decode, name, data) for name, data in uploads]
@@ -134,7 +134,7 @@ def create_app(service: Service) -> Starlette:
         except Unavailable as e:
             raise ApiError(503, str(e)) from None
         return JSONResponse({"id": job.id, "status": job.status}, status_code=202,
-                            headers={"Location": f"/v1/jobs/{job.id}"})  # fmt: skip
+                            headers={"Location": f"/v1/jobs/{job.id}"})
 
     async def job_status(request: Request) -> Response:
         job = find(request)

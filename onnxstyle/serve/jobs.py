@@ -91,7 +91,7 @@ class Job:
         return {"id": self.id, "status": self.status, "iteration": self.iteration,
                 "iterations": self.iterations, "terms": self.terms, "seconds_left": left,
                 "seconds": round(now - self.started, 3) if self.started else None,
-                "error": self.error, "image": self.path is not None or self.image is not None}  # fmt: skip
+                "error": self.error, "image": self.path is not None or self.image is not None}
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -206,7 +206,7 @@ class Service:
             raise Unavailable("the server is shutting down")
         if not self.ready.is_set():
             raise Unavailable(f"the model failed to load: {self.load_error}" if self.load_error
-                              else "the model is still loading; retry shortly")  # fmt: skip
+                              else "the model is still loading; retry shortly")
         waiting = sum(j.status == "queued" for j in self.jobs.values())
         if waiting >= self.settings.max_queue:
             self.rejected_total += 1
@@ -302,7 +302,7 @@ class Service:
             self._finish(job, "failed", job.image, None, f"unexpected {type(e).__name__}: {e}")
 
     def _finish(self, job: Job, status: str, image: np.ndarray | None, terms: dict | None,
-                error: str | None) -> None:  # fmt: skip
+                error: str | None) -> None:
         """Keep the picture in the working folder and free what the run held."""
         path = None
         if image is not None:
@@ -364,5 +364,5 @@ class Service:
                 "# HELP onnxstyle_ready 1 once the model is loaded.",
                 "# TYPE onnxstyle_ready gauge",
                 f"onnxstyle_ready {int(self.ready.is_set())}",
-            ]  # fmt: skip
+            ]
         return "\n".join(lines) + "\n"

@@ -128,7 +128,7 @@ class FrameStylizer:
         return color.luminance(image) if self.options.preserve_colors == "luminance" else image
 
     def __call__(self, content: np.ndarray, iterations: int, previous: tuple[np.ndarray, np.ndarray] | None = None,
-                 weight: float = 0.0, callback=None) -> tuple[np.ndarray, Result]:  # fmt: skip
+                 weight: float = 0.0, callback=None) -> tuple[np.ndarray, Result]:
         """(uint8 frame, Result). `previous`: (the previous output warped onto this frame, its
         reliability mask): the start, and with weight > 0 the temporal target."""
         o = self.options
@@ -136,7 +136,7 @@ class FrameStylizer:
         objective = Objective(c, self.styles, content_weight=o.content_weight, style_weight=o.style_weight,
                               tv_weight=o.tv_weight, model=self.model, device=o.device,
                               content_layers=o.content_layers, style_layers=o.style_layers,
-                              style_blend=o.style_blend, threads=o.threads)  # fmt: skip
+                              style_blend=o.style_blend, threads=o.threads)
         if previous is None:
             x0 = initial_canvas(c, o.init, o.seed, o.noise_ratio)
         else:
@@ -173,14 +173,14 @@ class ClipResult:
 
 
 def _run_identity(source: io.Source, styles: Sequence[np.ndarray], options: StyleOptions,
-                  temporal: TemporalOptions, span: tuple[int, int], hw: tuple[int, int]) -> dict:  # fmt: skip
+                  temporal: TemporalOptions, span: tuple[int, int], hw: tuple[int, int]) -> dict:
     """What must match for a run to continue another's frames."""
     opts = {k: (checkpoint.digest(v) if isinstance(v, np.ndarray) else v)
-            for k, v in options.to_dict().items() if k not in ("device", "threads")}  # fmt: skip
+            for k, v in options.to_dict().items() if k not in ("device", "threads")}
     tmp = {k: str(v) for k, v in asdict(temporal).items()}
     return json.loads(json.dumps({"input": str(source.path.resolve()), "frames": list(span), "size": list(hw),
                                   "styles": [checkpoint.digest(s) for s in styles], "options": opts,
-                                  "temporal": tmp}, default=str))  # fmt: skip
+                                  "temporal": tmp}, default=str))
 
 
 def _frame_size(source: io.Source, size: int, even: bool) -> tuple[int, int]:
@@ -191,7 +191,7 @@ def _frame_size(source: io.Source, size: int, even: bool) -> tuple[int, int]:
 def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Sequence[str | os.PathLike | np.ndarray],
                  options: StyleOptions, temporal: TemporalOptions = TemporalOptions(), *,
                  overwrite: bool = False, progress: Callable[[FrameProgress], None] | None = None,
-                 cancel: guard.CancelToken | None = None) -> ClipResult:  # fmt: skip
+                 cancel: guard.CancelToken | None = None) -> ClipResult:
     """Stylize one clip: `input` (a video file or a folder of numbered images) into `output` (a
     video file by its suffix, else a folder of numbered PNGs). The entry point for a batch engine
     (one clip per worker). Finished frames survive an interruption (`cancel` set, Ctrl-C, a crash):
@@ -279,7 +279,7 @@ def _prepare(work: Path, identity: dict, overwrite: bool) -> int:
         if not same:
             if not overwrite:
                 raise InputError(f"{work}: holds frames of a different run (other input or options); "
-                                 "remove it or pass --overwrite")  # fmt: skip
+                                 "remove it or pass --overwrite")
             for f in work.glob("frame_*.png"):
                 f.unlink()
     elif work.is_dir() and any(work.iterdir()) and not overwrite:
