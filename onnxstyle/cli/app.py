@@ -158,7 +158,7 @@ def ensure_models(options: StyleOptions) -> None:
         return
     path = default_model(options.pool)
     if not exported(path):
-        typer.echo(f"onnxstyle: exporting the graphs to {path.parent} (first use; ~104 MB)", err=True)
+        typer.echo(f"onnxstyle: exporting the graphs to {path.parent} (first use; ~52 MB)", err=True)
         onnxstyle.export_models(options.pool)
 
 
