@@ -1,5 +1,5 @@
-"""typer commands: export, stylize, demo, weights, serve. The stylize options are not declared here:
-`style_options` derives them (names, defaults, help) from onnxstyle.options.StyleOptions."""
+"""typer commands: export, stylize, demo, weights, batch, serve, video. The stylize options are
+not declared here: `style_options` derives them (names, defaults, help) from StyleOptions."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import typer
 import onnxstyle
 from onnxstyle import defaults
 from onnxstyle.errors import one_line
-from onnxstyle.options import StyleOptions, show
+from onnxstyle.options import FIELDS, StyleOptions, show
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Gatys neural style transfer on ONNX Runtime, without PyTorch.")
@@ -66,8 +66,7 @@ def friendly(fn):
 @friendly
 def export(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the .onnx")] = None,
-    pool: Annotated[str, typer.Option(help=StyleOptions.__dataclass_fields__["pool"].metadata["help"])
-                    ] = defaults.POOL,
+    pool: Annotated[str, typer.Option(help=FIELDS["pool"].metadata["help"])] = defaults.POOL,
     weights: Annotated[str | None, typer.Option(
         "--weights", metavar="PATH_OR_URL",
         help="VGG19 weights: a file, a URL or a release name from `onnxstyle weights` "
