@@ -63,13 +63,17 @@ class Browser:
         return r["result"].get("value")
 
     def until(self, expression: str, timeout: float = 60):
-        end = time.monotonic() + timeout
+        """Poll until truthy; an exception counts as not yet (the page may still be loading)."""
+        end, last = time.monotonic() + timeout, None
         while time.monotonic() < end:
-            value = self.js(expression)
+            try:
+                value = self.js(expression)
+            except RuntimeError as e:
+                value, last = None, e
             if value:
                 return value
             time.sleep(0.1)
-        raise TimeoutError(expression)
+        raise TimeoutError(f"{expression} (last error: {last})")
 
     def close(self) -> None:
         self.connection.__exit__(None, None, None)
@@ -85,7 +89,8 @@ def test_page_stylizes_an_uploaded_photo_with_a_bundled_painting(tmp_path, model
     try:
         browser.call("Emulation.setDeviceMetricsOverride", width=1180, height=820, deviceScaleFactor=1, mobile=False)
         browser.call("Page.navigate", url=server.url + "/")
-        browser.until("document.getElementById('style-sample').options.length >= 3")
+        browser.until(f"location.href.startsWith('{server.url}') && document.readyState === 'complete' && "
+                      "document.getElementById('style-sample').options.length >= 3")
         # the photo through the real file input; a bundled painting from the list
         doc = browser.call("DOM.getDocument")["root"]["nodeId"]
         node = browser.call("DOM.querySelector", nodeId=doc, selector="#content")["nodeId"]
