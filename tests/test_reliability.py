@@ -553,7 +553,11 @@ def test_lbfgs_resume_is_exact(pair, model, tmp_path):
     with pytest.raises(InputError, match="pixels"):
         onnxstyle.stylize(c, s, iterations=1, size=40, optimizer="lbfgs",
                           optimizer_state=last.optimizer)
-    with pytest.raises(InputError, match="single-scale"):
+    # a ladder continues the state at its first scale, then goes on to the next
+    ladder = onnxstyle.stylize(c, s, iterations=[n - 20, 1], scales=[48, 64], optimizer="lbfgs",
+                               optimizer_state=last.optimizer)
+    assert ladder.history[:n - 20] == full.history[20:] and ladder.image.shape[1] == 64
+    with pytest.raises(InputError, match="pixels"):
         onnxstyle.stylize(c, s, iterations=1, scales=[32, 48], optimizer="lbfgs",
                           optimizer_state=last.optimizer)
 

@@ -3,7 +3,9 @@
 A checkpoint is an .npz (read with allow_pickle=False: no code ever runs) holding
   image   float32 H x W x 3, the current iterate in RGB 0..255
   meta    JSON: format, version, iteration, options, seed, inputs (image hashes), history,
-          and for --optimizer lbfgs the L-BFGS scalars (f, gamma, start, count, nit, nfev)
+          scale and scale_iteration (where a coarse-to-fine run is: the ladder's size, 0-based,
+          and the iterations done at it; absent: 0 and iteration), and for --optimizer lbfgs
+          the L-BFGS scalars (f, gamma, start, count, nit, nfev)
   lbfgs_g, lbfgs_S, lbfgs_Y, lbfgs_rho   (lbfgs only) the gradient at the image, the ring of
           step/gradient-change pairs and their 1 / s'y: with the image (its x) and the scalars,
           the optimiser's whole state, so a resumed run makes the same iterates, bit for bit
@@ -48,6 +50,12 @@ class State:
     inputs: dict = field(default_factory=dict)  # {"content": sha256, "style": [sha256, ...]}
     history: list[dict] = field(default_factory=list)
     optimizer: LbfgsState | None = None  # --optimizer lbfgs: its state at `image`
+    scale: int = 0  # the ladder's size (0-based) `image` belongs to
+    scale_iteration: int | None = None  # iterations done at that size (None: `iteration`)
+
+    @property
+    def at_scale(self) -> int:
+        return self.iteration if self.scale_iteration is None else self.scale_iteration
 
 
 def digest(image: np.ndarray) -> str:
@@ -75,7 +83,7 @@ def save(path: str | os.PathLike, state: State) -> Path:
     meta = {"format": FORMAT, "version": VERSION, "iteration": int(state.iteration),
             "options": _jsonable(state.options), "seed": int(state.seed),
             "inputs": _jsonable(state.inputs), "history": _jsonable(state.history),
-            "note": NOTE}
+            "scale": int(state.scale), "scale_iteration": int(state.at_scale), "note": NOTE}
     arrays = {}
     opt = state.optimizer
     if opt is not None:
@@ -168,10 +176,14 @@ def load(path: str | os.PathLike) -> State:
     history = meta.get("history") or []
     if not isinstance(history, list):
         raise InputError(f"{path}: checkpoint history is not a list")
+    scale, at_scale = meta.get("scale", 0), meta.get("scale_iteration", iteration)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v for v in (scale, at_scale)) or (
+            at_scale > iteration):
+        raise InputError(f"{path}: checkpoint scale {scale!r} / scale iteration {at_scale!r} is not a count")
     return State(image=np.clip(image, 0, 255), iteration=iteration,
                  options=dict(meta.get("options") or {}), seed=int(meta.get("seed", 0)),
                  inputs=dict(meta.get("inputs") or {}), history=history,
-                 optimizer=optimizer)
+                 optimizer=optimizer, scale=scale, scale_iteration=at_scale)
 
 
 def check_compatible(state: State, options: dict, inputs: dict, where: str | os.PathLike) -> None:
@@ -206,18 +218,25 @@ class Recorder:
         self.path = Path(path)
         self.options, self.seed, self.inputs, self.every = options, seed, inputs, every
         self.offset = resumed.iteration if resumed else 0
+        # where the run is on the ladder: a resumed run's first scale goes on from there
+        self.scale0, self.base = (resumed.scale, resumed.at_scale) if resumed else (0, 0)
+        self.scale, self.at_scale = self.scale0, self.base
         self.history: list[dict] = list(resumed.history) if resumed else []
         self.image: np.ndarray | None = resumed.image if resumed else None
         self.iteration = self.offset
         self.optimizer_state: LbfgsState | None = resumed.optimizer if resumed else None
         self.latest = None  # the last Progress recorded
 
-    def update(self, progress) -> None:
-        """Record an iteration. Its image is read (with lbfgs-device: copied from the device)
-        only for a checkpoint; a later write() reads it from the Progress kept, which works
-        after the callback for the host optimisers: with lbfgs-device set `image` first."""
-        self.iteration = self.offset + progress.iteration
+    def update(self, progress, step: int | None = None) -> None:
+        """Record an iteration: `step` counts the whole run's iterations (every scale's; default
+        this scale's). Its image is read (with lbfgs-device: copied from the device) only for a
+        checkpoint; a later write() reads it from the Progress kept, which works after the
+        callback for the host optimisers: with lbfgs-device set `image` first."""
+        self.iteration = self.offset + progress.iteration if step is None else step
         self.history.append(dict(progress.terms))
+        first = getattr(progress, "scale", 0) == 0
+        self.scale = self.scale0 + getattr(progress, "scale", 0)
+        self.at_scale = progress.iteration + (self.base if first else 0)
         self.optimizer_state = None  # the previous one belongs to the previous iterate
         self.latest, self.image = progress, None
         if self.every and self.iteration % self.every == 0:
@@ -235,4 +254,4 @@ class Recorder:
         if opt is not None and not np.array_equal(opt.x, self.image.reshape(-1)):
             opt = None
         return save(self.path, State(self.image, self.iteration, self.options, self.seed,
-                                     self.inputs, self.history, opt))
+                                     self.inputs, self.history, opt, self.scale, self.at_scale))

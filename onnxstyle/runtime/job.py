@@ -90,6 +90,31 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, default=default).encode()))
 
 
+def resumed_plan(state: checkpoint.State, opts: StyleOptions, shape: tuple[int, ...],
+                 where: Path) -> tuple[StyleOptions, bool] | None:
+    """The options that finish a run from its checkpoint: the rest of the ladder from the
+    checkpoint's scale (the finished scales skipped), from its image, and whether that goes on
+    at the checkpoint's scale; None when the run is done."""
+    sizes, iters = opts.ladder(), opts.iteration_list()
+    k, done = state.scale, state.at_scale
+    if k >= len(sizes):
+        raise InputError(f"{where}: the checkpoint is at scale {k + 1}, this run has {len(sizes)}")
+    size = sizes[k]
+    want = images.fit_size(shape, size) if size else shape[:2]
+    if state.image.shape[:2] != want:
+        got = f"{state.image.shape[1]}x{state.image.shape[0]}"
+        raise InputError(f"{where}: checkpoint image is {got}, this run is {want[1]}x{want[0]} there")
+    same = done < iters[k]
+    if not same:  # that scale is finished: go on with the next
+        k, done = k + 1, 0
+        if k == len(sizes):
+            return None
+    rest = [iters[k] - done, *iters[k + 1:]]
+    many = len(sizes) > 1
+    return opts.replace(scales=tuple(sizes[k:]) if many else opts.scales,
+                        iterations=tuple(rest) if many else rest[0], init=state.image), same
+
+
 def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
         cancel: guard.CancelToken | None = None) -> Outcome:
     """Run `job`; `on_progress(progress, step)` gets every iteration (step counts across scales
@@ -100,8 +125,6 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
     guard.check_output(job.output, job.overwrite or job.resume is not None)
     if job.report is not None:
         guard.check_writable_dir(job.report, "report ")
-    if job.resume is not None and opts.scales:
-        raise InputError("resume continues single-scale runs; drop scales or start afresh")
     rgb, alpha = images.load_rgba(job.content)
     styles = [images.load_rgb(s) for s in job.styles]
     masks = None if job.masks is None else [None if m is None else images.open_image(m) for m in job.masks]
@@ -114,15 +137,12 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
     run_opts, opt_state = opts, None
     if state is not None:
         checkpoint.check_compatible(state, recorded, inputs, job.resume)
-        want = images.fit_size(rgb.shape, opts.size) if opts.size else rgb.shape[:2]
-        if state.image.shape[:2] != want:
-            got = f"{state.image.shape[1]}x{state.image.shape[0]}"
-            raise InputError(f"{job.resume}: checkpoint image is {got}, this run is {want[1]}x{want[0]}")
-        if state.iteration >= opts.iterations:  # the checkpoint already holds the whole run
+        plan = resumed_plan(state, opts, rgb.shape, job.resume)
+        if plan is None:  # the checkpoint already holds the whole run
             images.save(state.image, job.output, alpha)
             return Outcome(job.output, None, state.iteration, state.iteration)
-        run_opts = opts.replace(iterations=opts.iterations - state.iteration, init=state.image)
-        if state.optimizer is not None and opts.optimizer == "lbfgs":
+        run_opts, same_scale = plan
+        if state.optimizer is not None and opts.optimizer == "lbfgs" and same_scale:
             opt_state = state.optimizer  # continue exactly where it stopped
     rec = checkpoint.Recorder(checkpoint.path_for(job.output), recorded, opts.seed, inputs,
                               job.checkpoint_every, state)
@@ -134,7 +154,7 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
             done["offset"] += done["last"]
         done["last"] = p.iteration
         step = done["offset"] + p.iteration
-        rec.update(p)
+        rec.update(p, step)
         if job.checkpoint_every and step % job.checkpoint_every == 0:
             shot = job.output.with_name(f"{job.output.stem}_{step:05d}{job.output.suffix}")
             images.save(p.image, shot, alpha)

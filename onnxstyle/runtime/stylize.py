@@ -307,7 +307,7 @@ def stylize(
     `callback` gets a Progress after each iteration and stops the run by returning False;
     `cancel` (e.g. threading.Event) stops it when set from any thread; either way this returns
     the Result so far with `stopped=True`.
-    `optimizer_state` (single scale): continue a run from the L-BFGS state it left
+    `optimizer_state`: continue a run (its first scale) from the L-BFGS state it left
     (Result.optimizer_state, Progress.optimizer_state()), starting at its image whatever `init`
     says. With optimizer="lbfgs", N iterations and then `iterations` more from the state give
     the same image, bit for bit, as one run of N + `iterations`; scipy and lbfgs-device take
@@ -326,8 +326,6 @@ def stylize(
     sizes, iters = opts.ladder(), opts.iteration_list()
     c = images.as_rgb_array(content)
     styles = _styles(style)
-    if optimizer_state is not None and len(sizes) > 1:
-        raise InputError("an optimizer state continues single-scale runs; drop scales")
     fitting = fit_for(opts, c.shape, n_styles, style_masks is not None)
     fitting(sizes[-1])  # refuse up front when even tiles cannot fit
     init = opts.init
@@ -365,7 +363,7 @@ def stylize(
             style_blend=opts.style_blend, style_masks=masks, threads=opts.threads, tile=fitted.tile,
             precision=opts.precision, cudnn_search=opts.cudnn_search,
         )
-        if optimizer_state is not None:
+        if optimizer_state is not None and k == 0:  # it continues the first scale
             if optimizer_state.x.size != cz.size:
                 raise InputError(f"the optimizer state holds {optimizer_state.x.size // 3} "
                                  f"pixels, this run has {hw[0]}x{hw[1]}")
@@ -386,7 +384,7 @@ def stylize(
         run.offset = result.iterations if result is not None else 0
         with run.numerics():  # a NaN/Inf fault carries the last good image
             r = optimize(objective, x0, n_iter, shown, opts.optimizer,
-                         optimizer_state if opts.optimizer == "lbfgs" else None, fitted.pairs,
+                         optimizer_state if opts.optimizer == "lbfgs" and k == 0 else None, fitted.pairs,
                          Convergence() if opts.until == "converged" else None)
         stats.append({"size": list(hw), "iterations": r.iterations, "stop": r.reason, "evaluations": r.evaluations,
                       "seconds": r.seconds, "final": r.final, "memory": fitted.to_dict(),
