@@ -38,6 +38,7 @@ SEED = 0
 STYLE_SCALE = 1.0  # style resized to the output's size (jcjohnson/neural-style -style_scale 1.0)
 COLOR_MATCH = "pca"  # NeuralImageSynthesis' default colour-transfer mode
 POOL = "avg"  # Gatys et al. 2015: average pooling gives slightly more appealing results
+SCALES = None  # single scale at --size
 LADDER_START = 256  # first size of an automatic coarse-to-fine ladder
 LBFGS_MEMORY = 10  # scipy's L-BFGS-B maxcor default
 OPTIMIZER = "scipy"  # L-BFGS-B, the optimiser of Gatys et al. and of every peer (the reference)

@@ -154,8 +154,9 @@ def parse_bytes(text: str) -> int | None:
     return int(float(m.group(1)) * scale)
 
 
-def parse_scales(text: str) -> str | tuple[int, ...]:
-    return "auto" if text.strip() == "auto" else parse_ints(text)
+def parse_scales(text: str) -> str | tuple[int, ...] | None:
+    text = text.strip()
+    return text if text == "auto" else None if text == "none" else parse_ints(text)
 
 
 def show_layers(spec: Mapping[str, float]) -> str:
@@ -217,7 +218,9 @@ class StyleOptions:
     init: str | os.PathLike | np.ndarray = opt(defaults.INIT, "noise | content | random | an image file")
     noise_ratio: float = opt(defaults.NOISE_RATIO, "Noise share of the noise init (0..1)", cli=float)
     pool: str = opt(defaults.POOL, " | ".join(POOLS))
-    scales: tuple[int, ...] | None = opt(None, "Coarse to fine, e.g. 256,512,1024, or auto", parse_scales)
+    scales: tuple[int, ...] | str | None = opt(defaults.SCALES, "Coarse to fine: auto (doubling up to --size "
+                                               f"from {defaults.LADDER_START} px), sizes such as 256,512,1024, or "
+                                               "none (--size only)", parse_scales)
     seed: int = opt(defaults.SEED, "Random seed of the initial canvas", cli=int)
     device: str = opt(defaults.DEVICE, " | ".join(DEVICES))
     precision: str = opt(defaults.PRECISION, "On CUDA: tf32 (TF32 tensor cores for convolutions and "
@@ -274,7 +277,9 @@ class StyleOptions:
         return replace(self, **changes)
 
     def ladder(self) -> list[int | None]:
-        """The sizes to run at, coarse to fine (None: the content's own size)."""
+        """The sizes to run at, coarse to fine (None: the content's own size, one scale)."""
+        if self.scales == "auto":
+            return list(auto_ladder(self.size)) if self.size else [self.size]
         return list(self.scales) if self.scales else [self.size]
 
     def iteration_list(self) -> list[int]:
@@ -339,9 +344,7 @@ def _scales(v, o) -> tuple[int, ...] | None:
     if v is None:
         return None
     if isinstance(v, str) and v == "auto":
-        if o.size is None:
-            raise InputError("scales auto needs a size")
-        v = auto_ladder(o.size)
+        return v  # sizes from `size` (ladder()), so that replace(size=...) moves them along
     sizes = tuple(v)
     sizes = tuple(check_int("scales: size", s, MIN_SIZE, MAX_SIZE) for s in sizes)
     if not sizes:

@@ -130,6 +130,20 @@ def test_coarse_to_fine(imgs, model_path):
     assert r.scales[1]["final"]["total"] < fresh.terms(initial_canvas(c, "noise", 0))["total"] / 2
 
 
+def test_auto_ladder_follows_the_size():
+    from onnxstyle import defaults
+    from onnxstyle.options import StyleOptions
+
+    start = defaults.LADDER_START
+    auto = StyleOptions(size=4 * start, scales="auto")
+    assert auto.ladder() == [start, 2 * start, 4 * start]
+    assert auto.replace(size=2 * start).ladder() == [start, 2 * start]  # moves with the size
+    assert auto.replace(size=start + 1).ladder() == [start + 1]  # too small to climb
+    assert auto.replace(size=None).ladder() == [None]  # the content's own size: one scale
+    assert StyleOptions.parse({"scales": "none"}, auto).ladder() == [4 * start]
+    assert StyleOptions.parse({"scales": "auto", "iterations": "7,5,3"}, auto).iteration_list() == [7, 5, 3]
+
+
 def test_cli_controls_and_contact_sheet(tmp_path, model_path):
     from test_stylize import run_cli
 

@@ -75,7 +75,7 @@ class Task:
         if self.clip:
             return self._execute_clip(cancel, rec, started)
         try:
-            resume = self.state if self.state.is_file() and not self.options.scales else None
+            resume = self.state if self.state.is_file() else None
             job = jobs.Job(self.content, self.styles, self.output, self.options, checkpoint_every=self.checkpoint_every,
                            overwrite=self.state.exists(), resume=resume)
             out = jobs.run(job, cancel=cancel)

@@ -105,7 +105,7 @@ class FrameStylizer:
     colour-matched to the first frame with preserve_colors)."""
 
     def __init__(self, styles: Sequence[np.ndarray], options: StyleOptions, first: np.ndarray) -> None:
-        if options.scales and len(options.scales) > 1:
+        if options.scales != "auto" and len(options.ladder()) > 1:  # auto: a stills default
             raise InputError("video runs at one size: drop --scales (use --size)")
         if options.optimizer == "lbfgs-device":
             raise InputError("--optimizer lbfgs-device cannot take the temporal term yet: use scipy or lbfgs for video")
