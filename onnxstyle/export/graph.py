@@ -103,7 +103,11 @@ def conv_relu(b: Builder, x: str, w: np.ndarray, bias: np.ndarray, name: str) ->
 
     def backward(ga: str) -> str:
         # ReLU: pass the gradient where the output is positive (a Cast mask beats Where/Sign).
-        mask = b.op("Cast", [b.op("Greater", [a, b.const(0.0)])], f"{name}_mask", to=FLOAT)
+        # The mask reads `a` through a Reshape to ga's shape (no copy) so that it is made here,
+        # once ga exists: onnxruntime computes a mask of `a` alone during the forward and keeps
+        # it until here (4 bytes a pixel per layer: +1.2 GB at 1024 px).
+        late = b.op("Reshape", [a, b.op("Shape", [ga])], f"{name}_late")
+        mask = b.op("Cast", [b.op("Greater", [late, b.const(0.0)])], f"{name}_mask", to=FLOAT)
         gy = b.op("Mul", [ga, mask], f"g_{name}_pre")
         # Conv input-gradient: the same conv with the kernel's in/out swapped and flipped in
         # space, computed inside the graph from the forward kernel (folded at load time).
@@ -114,18 +118,21 @@ def conv_relu(b: Builder, x: str, w: np.ndarray, bias: np.ndarray, name: str) ->
     return a, backward
 
 
-def avg_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
-    """2x2 stride-2 mean over the valid pixels under each window: TF SAME, out = ceil(H/2)."""
+def halve(b: Builder, hw: str) -> str:
+    """A 2x2 stride-2 pool's output size [h, w] (ceil) from its input's (int64 [2])."""
+    return b.op("Div", [b.op("Add", [hw, b.ints(1)]), b.ints(2)], "hw")
+
+
+def avg_pool(b: Builder, x: str, name: str, hw: str, hw2: str) -> tuple[str, Backward]:
+    """2x2 stride-2 mean over the valid pixels under each window: TF SAME, out = ceil(H/2).
+    `hw`, `hw2`: the input's and output's [h, w] (from the image's shape: a Shape of x or y in the
+    backward would keep that activation alive until then)."""
     y = b.op("AveragePool", [x], name, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
              count_include_pad=0)
 
     def backward(gy: str) -> str:
         # Each input pixel gets g / (number of valid pixels in its window): 4 inside, 2 or 1 on a
         # last odd row/column. inv_count = 1/rows(i) * 1/cols(j) with rows(i) = min(2, H - 2i).
-        shape = b.op("Shape", [x])
-        hw = b.op("Slice", [shape, b.ints(2), b.ints(4)], "hw")
-        hw2 = b.op("Slice", [b.op("Shape", [y]), b.ints(2), b.ints(4)], "hw2")
-
         def inv_count(axis: int) -> str:
             n = b.op("Gather", [hw, b.const(axis, "ax", np.int64)])
             n2 = b.op("Gather", [hw2, b.const(axis, "ax", np.int64)])
@@ -145,9 +152,8 @@ def avg_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
     return y, backward
 
 
-def spatial_size(b: Builder, feat: str) -> str:
-    """M = h*w of a [1, N, h, w] tensor, as a float scalar."""
-    hw = b.op("Slice", [b.op("Shape", [feat]), b.ints(2), b.ints(4)])
+def spatial_size(b: Builder, hw: str) -> str:
+    """M = h*w from [h, w], as a float scalar."""
     return b.op("Cast", [b.op("ReduceProd", [hw], keepdims=0)], "M", to=FLOAT)
 
 
@@ -166,7 +172,7 @@ def content_term(b: Builder, feat: str, target: str, n: int, m: str) -> tuple[st
 def style_term(b: Builder, feat: str, target: str, n: int) -> tuple[str, Backward]:
     """style_l = sum((G/M - A)^2) / (4 N^2), G = F F^T with F as N x M."""
     f = b.op("Reshape", [feat, b.ints(n, -1)], "F")
-    m = spatial_size(b, feat)
+    m = spatial_size(b, b.op("Slice", [b.op("Shape", [feat]), b.ints(2), b.ints(4)]))
     gram = b.op("Div", [b.op("MatMul", [f, b.op("Transpose", [f], perm=[1, 0])]), m], "gram")
     diff = b.op("Sub", [gram, target], "s_diff")
     loss = b.op("Mul", [b.scalar(b.op("Mul", [diff, diff])), b.const(1.0 / (4.0 * n * n))])
@@ -283,14 +289,14 @@ def gated_term(b: Builder, term: Callable[[Builder, str], tuple[str, str]], coef
     return g, loss
 
 
-def max_pool(b: Builder, x: str, name: str) -> tuple[str, Backward]:
+def max_pool(b: Builder, x: str, name: str, hw: str, channels: int) -> tuple[str, Backward]:
     """2x2 stride-2 max over the valid pixels under each window (out = ceil(H/2))."""
     y, idx = b.op("MaxPool", [x], name, n_out=2, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
 
     def backward(gy: str) -> str:
         # The gradient goes to the argmax alone: scatter g into zeros at MaxPool's flat indices
         # (windows do not overlap, so no index repeats).
-        shape = b.op("Shape", [x])
+        shape = b.op("Concat", [b.ints(1, channels), hw], axis=0)  # x's, not from x (see avg_pool)
         flat = b.op("ConstantOfShape", [b.op("ReduceProd", [shape], keepdims=1)],
                     value=numpy_helper.from_array(np.zeros(1, np.float32)))
         flat_idx = b.op("Reshape", [idx, b.ints(-1)])
@@ -341,7 +347,8 @@ POOLS = ("avg", "max")
 
 
 def forward(b: Builder, weights: VGGWeights, pool: str, masks: str | None = None):
-    """The VGG19 forward: (nchw image, tape of backward closures, features, masks per layer)."""
+    """The VGG19 forward: (nchw image, tape of backward closures, features, masks per layer,
+    [h, w] per layer, computed from the image's shape)."""
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}")
     weights.check()
@@ -352,19 +359,23 @@ def forward(b: Builder, weights: VGGWeights, pool: str, masks: str | None = None
     tape.append(bw)
     feats: dict[str, str] = {}
     layer_masks: dict[str, str] = {}
-    for name, _, _ in ARCH:
+    hw = b.op("Slice", [b.op("Shape", [layout.IMAGE]), b.ints(0), b.ints(2)], "hw")
+    sizes: dict[str, str] = {}
+    for name, _, cout in ARCH:
         if name.startswith("pool"):
-            h, bw = (avg_pool if pool == "avg" else max_pool)(b, h, name)
+            hw2 = halve(b, hw)
+            h, bw = avg_pool(b, h, name, hw, hw2) if pool == "avg" else max_pool(b, h, name, hw, cout)
             if masks is not None:  # style masks follow the image down, average-pooled
-                masks, _ = avg_pool(b, masks, f"mask_{name}")
+                masks, _ = avg_pool(b, masks, f"mask_{name}", hw, hw2)
+            hw = hw2
         else:
             w, bias = weights.convs[name]
             h, bw = conv_relu(b, h, w, bias, name)
-            feats[name] = h
+            feats[name], sizes[name] = h, hw
             if masks is not None:
                 layer_masks[name] = masks
         tape.append(bw)
-    return x, tape, feats, layer_masks
+    return x, tape, feats, layer_masks, sizes
 
 
 def _model(b: Builder, inputs, outputs, name: str) -> onnx.ModelProto:
@@ -378,7 +389,7 @@ def _model(b: Builder, inputs, outputs, name: str) -> onnx.ModelProto:
 def build_features_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
     """Forward only: the image's features after ReLU at every layer (to compute targets)."""
     b = Builder()
-    _, _, feats, _ = forward(b, weights, pool)
+    _, _, feats, _, _ = forward(b, weights, pool)
     for name, feat in feats.items():
         b.nodes.append(helper.make_node("Identity", [feat], [layout.feature(name)]))
     info = helper.make_tensor_value_info
@@ -392,7 +403,7 @@ def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
     b = Builder()
     idx = {layer: i for i, layer in enumerate(LAYERS)}
     masks = b.op("Unsqueeze", [layout.STYLE_MASKS, b.ints(1)], "masks")  # K x 1 x H x W
-    x, tape, feats, layer_masks = forward(b, weights, pool, masks)
+    x, tape, feats, layer_masks, sizes = forward(b, weights, pool, masks)
 
     w_content, w_style, w_tv = (
         b.op("Gather", [layout.WEIGHTS, b.const(i, "k", np.int64)], hint) for i, hint in
@@ -410,7 +421,7 @@ def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
             lw_s = b.op("Gather", [layout.STYLE_LAYER_W, i])
             coef_c = b.op("Mul", [w_content, lw_c], f"coef_c_{name}")
             coef_s = b.op("Mul", [w_style, lw_s], f"coef_s_{name}")
-            m = b.op("Where", [layout.TILED, b.op("Gather", [layout.LAYER_M, i]), spatial_size(b, feat)])
+            m = b.op("Where", [layout.TILED, b.op("Gather", [layout.LAYER_M, i]), spatial_size(b, sizes[name])])
             content = content_for(feat, layout.content_target(name), n, m)
             style = style_for(feat, layout.gram_target(name), layer_masks[name], n, name)
             g, lc = gated_term(b, content, coef_c, layout.gate("content", name), lw_c, g, feat, f"content_{name}")
