@@ -15,7 +15,7 @@ One iteration:
   4. a line search on the segment x(t) = x + t d, 0 < t <= t_max, the largest step that keeps
      every variable in the box (L-BFGS-B's lnsrlb): no variable is
      clipped during the search, so f is smooth along it (a projected path x(t) = clip(x + t d),
-     which clips any number of variables at once, ended 13 % above scipy at 128 px:
+     which clips any number of variables at once, ended 5-18 % above scipy at 128 px:
      benchmarks/results/lbfgs_vs_scipy.md). With s = x(t) - x: sufficient decrease
      f(x(t)) <= f + c1 g's and the strong Wolfe condition |g(x(t))'s| <= c2 |g's|, which
      makes every stored pair's s'y > 0. The trial step is 1 (the end point z); the first
