@@ -47,11 +47,12 @@ def feature(layer: str) -> str:
 
 # The L-BFGS step graphs (export/lbfgs_graph.py, shipped in onnxstyle/data/; runtime/
 # device_lbfgs.py runs them): one small model each, no weights, vectors of dynamic size n.
-LBFGS_VERSION = "1"  # bump when the graphs' inputs, outputs or meaning change
+LBFGS_VERSION = "2"  # bump when the graphs' inputs, outputs or meaning change
 META_LBFGS = "onnxstyle.lbfgs"  # metadata: "<graph> <LBFGS_VERSION>"
 LBFGS_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # graph: (inputs, outputs)
     "direction": (("x", "g", "S", "Y", "rho", "gamma", "newest", "lo", "hi"),
                   ("d", "gd", "dnorm", "pgmax")),
+    "segment": (("x", "d", "g", "p", "lo", "hi"), ("ds", "gd", "tmax")),
     "trial": (("x", "d", "g", "t", "lo", "hi"), ("xt", "gs")),
     "slope": (("x", "xt", "gt"), ("gts",)),
     "pair": (("x", "xt", "g", "gt"), ("s", "y", "sy", "yy")),

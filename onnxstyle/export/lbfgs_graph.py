@@ -1,4 +1,4 @@
-"""The projected L-BFGS step as four small ONNX graphs (no weights), so that on CUDA the image,
+"""The projected L-BFGS step as five small ONNX graphs (no weights), so that on CUDA the image,
 its gradient and the history stay on the device between iterations (runtime/device_lbfgs.py
 runs them with onnxruntime I/O binding; only scalars go to the host). The math is that of
 runtime/lbfgs.py, in float32 throughout; vectors have a dynamic size n, the memory m is fixed.
@@ -8,6 +8,9 @@ runtime/lbfgs.py, in float32 throughout; vectors have a dynamic size n, the memo
              ring slot of the newest pair, int64); lo, hi (the box)
              -> d [n] = -P H P g (P zeroes the held variables: x at lo with g > 0, or at hi with
                 g < 0), gd = g'd, dnorm = ||d||, pgmax = max |P g| (for a gtol stop)
+  segment    x, d, g [n]; p, lo, hi -> ds = clip(x + p d, lo, hi) - x, or where that is no
+             descent (g'ds >= 0) ds = a d with a = min(p, the largest step in the box);
+             gd = g'ds, tmax = max(1, the largest t with x + t ds in the box)
   trial      x, d, g [n]; t, lo, hi -> xt = clip(x + t d, lo, hi), gs = g'(xt - x)
   slope      x, xt, gt [n] -> gts = gt'(xt - x)
   pair       x, xt, g, gt [n] -> s = xt - x, y = gt - g, sy = s'y, yy = y'y
@@ -85,8 +88,31 @@ def direction(b: Builder, m: int) -> None:
     b.nodes.append(helper.make_node("Identity", [pgmax], ["pgmax"], name="pgmax"))
 
 
+def reach(b: Builder, x: str, d: str, lo: str, hi: str, hint: str) -> str:
+    """The largest t with lo <= x + t d <= hi: min over d != 0 of (the bound d points at - x) / d
+    (inf where d = 0 everywhere)."""
+    zero = b.const(0.0)
+    bound = b.op("Where", [b.op("Greater", [d, zero]), hi, lo], f"{hint}_bound")
+    ratio = b.op("Div", [b.op("Sub", [bound, x]), d], f"{hint}_ratio")
+    moving = b.op("Not", [b.op("Equal", [d, zero])], f"{hint}_moving")
+    ratio = b.op("Where", [moving, ratio, b.const(np.inf, "inf")], f"{hint}_t")
+    return b.op("ReduceMin", [ratio], hint, keepdims=0)
+
+
+def segment(b: Builder) -> None:
+    """The line search's segment: its end point clipped into the box, unless that loses descent."""
+    x, d, g, p, lo, hi = layout.LBFGS_IO["segment"][0]
+    z = b.op("Sub", [b.op("Clip", [b.op("Add", [x, b.op("Mul", [d, p])]), lo, hi]), x], "z")
+    descent = b.op("Less", [dot(b, g, z, "gz"), b.const(0.0)], "descent")
+    short = b.op("Mul", [d, b.op("Min", [p, reach(b, x, d, lo, hi, "reach_d")])], "short")
+    b.nodes.append(helper.make_node("Where", [descent, z, short], ["ds"], name="ds"))
+    b.nodes.append(helper.make_node("Identity", [dot(b, g, "ds", "gd_")], ["gd"], name="gd"))
+    t_max = b.op("Max", [reach(b, x, "ds", lo, hi, "reach_ds"), b.const(1.0)], "tmax_")
+    b.nodes.append(helper.make_node("Identity", [t_max], ["tmax"], name="tmax"))
+
+
 def trial(b: Builder) -> None:
-    """A point on the projected path and the first-order change along it."""
+    """A point on the segment (clipped against rounding) and the first-order change along it."""
     x, d, g, t, lo, hi = layout.LBFGS_IO["trial"][0]
     step = b.op("Add", [x, b.op("Mul", [d, t])], "x_td")
     b.nodes.append(helper.make_node("Clip", [step, lo, hi], ["xt"], name="xt"))
@@ -118,7 +144,7 @@ def _shape(name: str, m: int) -> tuple[int, list]:
         return FLOAT, [m]
     if name == "newest":
         return INT64, []
-    if name in ("gamma", "lo", "hi", "t", "gd", "dnorm", "pgmax", "gs", "gts", "sy", "yy"):
+    if name in ("gamma", "lo", "hi", "t", "p", "gd", "dnorm", "pgmax", "tmax", "gs", "gts", "sy", "yy"):
         return FLOAT, []
     return FLOAT, ["n"]
 
@@ -131,7 +157,7 @@ def build(graph: str, m: int = defaults.LBFGS_MEMORY) -> onnx.ModelProto:
     if graph == "direction":
         direction(b, m)
     else:
-        {"trial": trial, "slope": slope, "pair": pair}[graph](b)
+        {"segment": segment, "trial": trial, "slope": slope, "pair": pair}[graph](b)
     ins, outs = layout.LBFGS_IO[graph]
     info = helper.make_tensor_value_info
     g = helper.make_graph(b.nodes, f"onnxstyle_lbfgs_{graph}", [info(n, *_shape(n, m)) for n in ins],

@@ -55,7 +55,7 @@ def to_host(value: ort.OrtValue) -> np.ndarray:
 
 def step_sessions(kind: str = "cpu", device_id: int = 0,
                   threads: int | None = None) -> dict[str, ort.InferenceSession]:
-    """The four step graphs loaded on a device (cached: sessions are thread-safe to run).
+    """The five step graphs loaded on a device (cached: sessions are thread-safe to run).
     `threads`: intra-op threads on the CPU provider; None: 1, as their element-wise ops are
     memory-bound (at n = 786,432: 23 ms per iteration on 1 thread, 45 ms on 2, on 2 cores)."""
     threads = 1 if threads is None else threads
@@ -149,7 +149,8 @@ class DeviceVectors:
             return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), F32, kind, dev)
 
         # xb, gb: the line search's best trial, kept while it goes on.
-        self.x, self.xt, self.xb, self.g, self.gt, self.gb, self.d = (alloc(n) for _ in range(7))
+        # d2: where the segment graph writes d's replacement (no graph runs in place).
+        self.x, self.xt, self.xb, self.g, self.gt, self.gb, self.d, self.d2 = (alloc(n) for _ in range(8))
         self.S, self.Y = alloc(self.m, n), alloc(self.m, n)
         to_device(np.clip(np.asarray(x0, np.float64).reshape(-1), lo, hi), self.x)
         zeros = np.zeros((self.m, n), F32)  # empty slots must hold finite numbers (0 * NaN is NaN)
@@ -160,10 +161,10 @@ class DeviceVectors:
         self.steps = {k: _Step(sessions[k], kind, dev, n) for k in layout.LBFGS_IO}
         for k, step in self.steps.items():  # scalar outputs come to the host; vectors are bound per run
             for name in layout.LBFGS_IO[k][1]:
-                if name not in ("d", "xt", "s", "y"):
+                if name not in ("d", "ds", "xt", "s", "y"):
                     step.scalar_out(name)
-        direction, trial = self.steps["direction"], self.steps["trial"]
-        for step in (direction, trial):
+        direction, segment, trial = self.steps["direction"], self.steps["segment"], self.steps["trial"]
+        for step in (direction, segment, trial):
             step.scalar_in("lo")[...] = lo
             step.scalar_in("hi")[...] = hi
         direction.io.bind_ortvalue_input("S", self.S)
@@ -171,6 +172,7 @@ class DeviceVectors:
         self.rho_in = direction.scalar_in("rho", (self.m,))  # 1 / s'y of the ring's pairs, 0 elsewhere
         self.gamma_in = direction.scalar_in("gamma")
         self.newest_in = direction.scalar_in("newest", dtype=np.int64)
+        self.p_in = segment.scalar_in("p")
         self.t_in = trial.scalar_in("t")
 
     def _run(self, graph: str, out: dict[str, int] | None = None, **vectors: ort.OrtValue) -> tuple[float, ...]:
@@ -202,9 +204,15 @@ class DeviceVectors:
         gd, dnorm, pgmax = self._run("direction", {"d": self.d.data_ptr()}, x=self.x, g=self.g)
         if not math.isfinite(gd):  # only the starting gradient is unchecked (the slope checks gt)
             raise ValueError("the loss or its gradient is not finite at the starting point")
+        return gd, dnorm, pgmax
+
+    def segment(self, p: float) -> tuple[float, float]:
+        self.p_in[...] = p
+        gd, t_max = self._run("segment", {"ds": self.d2.data_ptr()}, x=self.x, d=self.d, g=self.g)
+        self.d, self.d2 = self.d2, self.d
         for name, v in (("x", self.x), ("d", self.d), ("g", self.g)):  # fixed for the line search
             self.steps["trial"].vec_in(name, v.data_ptr())
-        return gd, dnorm, pgmax
+        return gd, t_max
 
     def trial(self, t: float) -> float:
         self.t_in[...] = t
