@@ -2,7 +2,8 @@
 
 For each content/style pair at --size px, in one process, side by side:
   onnxstyle  `onnxstyle.stylize(content, style, size=SIZE)` with every default (the default
-             command): wall time to the finished picture and its final total loss;
+             command, its schedule of scales included): wall time to the finished picture and
+             its final total loss;
   scipy500   500 scipy L-BFGS-B iterations, single scale, the same start (the loss target:
              the default's final loss must be <= 1.05x this);
   torch      the peers' recipe: torch autograd of the same math (torch_ref.TorchObjective) with
@@ -41,14 +42,16 @@ PAIRS = "astronaut:starry_night,chelsea:the_scream,camera:the_scream"
 TORCH_ITERATIONS = 1000  # jcjohnson/neural-style's -num_iterations
 
 
+def originals(pair: str) -> list[np.ndarray]:
+    """Content and style at their own sizes, float32."""
+    c, s = pair.split(":")
+    return [images.load_rgb(path).astype(np.float32) for path in (DATA / CONTENTS[c], DATA / STYLES[s])]
+
+
 def inputs(pair: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Content and style as stylize(size=size) sees them (the default style_scale of 1)."""
-    c, s = pair.split(":")
-    out = []
-    for path in (DATA / CONTENTS[c], DATA / STYLES[s]):
-        img = images.load_rgb(path).astype(np.float32)
-        out.append(images.resize(img, images.fit_size(img.shape, size)))
-    return out[0], out[1]
+    c, s = (images.resize(img, images.fit_size(img.shape, size)) for img in originals(pair))
+    return c, s
 
 
 def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads: int) -> dict:
@@ -118,6 +121,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--pairs", default=PAIRS)
     ap.add_argument("--no-scipy", action="store_true", help="skip the 500-iteration scipy reference")
+    ap.add_argument("--scipy-from", type=Path, help="take the scipy reference from a convergence.py JSON "
+                    "(500 recorded iterations of the same pair and size) instead of running it")
     ap.add_argument("--threads", type=int, default=None, help="both frameworks (default: physical cores)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--report", type=Path, help="print the table of a results JSON and exit")
@@ -133,13 +138,18 @@ def main() -> None:
         content, style = inputs(pair, args.size)
         row: dict = {"pair": pair, "size": list(content.shape[:2]), "load": os.getloadavg()[0]}
         t = time.perf_counter()
-        r = onnxstyle.stylize(content, style, size=None, threads=threads)
+        r = onnxstyle.stylize(*originals(pair), size=args.size, threads=threads)  # the default command
         row["onnxstyle"] = {"seconds": time.perf_counter() - t, "final": r.final["total"],
                             "iterations": r.iterations, "scales": r.scales, "stop": r.reason}
-        if not args.no_scipy:
+        recorded = json.loads(args.scipy_from.read_text()) if args.scipy_from else {}
+        if pair in recorded:
+            rec = recorded[pair]
+            assert rec["optimizer"] == "scipy" and rec["iterations"] == 500 and rec["size"] == max(row["size"]), pair
+            row["scipy500"] = {"seconds": rec["seconds"], "final": rec["loss"][-1], "from": str(args.scipy_from)}
+        elif not args.no_scipy:
             t = time.perf_counter()
             ref = onnxstyle.stylize(content, style, size=None, iterations=500, until="iterations",
-                                    optimizer="scipy", scales=None, threads=threads)
+                                    optimizer="scipy", scales="none", threads=threads)
             row["scipy500"] = {"seconds": time.perf_counter() - t, "final": ref.final["total"]}
         row["torch"] = torch_to_loss(content, style, r.final["total"], threads)
         rows.append(row)
