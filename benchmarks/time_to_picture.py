@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -54,8 +55,10 @@ def inputs(pair: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     return c, s
 
 
-def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads: int) -> dict:
-    """The peers' recipe from the default start: seconds until the loss first reaches `target`."""
+def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads: int,
+                  budget: float = math.inf) -> dict:
+    """The peers' recipe from the default start: seconds until the loss first reaches `target`
+    (or until `budget` seconds have gone by: then its time is a lower bound)."""
     import torch
     from torch_ref import TorchObjective
 
@@ -79,6 +82,8 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
         seen["best"] = min(seen["best"], value)
         if value <= target:
             seen["reached"] = time.perf_counter() - start
+            raise Reached
+        if time.perf_counter() - start > budget:
             raise Reached
         return loss
 
@@ -124,6 +129,7 @@ def main() -> None:
     ap.add_argument("--scipy-from", type=Path, help="take the scipy reference from a convergence.py JSON "
                     "(500 recorded iterations of the same pair and size) instead of running it")
     ap.add_argument("--threads", type=int, default=None, help="both frameworks (default: physical cores)")
+    ap.add_argument("--torch-minutes", type=float, default=math.inf, help="stop torch's run after this long")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--report", type=Path, help="print the table of a results JSON and exit")
     args = ap.parse_args()
@@ -132,7 +138,7 @@ def main() -> None:
         return
     from onnxstyle.runtime.session import cpu_threads
 
-    threads = args.threads or cpu_threads()
+    threads = args.threads or cpu_threads() or os.cpu_count() or 1  # torch needs a count
     rows = []
     for pair in args.pairs.split(","):
         content, style = inputs(pair, args.size)
@@ -151,7 +157,8 @@ def main() -> None:
             ref = onnxstyle.stylize(content, style, size=None, iterations=500, until="iterations",
                                     optimizer="scipy", scales="none", threads=threads)
             row["scipy500"] = {"seconds": time.perf_counter() - t, "final": ref.final["total"]}
-        row["torch"] = torch_to_loss(content, style, r.final["total"], threads)
+        print(json.dumps({k: v for k, v in row.items()}), flush=True)  # in case torch is cut short
+        row["torch"] = torch_to_loss(content, style, r.final["total"], threads, args.torch_minutes * 60)
         rows.append(row)
         print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
