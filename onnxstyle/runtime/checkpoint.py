@@ -234,9 +234,8 @@ class Recorder:
         callback for the host optimisers: with lbfgs-device set `image` first."""
         self.iteration = self.offset + progress.iteration if step is None else step
         self.history.append(dict(progress.terms))
-        first = getattr(progress, "scale", 0) == 0
-        self.scale = self.scale0 + getattr(progress, "scale", 0)
-        self.at_scale = progress.iteration + (self.base if first else 0)
+        self.scale = self.scale0 + progress.scale
+        self.at_scale = progress.iteration + (self.base if progress.scale == 0 else 0)
         self.optimizer_state = None  # the previous one belongs to the previous iterate
         self.latest, self.image = progress, None
         if self.every and self.iteration % self.every == 0:
