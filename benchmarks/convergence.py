@@ -59,7 +59,8 @@ def run_pair(pair: str, size: int, iterations: int, optimizer: str, window: int,
 
     t = time.perf_counter()
     r = onnxstyle.stylize(DATA / CONTENTS[c], DATA / STYLES[s], size=size, iterations=iterations,
-                          optimizer=optimizer, callback=record, threads=threads, until="iterations")
+                          optimizer=optimizer, callback=record, threads=threads, until="iterations",
+                          scales="none")
     wall = time.perf_counter() - t
     stack = np.stack(frames)
     FRAMES.mkdir(parents=True, exist_ok=True)

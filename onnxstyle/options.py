@@ -341,7 +341,7 @@ def _blend(v, o) -> tuple[float, ...] | None:
 
 
 def _scales(v, o) -> tuple[int, ...] | None:
-    if v is None:
+    if v is None or (isinstance(v, str) and v == "none"):  # the CLI's and the forms' spelling too
         return None
     if isinstance(v, str) and v == "auto":
         return v  # sizes from `size` (ladder()), so that replace(size=...) moves them along

@@ -165,3 +165,25 @@ def test_gradient_matches_autograd(images, weights, model_path, w):
     ref = xt.grad.numpy()
     assert rel(loss, float(total)) < 1e-4
     assert np.abs(grad - ref).max() / np.abs(ref).max() < 1e-3
+
+
+@pytest.fixture(scope="module")
+def conv_model_path(tmp_path_factory, weights):
+    """The loss graph with every conv as onnxruntime's Conv (the default has Winograd products)."""
+    from onnxstyle.export import pair
+
+    return pair.export(tmp_path_factory.mktemp("conv") / "vgg19_gatys.onnx", weights, winograd=False)
+
+
+@pytest.mark.parametrize("hw", [(16, 16), (41, 35), (70, 93)])
+def test_winograd_matches_conv(images, model_path, conv_model_path, hw):
+    """Winograd F(4x4, 3x3) at sizes whose deep layers end in partial tiles (or are one pixel):
+    the same loss and gradient as the graph of plain Convs, to float32 rounding."""
+    content, style = images
+    content = np.ascontiguousarray(np.resize(content, (*hw, 3)))
+    x = initial_canvas(content, "random", seed=6)
+    (tw, gw), (tc, gc) = (Objective(content, style, style_weight=1e3, model=m).evaluate(x)
+                          for m in (model_path, conv_model_path))
+    for key in ("content", "style", "tv", "total"):
+        assert rel(tw[key], tc[key]) < 2e-5, (key, tw[key], tc[key])
+    assert np.linalg.norm(gw - gc) / np.linalg.norm(gc) < 1e-4

@@ -96,10 +96,102 @@ def pixel_affine(b: Builder, x: str, w: np.ndarray, bias: np.ndarray) -> tuple[s
     return y, backward
 
 
-def conv_relu(b: Builder, x: str, w: np.ndarray, bias: np.ndarray, name: str) -> tuple[str, Backward]:
-    """a = relu(conv3x3(x, w) + bias), zero padding 1."""
-    wname = b.const(w, f"{name}_w")
-    a = b.op("Relu", [b.op("Conv", [x, wname, b.const(bias, f"{name}_b")], name, pads=[1] * 4)], name)
+# Winograd F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+# each 4x4 output tile from a 6x6 input tile with 36 multiplies per input-output channel pair
+# instead of 144, the interpolation points 0, +-1, +-2 and infinity (their eq. 7-8 matrices).
+WINO_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                    [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float32)
+WINO_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float32)
+WINO_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                    [0, 1, -1, 8, -8, 1]], np.float32)
+# Layers with at least this many input x output channels use it (conv3_2 to conv5_1, which hold
+# 3/4 of the graph's multiplies at any size): the whole loss+gradient at 512 px took 0.80x
+# the all-Conv graph's time with them, 0.82x with the 128-channel layers too and 0.94x with
+# conv2_1 too (its transforms cost half its products); at 128 px 0.94x, 0.96x and 1.00x.
+WINOGRAD_MIN = 256 * 256
+
+
+def winograd_conv(b: Builder, x: str, wname: str, bias: str, hw: str, cin: int, cout: int,
+                  name: str) -> tuple[str, Backward]:
+    """conv3x3(x, w) + bias with zero padding 1, as Winograd F(4x4, 3x3) in four matrix products
+    and memory moves: the input padded to whole 4x4 blocks, its overlapping 6x6 tiles gathered
+    from the blocks (SpaceToDepth, slices), transformed (V = B^T d B: one MatMul by B^T (x) B^T),
+    multiplied by U = G w G^T (computed from w in the graph and folded at load time), summed over
+    the input channels (one MatMul batched over the 36 tile positions), transformed back
+    (A^T m A: one MatMul) and put in place (DepthToSpace). The backward is this computation's
+    exact adjoint, so the gradient is that of the loss as computed (within ~1e-5 of Conv's)."""
+    big = np.iinfo(np.int64).max
+    tb = b.const(np.kron(WINO_BT, WINO_BT), f"{name}_bt")  # (36, 36): vec(B^T d B) = (B^T (x) B^T) vec(d)
+    ta = b.const(np.kron(WINO_AT, WINO_AT), f"{name}_at")  # (16, 36)
+    gw = b.op("MatMul", [b.op("MatMul", [b.const(WINO_G), wname]), b.const(WINO_G.T)])  # cout, cin, 6, 6
+    u = b.op("Reshape", [b.op("Transpose", [gw], perm=[2, 3, 0, 1]), b.ints(36, cout, cin)], f"{name}_u")
+    tiles = b.op("Div", [b.op("Add", [hw, b.ints(3)]), b.ints(4)], f"{name}_tiles")  # ceil(hw / 4)
+    whole = b.op("Mul", [tiles, b.ints(4)])  # the output padded to whole tiles
+    blocks = b.op("Concat", [b.ints(4, 4, cin), b.op("Add", [tiles, b.ints(1)])], axis=0)
+
+    def part(t: str, axis: int, start: int, end: int, sub: int | None = None) -> str:
+        """t[start:end] along axis (end -1: all but the last), and [:sub] along axis - 3."""
+        t = b.op("Slice", [t, b.ints(start), b.ints(end if end else big), b.ints(axis)])
+        return t if sub is None else b.op("Slice", [t, b.ints(0), b.ints(sub), b.ints(axis - 3)])
+
+    # x padded by 1 in front and to 4 (tiles + 1) behind, as 4x4 blocks: s[a, b, c, i, j] =
+    # xpad[c, 4i + a, 4j + b]; tile (i, j) is rows 4i..4i+5: a block's 4 rows and the next's 2.
+    pads = b.op("Concat", [b.ints(0, 0, 1, 1, 0, 0), b.op("Sub", [b.op("Add", [whole, b.ints(3)]), hw])], axis=0)
+    s = b.op("Reshape", [b.op("SpaceToDepth", [b.op("Pad", [x, pads])], blocksize=4), blocks])
+    r = b.op("Concat", [part(s, 3, 0, -1), part(s, 3, 1, 0, 2)], axis=0)  # 6, 4, cin, tiles, tiles + 1
+    d = b.op("Concat", [part(r, 4, 0, -1), part(r, 4, 1, 0, 2)], axis=1)  # 6, 6, cin, tiles, tiles
+    v = b.op("MatMul", [tb, b.op("Reshape", [d, b.ints(36, -1)])])  # 36, cin * tiles
+    m = b.op("MatMul", [u, b.op("Reshape", [v, b.ints(36, cin, -1)])], f"{name}_m")  # 36, cout, tiles
+    yt = b.op("MatMul", [ta, b.op("Reshape", [m, b.ints(36, -1)])])  # 16, cout * tiles
+    grid = b.op("Concat", [b.ints(1, 16 * cout), tiles], axis=0)
+    y = b.op("DepthToSpace", [b.op("Reshape", [yt, grid])], blocksize=4, mode="DCR")
+    y = b.op("Add", [b.op("Slice", [y, b.ints(0, 0), hw, b.ints(2, 3)]),
+                     b.op("Unsqueeze", [bias, b.ints(1, 2)])], name)
+
+    def backward(gy: str) -> str:  # each step's adjoint, in reverse
+        g = b.op("Pad", [gy, b.op("Concat", [b.ints(0, 0, 0, 0, 0, 0), b.op("Sub", [whole, hw])], axis=0)])
+        g = b.op("Reshape", [b.op("SpaceToDepth", [g], blocksize=4), b.ints(16, -1)])  # 16, cout * tiles
+        g = b.op("Reshape", [b.op("MatMul", [b.op("Transpose", [ta]), g]), b.ints(36, cout, -1)], f"g_{name}_m")
+        g = b.op("Transpose", [b.op("MatMul", [b.op("Transpose", [g], perm=[0, 2, 1]), u])], perm=[0, 2, 1])
+        g = b.op("MatMul", [b.op("Transpose", [tb]), b.op("Reshape", [g, b.ints(36, -1)])])  # 36, cin * tiles
+        g = b.op("Reshape", [g, b.op("Concat", [b.ints(6, 6, cin), tiles], axis=0)])
+
+        def unsplit(t: str, axis: int) -> str:  # adjoint of the Concat of part(.., axis, 0, -1), part(.., 1, 0, 2)
+            n = 5  # rank
+            head = b.op("Slice", [t, b.ints(0), b.ints(4), b.ints(axis - 3)])
+            tail = b.op("Slice", [t, b.ints(4), b.ints(6), b.ints(axis - 3)])
+            p1, p2 = [0] * (2 * n), [0] * (2 * n)
+            p1[n + axis] = 1  # one more block behind
+            p2[axis], p2[n + axis - 3] = 1, 2  # one block in front; rows 2..3 of the block are 0
+            return b.op("Add", [b.op("Pad", [head, b.ints(*p1)]), b.op("Pad", [tail, b.ints(*p2)])])
+
+        g = unsplit(unsplit(g, 4), 3)  # 4, 4, cin, tiles + 1, tiles + 1
+        grid_in = b.op("Concat", [b.ints(1, 16 * cin), b.op("Add", [tiles, b.ints(1)])], axis=0)
+        g = b.op("DepthToSpace", [b.op("Reshape", [g, grid_in])], blocksize=4, mode="DCR")
+        return b.op("Slice", [g, b.ints(1, 1), b.op("Add", [hw, b.ints(1)]), b.ints(2, 3)], f"g_{name}_in")
+
+    return y, backward
+
+
+def conv_relu(b: Builder, x: str, w: np.ndarray, bias: np.ndarray, name: str,
+              hw: str | None = None) -> tuple[str, Backward]:
+    """a = relu(conv3x3(x, w) + bias), zero padding 1. With `hw` (x's [h, w]) and enough
+    channels (WINOGRAD_MIN) the conv is winograd_conv's."""
+    wname, bname = b.const(w, f"{name}_w"), b.const(bias, f"{name}_b")
+    cout, cin = w.shape[:2]
+    if hw is not None and cin * cout >= WINOGRAD_MIN:
+        y, conv_bw = winograd_conv(b, x, wname, bname, hw, cin, cout, name)
+    else:
+        y = b.op("Conv", [x, wname, bname], name, pads=[1] * 4)
+
+        def conv_bw(gy: str) -> str:
+            # Conv input-gradient: the same conv with the kernel's in/out swapped and flipped in
+            # space, computed inside the graph from the forward kernel (folded at load time).
+            wt = b.op("Transpose", [wname], perm=[1, 0, 2, 3])
+            wflip = b.op("Slice", [wt, b.ints(-1, -1), b.ints(-4, -4), b.ints(2, 3), b.ints(-1, -1)])
+            return b.op("Conv", [gy, wflip], f"g_{name}_in", pads=[1] * 4)
+    a = b.op("Relu", [y], name)
 
     def backward(ga: str) -> str:
         # ReLU: pass the gradient where the output is positive (a Cast mask beats Where/Sign).
@@ -108,12 +200,7 @@ def conv_relu(b: Builder, x: str, w: np.ndarray, bias: np.ndarray, name: str) ->
         # it until here (4 bytes a pixel per layer: +1.2 GB at 1024 px).
         late = b.op("Reshape", [a, b.op("Shape", [ga])], f"{name}_late")
         mask = b.op("Cast", [b.op("Greater", [late, b.const(0.0)])], f"{name}_mask", to=FLOAT)
-        gy = b.op("Mul", [ga, mask], f"g_{name}_pre")
-        # Conv input-gradient: the same conv with the kernel's in/out swapped and flipped in
-        # space, computed inside the graph from the forward kernel (folded at load time).
-        wt = b.op("Transpose", [wname], perm=[1, 0, 2, 3])
-        wflip = b.op("Slice", [wt, b.ints(-1, -1), b.ints(-4, -4), b.ints(2, 3), b.ints(-1, -1)])
-        return b.op("Conv", [gy, wflip], f"g_{name}_in", pads=[1] * 4)
+        return conv_bw(b.op("Mul", [ga, mask], f"g_{name}_pre"))
 
     return a, backward
 
@@ -346,9 +433,10 @@ def style_for(feat: str, target: str, mask: str, n: int, name: str) -> Callable[
 POOLS = ("avg", "max")
 
 
-def forward(b: Builder, weights: VGGWeights, pool: str, masks: str | None = None):
+def forward(b: Builder, weights: VGGWeights, pool: str, masks: str | None = None, winograd: bool = False):
     """The VGG19 forward: (nchw image, tape of backward closures, features, masks per layer,
-    [h, w] per layer, computed from the image's shape)."""
+    [h, w] per layer, computed from the image's shape). `winograd`: the convs with enough
+    channels as winograd_conv (the loss graph's, where they take most of the time)."""
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}")
     weights.check()
@@ -370,7 +458,7 @@ def forward(b: Builder, weights: VGGWeights, pool: str, masks: str | None = None
             hw = hw2
         else:
             w, bias = weights.convs[name]
-            h, bw = conv_relu(b, h, w, bias, name)
+            h, bw = conv_relu(b, h, w, bias, name, hw if winograd else None)
             feats[name], sizes[name] = h, hw
             if masks is not None:
                 layer_masks[name] = masks
@@ -397,13 +485,14 @@ def build_features_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelPr
     return _model(b, [info(layout.IMAGE, FLOAT, ["H", "W", 3])], outputs, "onnxstyle_vgg19_features")
 
 
-def build_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
+def build_model(weights: VGGWeights, pool: str = "avg", winograd: bool = True) -> onnx.ModelProto:
     """The loss, its terms and its gradient (no feature outputs: they would pin every
-    activation until the end of the run; targets come from build_features_model)."""
+    activation until the end of the run; targets come from build_features_model).
+    `winograd` (default): the deeper convs as winograd_conv; False: all as Conv."""
     b = Builder()
     idx = {layer: i for i, layer in enumerate(LAYERS)}
     masks = b.op("Unsqueeze", [layout.STYLE_MASKS, b.ints(1)], "masks")  # K x 1 x H x W
-    x, tape, feats, layer_masks, sizes = forward(b, weights, pool, masks)
+    x, tape, feats, layer_masks, sizes = forward(b, weights, pool, masks, winograd)
 
     w_content, w_style, w_tv = (
         b.op("Gather", [layout.WEIGHTS, b.const(i, "k", np.int64)], hint) for i, hint in
