@@ -141,6 +141,7 @@ def test_auto_ladder_follows_the_size():
     assert auto.replace(size=start + 1).ladder() == [start + 1]  # too small to climb
     assert auto.replace(size=None).ladder() == [None]  # the content's own size: one scale
     assert StyleOptions.parse({"scales": "none"}, auto).ladder() == [4 * start]
+    assert auto.replace(scales="none").ladder() == [4 * start]  # the API takes the CLI's word too
     assert StyleOptions.parse({"scales": "auto", "iterations": "7,5,3"}, auto).iteration_list() == [7, 5, 3]
 
 
