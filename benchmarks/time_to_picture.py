@@ -116,7 +116,8 @@ def markdown(rows: list[dict], size: int, threads: int) -> str:
         if not tr["reached"]:
             tt += f" (not reached: best {tr['best']:.4g})"
         ratio = ("" if tr["reached"] else "<= ") + f"{o['seconds'] / tr['seconds']:.2f}"
-        lines.append(f"| {row['pair']} | {row['load']:.1f} | {o['seconds']:.0f} s, {evals} | {stop} | "
+        pair = row["pair"] + (f" ({row['note']})" if row.get("note") else "")
+        lines.append(f"| {pair} | {row['load']:.1f} | {o['seconds']:.0f} s, {evals} | {stop} | "
                      f"{o['final']:.4g} | {refs} | {tt} | {ratio} |")
     return "\n".join(lines) + "\n"
 
