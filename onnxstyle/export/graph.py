@@ -124,8 +124,10 @@ def winograd_conv(b: Builder, x: str, wname: str, bias: str, hw: str, cin: int, 
     big = np.iinfo(np.int64).max
     tb = b.const(np.kron(WINO_BT, WINO_BT), f"{name}_bt")  # (36, 36): vec(B^T d B) = (B^T (x) B^T) vec(d)
     ta = b.const(np.kron(WINO_AT, WINO_AT), f"{name}_at")  # (16, 36)
-    gw = b.op("MatMul", [b.op("MatMul", [b.const(WINO_G), wname]), b.const(WINO_G.T)])  # cout, cin, 6, 6
-    u = b.op("Reshape", [b.op("Transpose", [gw], perm=[2, 3, 0, 1]), b.ints(36, cout, cin)], f"{name}_u")
+    # U = G w G^T per channel pair, as one product: (G (x) G) (9 x cout cin) -> 36 x cout x cin.
+    # Folded at load time; one MatMul keeps the folding's transient memory to about U's size.
+    wt = b.op("Reshape", [b.op("Transpose", [wname], perm=[2, 3, 0, 1]), b.ints(9, -1)])
+    u = b.op("Reshape", [b.op("MatMul", [b.const(np.kron(WINO_G, WINO_G)), wt]), b.ints(36, cout, cin)], f"{name}_u")
     tiles = b.op("Div", [b.op("Add", [hw, b.ints(3)]), b.ints(4)], f"{name}_tiles")  # ceil(hw / 4)
     whole = b.op("Mul", [tiles, b.ints(4)])  # the output padded to whole tiles
     blocks = b.op("Concat", [b.ints(4, 4, cin), b.op("Add", [tiles, b.ints(1)])], axis=0)
