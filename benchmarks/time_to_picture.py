@@ -91,8 +91,12 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
         opt.step(closure)
     except Reached:
         pass
+    # torch's recipe is unconstrained (jcjohnson clamps only when saving): how far out of the
+    # pixel box [0, 255], where onnxstyle's optimisers stay, its image went
+    v = x.detach().numpy()
     return {"seconds": seen["reached"] if seen["reached"] is not None else time.perf_counter() - start,
-            "reached": seen["reached"] is not None, "evaluations": seen["evals"], "best": seen["best"]}
+            "reached": seen["reached"] is not None, "evaluations": seen["evals"], "best": seen["best"],
+            "outside_box": float(((v < 0) | (v > 255)).mean()), "range": [float(v.min()), float(v.max())]}
 
 
 def markdown(rows: list[dict], size: int, threads: int) -> str:
