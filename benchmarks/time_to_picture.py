@@ -116,9 +116,9 @@ def markdown(rows: list[dict], size: int, threads: int) -> str:
         stop = "; ".join(f"{s['size'][1]}x{s['size'][0]}: {s['iterations']} it ({s['stop']})" for s in o["scales"])
         evals = sum(s["evaluations"] for s in o["scales"])
         bound = "" if tr["reached"] else "> "
-        tt = f"{bound}{tr['seconds']:.0f} s, {bound}{tr['evaluations']}"
+        tt = f"{bound}{tr['seconds']:.0f} s, " + (f"{bound}{tr['evaluations']}" if tr["evaluations"] else "?")
         if not tr["reached"]:
-            tt += f" (not reached: best {tr['best']:.4g})"
+            tt += f" (not reached: best {tr['best']:.4g})" if tr["best"] else f" (stopped {tr['stopped']})"
         ratio = ("" if tr["reached"] else "<= ") + f"{o['seconds'] / tr['seconds']:.2f}"
         pair = row["pair"] + (f" ({row['note']})" if row.get("note") else "")
         lines.append(f"| {pair} | {row['load']:.1f} | {o['seconds']:.0f} s, {evals} | {stop} | "
