@@ -79,7 +79,8 @@ def test_tv_weight_smooths(imgs, model_path):
 
 def test_inits(imgs, tmp_path, model_path):
     c, s1, _ = imgs
-    assert Objective(c, s1).terms(initial_canvas(c, "content", 0))["content"] == 0.0
+    # ~0, not 0: the targets come from the features graph's Conv, the loss from Winograd products
+    assert Objective(c, s1).terms(initial_canvas(c, "content", 0))["content"] < 1e-6
     rnd = initial_canvas(c, "random", 0)
     assert rnd.min() >= 0 and rnd.max() <= 255 and np.abs(rnd - c).mean() > 40
     path = tmp_path / "init.png"

@@ -36,10 +36,11 @@ DECODE_BYTES_PER_PIXEL = 24  # decoded uint8 RGBA + float32 RGB copy + resize bu
 # Peak memory of one loss-and-gradient run of the fused graph on the CPU provider, fitted to
 # ru_maxrss of one evaluation at 256..768 px (498, 1052, 1775 MiB; re-fitted for issue 11: base
 # ~320 MB incl. both graphs, slope 2.0..2.55 x activation bytes),
-# rounded up: see docs/reliability.md. The Winograd products' U (graph.winograd_conv, folded
-# at load) added ~290 MB to the base: 622 MiB peak at 128 px (332 before), 924 at 512 (823).
-MEMORY_BASE = 640 << 20
-MEMORY_PER_ACTIVATION_BYTE = 2.6
+# rounded up: see docs/reliability.md. Re-fitted for the Winograd products (graph.winograd_conv:
+# their folded U adds ~300 MB, their working memory is below Conv's): two calls peaked at 685,
+# 648, 884 and 2201 MiB at 128, 256, 512 and 1024 px (activations 18, 72, 290, 1160 MB).
+MEMORY_BASE = 680 << 20
+MEMORY_PER_ACTIVATION_BYTE = 1.7
 LBFGS_VECTORS = 2 * 10 + 8  # scipy L-BFGS-B keeps 2 x maxcor history vectors + a few work ones
 ENV_MEMORY = "ONNXSTYLE_MAX_MEMORY"  # cap (bytes, or 512M / 4G) below what the machine has
 _open_lock = threading.Lock()  # warnings.catch_warnings is process-wide: one opener at a time
