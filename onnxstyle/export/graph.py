@@ -133,7 +133,7 @@ def winograd_conv(b: Builder, x: str, wname: str, bias: str, hw: str, cin: int, 
     blocks = b.op("Concat", [b.ints(4, 4, cin), b.op("Add", [tiles, b.ints(1)])], axis=0)
 
     def part(t: str, axis: int, start: int, end: int, sub: int | None = None) -> str:
-        """t[start:end] along axis (end -1: all but the last), and [:sub] along axis - 3."""
+        """t[start:end] along axis (end 0: to the end; -1: all but the last), then [:sub] along axis - 3."""
         t = b.op("Slice", [t, b.ints(start), b.ints(end if end else big), b.ints(axis)])
         return t if sub is None else b.op("Slice", [t, b.ints(0), b.ints(sub), b.ints(axis - 3)])
 
