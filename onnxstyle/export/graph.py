@@ -105,24 +105,25 @@ WINO_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 /
                    [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float32)
 WINO_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                     [0, 1, -1, 8, -8, 1]], np.float32)
-# Layers with at least this many input x output channels use it (conv3_2 to conv5_1, which hold
-# 3/4 of the graph's multiplies at any size): the whole loss+gradient at 512 px took 0.80x
-# the all-Conv graph's time with them, 0.82x with the 128-channel layers too and 0.94x with
-# conv2_1 too (its transforms cost half its products); at 128 px 0.94x, 0.96x and 1.00x.
-WINOGRAD_MIN = 256 * 256
+# Layers with at least this many input x output channels use it (conv2_2 to conv5_1, which hold
+# 84 % of the graph's multiplies at any size): the whole loss+gradient at 512 px took 0.75x the
+# all-Conv graph's time (benchmarks/results/winograd.md). conv2_1 and conv1_2 lose: with 64 input
+# channels the transforms and memory moves cost more than the products save (one layer, forward
+# and backward at 512 px: conv1_2 1.35x Conv's time, conv2_1 1.15x; conv2_2 0.82x, conv3_1 0.72x).
+WINOGRAD_MIN = 128 * 128
 
 
 def winograd_conv(b: Builder, x: str, wname: str, bias: str, hw: str, cin: int, cout: int,
                   name: str) -> tuple[str, Backward]:
-    """conv3x3(x, w) + bias with zero padding 1, as Winograd F(4x4, 3x3) in four matrix products
-    and memory moves: the input padded to whole 4x4 blocks, its overlapping 6x6 tiles gathered
-    from the blocks (SpaceToDepth, slices), transformed (V = B^T d B: one MatMul by B^T (x) B^T),
-    multiplied by U = G w G^T (computed from w in the graph and folded at load time), summed over
-    the input channels (one MatMul batched over the 36 tile positions), transformed back
-    (A^T m A: one MatMul) and put in place (DepthToSpace). The backward is this computation's
-    exact adjoint, so the gradient is that of the loss as computed (within ~1e-5 of Conv's)."""
-    big = np.iinfo(np.int64).max
-    tb = b.const(np.kron(WINO_BT, WINO_BT), f"{name}_bt")  # (36, 36): vec(B^T d B) = (B^T (x) B^T) vec(d)
+    """conv3x3(x, w) + bias with zero padding 1, as Winograd F(4x4, 3x3) in four products and
+    two memory moves: the 6x6 input tiles (stride 4) gathered and transformed in one Conv, each
+    channel a batch item (V = B^T d B: 36 fixed 6x6 kernels, the rows of B^T (x) B^T), multiplied
+    by U = G w G^T (computed from w in the graph and folded at load time), summed over the input
+    channels (one MatMul batched over the 36 tile positions), transformed back (A^T m A: one
+    MatMul) and put in place (DepthToSpace). The backward is this computation's exact adjoint
+    (the gather's is a ConvTranspose with the same kernels), so the gradient is that of the loss
+    as computed (within ~1e-5 of Conv's)."""
+    kb = b.const(np.kron(WINO_BT, WINO_BT).reshape(36, 1, 6, 6), f"{name}_bt")  # vec(B^T d B) = (B^T (x) B^T) vec(d)
     ta = b.const(np.kron(WINO_AT, WINO_AT), f"{name}_at")  # (16, 36)
     # U = G w G^T per channel pair, as one product: (G (x) G) (9 x cout cin) -> 36 x cout x cin.
     # Folded at load time; one MatMul keeps the folding's transient memory to about U's size.
@@ -130,21 +131,13 @@ def winograd_conv(b: Builder, x: str, wname: str, bias: str, hw: str, cin: int, 
     u = b.op("Reshape", [b.op("MatMul", [b.const(np.kron(WINO_G, WINO_G)), wt]), b.ints(36, cout, cin)], f"{name}_u")
     tiles = b.op("Div", [b.op("Add", [hw, b.ints(3)]), b.ints(4)], f"{name}_tiles")  # ceil(hw / 4)
     whole = b.op("Mul", [tiles, b.ints(4)])  # the output padded to whole tiles
-    blocks = b.op("Concat", [b.ints(4, 4, cin), b.op("Add", [tiles, b.ints(1)])], axis=0)
 
-    def part(t: str, axis: int, start: int, end: int, sub: int | None = None) -> str:
-        """t[start:end] along axis (end 0: to the end; -1: all but the last), then [:sub] along axis - 3."""
-        t = b.op("Slice", [t, b.ints(start), b.ints(end if end else big), b.ints(axis)])
-        return t if sub is None else b.op("Slice", [t, b.ints(0), b.ints(sub), b.ints(axis - 3)])
-
-    # x padded by 1 in front and to 4 (tiles + 1) behind, as 4x4 blocks: s[a, b, c, i, j] =
-    # xpad[c, 4i + a, 4j + b]; tile (i, j) is rows 4i..4i+5: a block's 4 rows and the next's 2.
-    pads = b.op("Concat", [b.ints(0, 0, 1, 1, 0, 0), b.op("Sub", [b.op("Add", [whole, b.ints(3)]), hw])], axis=0)
-    s = b.op("Reshape", [b.op("SpaceToDepth", [b.op("Pad", [x, pads])], blocksize=4), blocks])
-    r = b.op("Concat", [part(s, 3, 0, -1), part(s, 3, 1, 0, 2)], axis=0)  # 6, 4, cin, tiles, tiles + 1
-    d = b.op("Concat", [part(r, 4, 0, -1), part(r, 4, 1, 0, 2)], axis=1)  # 6, 6, cin, tiles, tiles
-    v = b.op("MatMul", [tb, b.op("Reshape", [d, b.ints(36, -1)])])  # 36, cin * tiles
-    m = b.op("MatMul", [u, b.op("Reshape", [v, b.ints(36, cin, -1)])], f"{name}_m")  # 36, cout, tiles
+    # Tile (i, j) is rows 4i-1..4i+4 and the same columns of x; padding 1 in front and 4 behind
+    # gives exactly ceil(h / 4) tiles at any h, so the pads are static.
+    v = b.op("Conv", [b.op("Reshape", [x, b.op("Concat", [b.ints(cin, 1), hw], axis=0)]), kb],
+             strides=[4, 4], pads=[1, 1, 4, 4])  # cin, 36, tiles, tiles
+    v = b.op("Reshape", [b.op("Transpose", [v], perm=[1, 0, 2, 3]), b.ints(36, cin, -1)])  # 36, cin, tiles
+    m = b.op("MatMul", [u, v], f"{name}_m")  # 36, cout, tiles
     yt = b.op("MatMul", [ta, b.op("Reshape", [m, b.ints(36, -1)])])  # 16, cout * tiles
     grid = b.op("Concat", [b.ints(1, 16 * cout), tiles], axis=0)
     y = b.op("DepthToSpace", [b.op("Reshape", [yt, grid])], blocksize=4, mode="DCR")
@@ -155,23 +148,14 @@ def winograd_conv(b: Builder, x: str, wname: str, bias: str, hw: str, cin: int, 
         g = b.op("Pad", [gy, b.op("Concat", [b.ints(0, 0, 0, 0, 0, 0), b.op("Sub", [whole, hw])], axis=0)])
         g = b.op("Reshape", [b.op("SpaceToDepth", [g], blocksize=4), b.ints(16, -1)])  # 16, cout * tiles
         g = b.op("Reshape", [b.op("MatMul", [b.op("Transpose", [ta]), g]), b.ints(36, cout, -1)], f"g_{name}_m")
+        # U^T g as (g^T U)^T: onnxruntime fuses the transposes into the product (a folded U^T
+        # would be 3 % faster for another U's memory).
         g = b.op("Transpose", [b.op("MatMul", [b.op("Transpose", [g], perm=[0, 2, 1]), u])], perm=[0, 2, 1])
-        g = b.op("MatMul", [b.op("Transpose", [tb]), b.op("Reshape", [g, b.ints(36, -1)])])  # 36, cin * tiles
-        g = b.op("Reshape", [g, b.op("Concat", [b.ints(6, 6, cin), tiles], axis=0)])
-
-        def unsplit(t: str, axis: int) -> str:  # adjoint of the Concat of part(.., axis, 0, -1), part(.., 1, 0, 2)
-            n = 5  # rank
-            head = b.op("Slice", [t, b.ints(0), b.ints(4), b.ints(axis - 3)])
-            tail = b.op("Slice", [t, b.ints(4), b.ints(6), b.ints(axis - 3)])
-            p1, p2 = [0] * (2 * n), [0] * (2 * n)
-            p1[n + axis] = 1  # one more block behind
-            p2[axis], p2[n + axis - 3] = 1, 2  # one block in front; rows 2..3 of the block are 0
-            return b.op("Add", [b.op("Pad", [head, b.ints(*p1)]), b.op("Pad", [tail, b.ints(*p2)])])
-
-        g = unsplit(unsplit(g, 4), 3)  # 4, 4, cin, tiles + 1, tiles + 1
-        grid_in = b.op("Concat", [b.ints(1, 16 * cin), b.op("Add", [tiles, b.ints(1)])], axis=0)
-        g = b.op("DepthToSpace", [b.op("Reshape", [g, grid_in])], blocksize=4, mode="DCR")
-        return b.op("Slice", [g, b.ints(1, 1), b.op("Add", [hw, b.ints(1)]), b.ints(2, 3)], f"g_{name}_in")
+        g = b.op("Reshape", [g, b.op("Concat", [b.ints(36, cin), tiles], axis=0)])
+        g = b.op("ConvTranspose", [b.op("Transpose", [g], perm=[1, 0, 2, 3]), kb],
+                 strides=[4, 4], pads=[1, 1, 0, 0])  # cin, 1, 4 tiles + 1 (the rows behind x dropped below)
+        g = b.op("Slice", [g, b.ints(0, 0), hw, b.ints(2, 3)])
+        return b.op("Reshape", [g, b.op("Concat", [b.ints(1, cin), hw], axis=0)], f"g_{name}_in")
 
     return y, backward
 

@@ -38,7 +38,8 @@ DECODE_BYTES_PER_PIXEL = 24  # decoded uint8 RGBA + float32 RGB copy + resize bu
 # ~320 MB incl. both graphs, slope 2.0..2.55 x activation bytes),
 # rounded up: see docs/reliability.md. Re-fitted for the Winograd products (graph.winograd_conv:
 # their folded U adds ~300 MB, their working memory is below Conv's): two calls peaked at 685,
-# 648, 884 and 2201 MiB at 128, 256, 512 and 1024 px (activations 18, 72, 290, 1160 MB).
+# 648, 884 and 2201 MiB at 128, 256, 512 and 1024 px (activations 18, 72, 290, 1160 MB); with
+# conv2_2 and conv3_1 as Winograd products too, at 688, 662, 997 and 2386 MiB, still below it.
 MEMORY_BASE = 680 << 20
 MEMORY_PER_ACTIVATION_BYTE = 1.7
 LBFGS_VECTORS = 2 * 10 + 8  # scipy L-BFGS-B keeps 2 x maxcor history vectors + a few work ones
