@@ -9,7 +9,9 @@ For each content/style pair at --size px, in one process, side by side:
   torch      the peers' recipe: torch autograd of the same math (torch_ref.TorchObjective) with
              torch.optim.LBFGS (history 100, no line search, lr 1, tolerances off), as
              jcjohnson/neural-style runs it for 1000 iterations, from the same start: the wall
-             time until its loss first reaches the default run's final loss (or its 1000).
+             time until its finished picture (its pixels clamped to [0, 255], as it saves them)
+             first reaches the default run's final loss (or its 1000), and the time its
+             unclamped pixels first reached it.
 All losses are the same objective at the output size. PyTorch is benchmark-only:
 pip install torch==2.13.0.
 
@@ -57,18 +59,28 @@ def inputs(pair: str, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads: int,
                   budget: float = math.inf) -> dict:
-    """The peers' recipe from the default start: seconds until the loss first reaches `target`
-    (or until `budget` seconds have gone by: then its time is a lower bound)."""
+    """The peers' recipe from the default start: seconds until its finished picture's loss first
+    reaches `target` (or until `budget` seconds have gone by: then its time is a lower bound).
+
+    The recipe optimises unconstrained pixels and clamps them to [0, 255] only when it saves the
+    picture (jcjohnson/neural-style's deprocess), so its finished picture is clamp(x): whenever
+    the loss at x reaches the target, the clamped picture's loss is computed too (that check's
+    time is left out of the clock) and the run stops when it also reaches the target. The first
+    time the unclamped loss reached it is kept as `unclamped` (what earlier runs measured)."""
     import torch
     from torch_ref import TorchObjective
 
     torch.set_num_threads(threads)
-    start = time.perf_counter()
     obj = TorchObjective(content, [style])
     x = torch.from_numpy(initial_canvas(content, "noise", onnxstyle.defaults.SEED)).requires_grad_(True)
     opt = torch.optim.LBFGS([x], lr=1, max_iter=TORCH_ITERATIONS, max_eval=TORCH_ITERATIONS * 5 // 4,
                             tolerance_grad=-1, tolerance_change=-1, history_size=100)
-    seen = {"evals": 0, "reached": None, "best": float("inf")}
+    seen: dict = {"evals": 0, "reached": None, "best": math.inf, "best_clamped": math.inf,
+                  "unclamped": None, "checked": 0.0}
+    start = time.perf_counter()
+
+    def clock() -> float:  # seconds of the recipe's own work
+        return time.perf_counter() - start - seen["checked"]
 
     class Reached(Exception):
         pass
@@ -81,9 +93,18 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
         seen["evals"] += 1
         seen["best"] = min(seen["best"], value)
         if value <= target:
-            seen["reached"] = time.perf_counter() - start
-            raise Reached
-        if time.perf_counter() - start > budget:
+            now = clock()
+            if seen["unclamped"] is None:
+                seen["unclamped"] = {"seconds": now, "evaluations": seen["evals"]}
+            t = time.perf_counter()
+            with torch.no_grad():
+                clamped = float(obj.terms(x.detach().clamp(0, 255))["total"])
+            seen["checked"] += time.perf_counter() - t
+            seen["best_clamped"] = min(seen["best_clamped"], clamped)
+            if clamped <= target:
+                seen["reached"] = now
+                raise Reached
+        if clock() > budget:
             raise Reached
         return loss
 
@@ -91,11 +112,11 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
         opt.step(closure)
     except Reached:
         pass
-    # torch's recipe is unconstrained (jcjohnson clamps only when saving): how far out of the
-    # pixel box [0, 255], where onnxstyle's optimisers stay, its image went
+    # how far out of the pixel box [0, 255], where onnxstyle's optimisers stay, its image went
     v = x.detach().numpy()
-    return {"seconds": seen["reached"] if seen["reached"] is not None else time.perf_counter() - start,
+    return {"seconds": seen["reached"] if seen["reached"] is not None else clock(),
             "reached": seen["reached"] is not None, "evaluations": seen["evals"], "best": seen["best"],
+            "best_clamped": seen["best_clamped"], "unclamped": seen["unclamped"],
             "outside_box": float(((v < 0) | (v > 255)).mean()), "range": [float(v.min()), float(v.max())]}
 
 
@@ -105,10 +126,14 @@ def markdown(rows: list[dict], size: int, threads: int) -> str:
     lines = [f"# Time to a finished picture at {size} px", "",
              f"`python benchmarks/time_to_picture.py --size {size}`, {threads} thread(s) each, one process. The "
              "machine is a 2-core CPU shared with other work: the load average (1 min) at each pair's start is in "
-             "the table, and the evaluation counts compare the two without the load.", "",
+             "the table, and the evaluation counts compare the two without the load. torch's recipe optimises "
+             "unconstrained pixels and clamps them to [0, 255] when it saves the picture: 'finished' is the time "
+             "its clamped picture first reached onnxstyle's final loss, 'unclamped' the time its unclamped "
+             "pixels did (runs before the clamped check measured only that).", "",
              "| pair | load | onnxstyle default: s, evaluations | its stop | final loss | scipy 500 it loss "
-             "(ratio) | torch LBFGS to that loss: s, evaluations | time ratio onnxstyle/torch |",
-             "|---|---|---|---|---|---|---|---|"]
+             "(ratio) | torch LBFGS, finished picture to that loss: s, evaluations | time ratio "
+             "onnxstyle/torch | torch unclamped: s, evaluations (ratio) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         o, tr = row["onnxstyle"], row["torch"]
         ref = row.get("scipy500")
@@ -118,11 +143,18 @@ def markdown(rows: list[dict], size: int, threads: int) -> str:
         bound = "" if tr["reached"] else "> "
         tt = f"{bound}{tr['seconds']:.0f} s, " + (f"{bound}{tr['evaluations']}" if tr["evaluations"] else "?")
         if not tr["reached"]:
-            tt += f" (not reached: best {tr['best']:.4g})" if tr["best"] else f" (stopped {tr['stopped']})"
+            best = tr.get("best_clamped", tr["best"])
+            tt += f" (not reached: best {best:.4g})" if best else f" (stopped {tr['stopped']})"
         ratio = ("" if tr["reached"] else "<= ") + f"{o['seconds'] / tr['seconds']:.2f}"
+        un = tr.get("unclamped")
+        if "unclamped" not in tr:  # an earlier run: the unclamped time is the only one
+            un = {"seconds": tr["seconds"], "evaluations": tr["evaluations"]} if tr["reached"] else None
+            tt, ratio = "not measured", "-"
+        uns = (f"{un['seconds']:.0f} s, {un['evaluations']} ({o['seconds'] / un['seconds']:.2f})" if un
+               else "not reached" + (f" (best {tr['best']:.4g})" if tr["best"] else ""))
         pair = row["pair"] + (f" ({row['note']})" if row.get("note") else "")
         lines.append(f"| {pair} | {row['load']:.1f} | {o['seconds']:.0f} s, {evals} | {stop} | "
-                     f"{o['final']:.4g} | {refs} | {tt} | {ratio} |")
+                     f"{o['final']:.4g} | {refs} | {tt} | {ratio} | {uns} |")
     return "\n".join(lines) + "\n"
 
 
