@@ -3,7 +3,7 @@
   lossgrad  loss+gradient per call at each --sizes for onnxstyle (Objective.__call__) and a
             PyTorch autograd reference of the same math (torch_ref.py): median of --repeats
             calls after one warm-up, the time ratio, the peak memory of the whole process
-            (ru_maxrss; every case runs in a fresh subprocess), and a check that both give the
+            (VmHWM; every case runs in a fresh subprocess), and a check that both give the
             same loss (~1e-4 relative) and gradient;
   stylize   a stylize at --stylize-size px, split into time in onnxruntime, in the optimiser
             and elsewhere, for scipy's L-BFGS-B, our lbfgs and lbfgs-device;
@@ -75,7 +75,13 @@ def torch_importable() -> bool:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident memory since its exec: VmHWM on Linux (ru_maxrss keeps the
+    forking parent's size across exec, which inflates a small child's figure)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(v.split()[1]) for v in f if v.startswith("VmHWM")) / 1024  # kB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 # ---------------------------------------------------------------------------------------------

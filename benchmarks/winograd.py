@@ -52,11 +52,10 @@ def objective(model: Path, size: int, threads: int | None) -> tuple[Objective, n
 
 
 def peak_mb(model: Path, size: int, threads: int | None) -> float:
-    """Peak resident memory of a fresh process that makes two calls (VmHWM: ru_maxrss would
-    carry this big parent's peak across the child's exec)."""
+    """Peak resident memory of a fresh process that makes two calls (bench.peak_rss_mb)."""
     code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import winograd; "
             f"o, x = winograd.objective(winograd.Path({str(model)!r}), {size}, {threads}); o(x); o(x); "
-            "print([int(v.split()[1]) for v in open('/proc/self/status') if v.startswith('VmHWM')][0] / 1024)")
+            "import bench; print(bench.peak_rss_mb())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
 
