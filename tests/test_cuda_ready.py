@@ -74,8 +74,10 @@ def test_both_graphs_read_one_weights_file(model_path):
         model = onnx.load(path, load_external_data=False)
         big = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
         # the 13 conv kernels (biases, under 4 kB each, stay inline; the loss graph adds its
-        # Winograd transform, 36 x 36)
-        assert sum(len(t.dims) == 4 for t in big) == 13 and all(len(t.dims) == 4 or t.dims == [36, 36] for t in big)
+        # Winograd constants: the 36 x 36 transform and the 36 6x6 kernels that gather the tiles)
+        kernels = [t for t in big if len(t.dims) == 4 and t.dims[2:] == [3, 3]]
+        assert len(kernels) == 13
+        assert all(t in kernels or t.dims in ([36, 36], [36, 1, 6, 6]) for t in big)
         assert {e.value for t in big for e in t.external_data if e.key == "location"} == {blob.name}
 
 
