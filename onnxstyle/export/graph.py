@@ -109,7 +109,7 @@ WINO_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0]
 # 84 % of the graph's multiplies at any size): the whole loss+gradient at 512 px took 0.75x the
 # all-Conv graph's time (benchmarks/results/winograd.md). conv2_1 and conv1_2 lose: with 64 input
 # channels the transforms and memory moves cost more than the products save (one layer, forward
-# and backward at 512 px: conv1_2 1.35x Conv's time, conv2_1 1.15x; conv2_2 0.82x, conv3_1 0.72x).
+# and backward at 512 px: conv1_2 1.39x Conv's time, conv2_1 1.23x; conv2_2 0.86x, conv3_1 0.75x).
 WINOGRAD_MIN = 128 * 128
 
 
