@@ -63,7 +63,8 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
     reaches `target` (or until `budget` seconds have gone by: then its time is a lower bound).
 
     The recipe optimises unconstrained pixels and clamps them to [0, 255] only when it saves the
-    picture (jcjohnson/neural-style's deprocess), so its finished picture is clamp(x): whenever
+    picture (jcjohnson/neural-style saves with torch7's image.save, which saturates to [0, 1]),
+    so its finished picture is clamp(x): whenever
     the loss at x reaches the target, the clamped picture's loss is computed too (that check's
     time is left out of the clock) and the run stops when it also reaches the target. The first
     time the unclamped loss reached it is kept as `unclamped` (what earlier runs measured)."""
