@@ -64,10 +64,10 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
 
     The recipe optimises unconstrained pixels and clamps them to [0, 255] only when it saves the
     picture (jcjohnson/neural-style saves with torch7's image.save, which saturates to [0, 1]),
-    so its finished picture is clamp(x): whenever
-    the loss at x reaches the target, the clamped picture's loss is computed too (that check's
-    time is left out of the clock) and the run stops when it also reaches the target. The first
-    time the unclamped loss reached it is kept as `unclamped` (what earlier runs measured)."""
+    so its finished picture is clamp(x): whenever the loss at x reaches the target, the clamped
+    picture's loss is computed too (that check's time is left out of the clock) and the run
+    stops when it also reaches the target. The first time the unclamped loss reached it is kept
+    as `unclamped` (what earlier runs measured)."""
     import torch
     from torch_ref import TorchObjective
 
