@@ -72,29 +72,33 @@ def run_pair(pair: str, size: int, iterations: int, optimizer: str, window: int,
             "load": os.getloadavg()[0]}
 
 
-def stop_at(row: dict, change: float, loss: float, window: int) -> int:
+def stop_at(row: dict, change: float, loss: float, window: int, checks: int = 1) -> int:
     """The iteration where onnxstyle's Convergence rule stops this recorded run (checks every
-    `window` iterations, as the runtime does); the run's length where it never does."""
+    `window` iterations, as the runtime does; `checks` in a row must meet it); the run's length
+    where it never does."""
     losses, moved = row["loss"], row["change"]
+    met = 0
     for k in range(2 * window, len(losses) + 1, window):
         drop = (losses[k - 1 - window] - losses[k - 1]) / losses[k - 1 - window]
-        if moved[k - 1] < change and drop < loss:
+        met = met + 1 if moved[k - 1] < change and drop < loss else 0
+        if met >= checks:
             return k
     return len(losses)
 
 
-def report(paths: list[Path], change: float, loss: float, window: int, pictures: Path | None) -> str:
+def report(paths: list[Path], change: float, loss: float, window: int, pictures: Path | None,
+           checks: int = 1) -> str:
     """A Markdown table: per run the stop iteration, the loss and the distance to the final image
     there, and the time saved; optionally a side-by-side picture (stop | final) of each pair
     whose content may be shown (tubingen's licence is uncertain: measured, never shown)."""
     lines = [f"Rule: every {window} iterations, mean |x_k - x_(k-{window})| / {window} < {change:g} (0..255) "
-             f"and loss decrease over the window < {loss:.1%}.", "",
+             f"and loss decrease over the window < {loss:.1%}, at {checks} check(s) in a row.", "",
              "| optimizer | size | pair | load | stop it | loss at stop / at last | mean abs px to last | "
              "time at stop / at last |", "|---|---|---|---|---|---|---|---|"]
     shots = []
     for path in paths:
         for pair, r in json.loads(path.read_text()).items():
-            k = stop_at(r, change, loss, window)
+            k = stop_at(r, change, loss, window, checks)
             n = len(r["loss"])
             lines.append(f"| {r['optimizer']} | {r['size']} | {pair} | {r['load']:.1f} | {k} | "
                          f"{r['loss'][k - 1] / r['loss'][-1]:.4f} | {r['to_final'][k - 1]:.2f} | "
@@ -137,7 +141,8 @@ def main() -> None:
     if args.report is not None:
         from onnxstyle import defaults
 
-        print(report(args.report, defaults.CONVERGED_CHANGE, defaults.CONVERGED_LOSS, args.window, args.pictures))
+        print(report(args.report, defaults.CONVERGED_CHANGE, defaults.CONVERGED_LOSS, args.window, args.pictures,
+                     defaults.CONVERGED_CHECKS))
         return
     path = args.out / f"convergence_{args.optimizer}_{args.size}.json"
     rows = json.loads(path.read_text()) if path.exists() else {}

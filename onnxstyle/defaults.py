@@ -28,12 +28,15 @@ ITERATIONS = 500  # L-BFGS iterations (the cap with until="converged"): jcjohnso
 # so the loss plateau decides: 0.5% per 20 iterations stopped at 1.2-3.1% above the loss of 500
 # scipy iterations (64 px, six pairs; 3.0% at 128 px), 0.75% at up to 5.8%. The change threshold
 # did not bind in those runs; it guards against stopping while the picture still moves fast.
-# At 256 px with the default ladder (three pairs, benchmarks/results/schedule.md) it ended at
-# 0.860x, 1.055x and 1.082x that loss for 0.69x its cost; 0.2% at 0.877x-1.003x for 1.10x.
+# At 256 px with the default ladder (three pairs, benchmarks/results/schedule.md) one check
+# ended at 0.860x, 1.055x and 1.082x that loss for 0.69x its cost (a plateau of one window, then
+# the loss fell again); 0.2% at 0.877x-1.003x for 1.10x; two checks in a row at 0.5% (with the
+# ladder's shorter-side start) at 0.984x-1.0NNx for 0.NNx.
 UNTIL = "converged"
 CONVERGED_WINDOW = 20  # the issue's window
 CONVERGED_CHANGE = 0.15  # mean |x_k - x_(k-20)| / 20, 0..255 units
 CONVERGED_LOSS = 0.005  # relative loss decrease over the window
+CONVERGED_CHECKS = 2  # checks in a row: one window's plateau is often false (see above)
 NOISE_RATIO = 0.1  # seed: input_noise = 0.1 (noise blended into the content canvas)
 INIT = "noise"  # seed: noise-blended content as the initial canvas
 SEED = 0
@@ -45,10 +48,12 @@ POOL = "avg"  # Gatys et al. 2015: average pooling gives slightly more appealing
 # stopping rule fired at 300) and fell only after 350 iterations, while 128 -> 256 -> 512 reached
 # 1.047x that loss for 257 evaluations' cost at 512 px; at 256 px, 128 -> 256 ended 5 % below 500
 # single-scale iterations for 0.43x their cost. Over three pairs at 512 px the default ends at
-# 0.954x, 1.090x and 1.024x that loss (mean 1.023x) for 0.92x the cost. Below 2 * LADDER_START a
-# run has one scale.
+# 0.954x, 1.090x and 1.024x that loss (mean 1.023x) for 0.92x the cost. Where the shorter side is below
+# 2 * LADDER_START a run has one scale.
 SCALES = "auto"
-LADDER_START = 128  # the smallest rung: VGG19's conv5_1 still sees 8x8 positions
+# The smallest rung's shorter side: VGG19's conv5_1 still sees 8x8 positions. chelsea x the_scream
+# (2:3) at 256 px: a first rung of 85x128 ended at 1.055x; one scale at 1.026x, for less cost.
+LADDER_START = 128
 LBFGS_MEMORY = 10  # scipy's L-BFGS-B maxcor default
 OPTIMIZER = "scipy"  # L-BFGS-B, the optimiser of Gatys et al. and of every peer (the reference)
 DEVICE = "auto"  # CUDA when onnxruntime can really run it, else the CPU (jcjohnson: -gpu 0)

@@ -172,10 +172,11 @@ def show(value) -> str:
     return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def auto_ladder(size: int, start: int = defaults.LADDER_START) -> tuple[int, ...]:
-    """Doubling sizes from `start` up to `size` (e.g. 256, 512, 1024)."""
+def auto_ladder(size: int, start: int = defaults.LADDER_START, aspect: float = 1.0) -> tuple[int, ...]:
+    """Doubling sizes (the longer side) up to `size`, e.g. 256, 512, 1024, each rung's shorter
+    side (`aspect` = shorter / longer side of the content) at least `start`."""
     sizes = [size]
-    while sizes[0] // 2 >= start:
+    while round(sizes[0] // 2 * aspect) >= start:
         sizes.insert(0, sizes[0] // 2)
     return tuple(sizes)
 
@@ -218,9 +219,9 @@ class StyleOptions:
     init: str | os.PathLike | np.ndarray = opt(defaults.INIT, "noise | content | random | an image file")
     noise_ratio: float = opt(defaults.NOISE_RATIO, "Noise share of the noise init (0..1)", cli=float)
     pool: str = opt(defaults.POOL, " | ".join(POOLS))
-    scales: tuple[int, ...] | str | None = opt(defaults.SCALES, "Coarse to fine: auto (doubling up to --size "
-                                               f"from {defaults.LADDER_START} px), sizes such as 256,512,1024, or "
-                                               "none (--size only)", parse_scales)
+    scales: tuple[int, ...] | str | None = opt(defaults.SCALES, "Coarse to fine: auto (doubling up to --size, "
+                                               f"shorter sides from {defaults.LADDER_START} px), sizes such as "
+                                               "256,512,1024, or none (--size only)", parse_scales)
     seed: int = opt(defaults.SEED, "Random seed of the initial canvas", cli=int)
     device: str = opt(defaults.DEVICE, " | ".join(DEVICES))
     precision: str = opt(defaults.PRECISION, "On CUDA: tf32 (TF32 tensor cores for convolutions and "
@@ -276,20 +277,25 @@ class StyleOptions:
                 raise OptionError(name, f"unknown option {name!r}{hint}")
         return replace(self, **changes)
 
-    def ladder(self) -> list[int | None]:
-        """The sizes to run at, coarse to fine (None: the content's own size, one scale)."""
+    def ladder(self, shape: tuple[int, ...] | None = None) -> list[int | None]:
+        """The sizes to run at, coarse to fine (None: the content's own size, one scale). The
+        auto ladder depends on the content's aspect (`shape`, height x width...; None: square)."""
         if self.scales == "auto":
-            return list(auto_ladder(self.size)) if self.size else [self.size]
+            aspect = min(shape[:2]) / max(shape[:2]) if shape else 1.0
+            return list(auto_ladder(self.size, aspect=aspect)) if self.size else [self.size]
         return list(self.scales) if self.scales else [self.size]
 
-    def iteration_list(self) -> list[int]:
-        """Iterations at each size of the ladder."""
+    def iteration_list(self, shape: tuple[int, ...] | None = None) -> list[int]:
+        """Iterations at each size of `ladder(shape)`: one count per square content's rung, of
+        which a narrower content's auto ladder keeps the finer ones."""
         n = len(self.ladder())
         if isinstance(self.iterations, tuple):
             if len(self.iterations) != n:
                 raise OptionError("iterations", f"{len(self.iterations)} iteration counts for {n} scales")
-            return list(self.iterations)
-        return [self.iterations] * n
+            counts = list(self.iterations)
+        else:
+            counts = [self.iterations] * n
+        return counts[n - len(self.ladder(shape)):]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -144,6 +144,12 @@ def test_auto_ladder_follows_the_size():
     assert StyleOptions.parse({"scales": "none"}, auto).ladder() == [4 * start]
     assert auto.replace(scales="none").ladder() == [4 * start]  # the API takes the CLI's word too
     assert StyleOptions.parse({"scales": "auto", "iterations": "7,5,3"}, auto).iteration_list() == [7, 5, 3]
+    # a 3:4 content: the first rung's shorter side would be below the start, so it is left out
+    # (with its iteration count); a square content keeps every rung
+    wide = StyleOptions.parse({"scales": "auto", "iterations": "7,5,3"}, auto)
+    assert wide.ladder((3 * start, 4 * start)) == [2 * start, 4 * start]
+    assert wide.iteration_list((3 * start, 4 * start, 3)) == [5, 3]
+    assert wide.ladder((5, 5)) == [start, 2 * start, 4 * start]
 
 
 def test_cli_controls_and_contact_sheet(tmp_path, model_path):

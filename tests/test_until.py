@@ -19,10 +19,16 @@ def checks(rule: Convergence, frames, losses) -> list[int]:
 def test_rule_stops_a_still_picture_and_not_a_changing_one():
     rng = np.random.default_rng(0)
     base = rng.uniform(0, 255, (8, 8, 3)).astype(np.float32)
-    n, w = 100, defaults.CONVERGED_WINDOW
+    n, w, m = 200, defaults.CONVERGED_WINDOW, defaults.CONVERGED_CHECKS
     still = [base + 0.001 * k for k in range(n)]  # far below the threshold
     flat = [100.0 - 1e-6 * k for k in range(n)]
-    assert checks(Convergence(), still, flat)[0] == 2 * w  # the first check with a window behind it
+    # the first check has a window behind it at 2w, then it takes m checks in a row
+    assert checks(Convergence(), still, flat)[0] == (1 + m) * w
+    assert checks(Convergence(checks=1), still, flat)[0] == 2 * w
+    # a plateau of one window, then the loss falls again: not done (a false plateau)
+    pause = [100.0 if k < 2 * w else 100.0 * 0.99 ** (k - 2 * w) for k in range(n)]
+    assert checks(Convergence(checks=1), still, pause)[0] == 2 * w
+    assert checks(Convergence(checks=2), still, pause) == []
     moving = [base + 0.2 * k for k in range(n)]  # 0.2/255 per iteration: still visibly changing
     assert checks(Convergence(change=0.1), moving, flat) == []
     falling = [100.0 * 0.99**k for k in range(n)]  # the loss still falls 18% per window
@@ -36,7 +42,7 @@ def test_stylize_until_converged_stops_a_done_run_and_says_why(model_path, monke
     w = defaults.CONVERGED_WINDOW
     done = onnxstyle.stylize(DATA / "chelsea.png", DATA / "the_scream.jpg", scales=[24, 32], iterations=200,
                              size=None)
-    assert done.reason == "converged" and done.iterations == 2 * 2 * w
+    assert done.reason == "converged" and done.iterations == 2 * (1 + defaults.CONVERGED_CHECKS) * w
     assert done.message.startswith("converged: the image changed")
     assert [s["stop"] for s in done.scales] == ["converged", "converged"]
     fixed = onnxstyle.stylize(DATA / "chelsea.png", DATA / "the_scream.jpg", size=24, iterations=2 * w + 5,

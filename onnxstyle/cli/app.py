@@ -161,6 +161,18 @@ def ensure_models(options: StyleOptions) -> None:
         onnxstyle.export_models(options.pool)
 
 
+def header_shape(path: Path) -> tuple[int, int] | None:
+    """(height, width) from the image's header, for the progress bar's total (the auto ladder
+    depends on the aspect); None when it cannot be read (the run itself then says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
 def run_job(job) -> None:
     """Run a job with progress on stdout: a bar on a terminal, else whole log lines (about
     LOG_LINES per run: CI and log files get lines nothing cuts). Ctrl-C or SIGTERM keeps the
@@ -172,7 +184,7 @@ def run_job(job) -> None:
     from onnxstyle.runtime import job as jobs
 
     opts = job.options
-    total = sum(opts.iteration_list())
+    total = sum(opts.iteration_list(header_shape(job.content)))
     at_most = opts.until == "converged"  # the time left is for the cap; the run may stop sooner
     console = Console()
     if console.is_terminal:

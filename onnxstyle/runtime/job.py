@@ -95,7 +95,7 @@ def resumed_plan(state: checkpoint.State, opts: StyleOptions, shape: tuple[int, 
     """The options that finish a run from its checkpoint: the rest of the ladder from the
     checkpoint's scale (the finished scales skipped), from its image, and whether that goes on
     at the checkpoint's scale; None when the run is done."""
-    sizes, iters = opts.ladder(), opts.iteration_list()
+    sizes, iters = opts.ladder(shape), opts.iteration_list(shape)
     k, done = state.scale, state.at_scale
     if k >= len(sizes):
         raise InputError(f"{where}: the checkpoint is at scale {k + 1}, this run has {len(sizes)}")
@@ -128,8 +128,7 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
     rgb, alpha = images.load_rgba(job.content)
     styles = [images.load_rgb(s) for s in job.styles]
     masks = None if job.masks is None else [None if m is None else images.open_image(m) for m in job.masks]
-    ladder = opts.ladder()
-    fit_for(opts, rgb.shape, len(styles), masks is not None)(ladder[-1])  # refuse up front
+    fit_for(opts, rgb.shape, len(styles), masks is not None)(opts.ladder()[-1])  # refuse up front
 
     recorded = recorded_options(opts)
     inputs = {"content": checkpoint.digest(rgb), "style": [checkpoint.digest(s) for s in styles]}

@@ -84,16 +84,20 @@ class Clock:
 
 class Convergence:
     """The stopping rule of until="converged": every `window` iterations, the picture is done
-    when the image's mean absolute change over the window, per iteration (0..255 units), is below
-    `change` and the loss fell by less than `loss` (relative) over the window. Keeps one image."""
+    when at `checks` checks in a row the image's mean absolute change over the window, per
+    iteration (0..255 units), was below `change` and the loss fell by less than `loss`
+    (relative) over the window. Keeps one image."""
 
-    def __init__(self, window: int | None = None, change: float | None = None, loss: float | None = None) -> None:
+    def __init__(self, window: int | None = None, change: float | None = None, loss: float | None = None,
+                 checks: int | None = None) -> None:
         self.window = window or defaults.CONVERGED_WINDOW  # (None: the defaults as they are now)
         self.change = defaults.CONVERGED_CHANGE if change is None else change
         self.loss = defaults.CONVERGED_LOSS if loss is None else loss
+        self.checks = checks or defaults.CONVERGED_CHECKS
         self.image: np.ndarray | None = None
         self.value = math.inf
         self.last = (math.inf, math.inf)  # (change, relative loss decrease) at the last check
+        self.met = 0  # checks in a row that met the rule
 
     def done(self, iteration: int, image: Callable[[], np.ndarray], loss: float) -> bool:
         """After `iteration` (1, 2, ...): True when the run should stop. `image()` is read only
@@ -106,7 +110,8 @@ class Convergence:
             drop = (self.value - loss) / max(abs(self.value), 1e-30)
             self.last = (change, drop)
         self.image, self.value = x.copy(), loss
-        return self.last[0] < self.change and self.last[1] < self.loss
+        self.met = self.met + 1 if self.last[0] < self.change and self.last[1] < self.loss else 0
+        return self.met >= self.checks
 
 
 @dataclass
@@ -239,7 +244,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     if converged:
         change, drop = until.last
         message = (f"converged: the image changed {change:.3g}/255 per iteration and the loss "
-                   f"fell {drop:.2%} over the last {until.window} iterations")
+                   f"fell {drop:.2%} over the last {until.window} iterations ({until.checks} such checks in a row)")
     elif reason == "iterations":
         message = f"ran all {iterations} iterations"
     else:
@@ -323,8 +328,8 @@ def stylize(
         check_blend(opts.style_blend, n_styles)
     except InputError as e:
         raise OptionError("style_blend", str(e)) from None
-    sizes, iters = opts.ladder(), opts.iteration_list()
     c = images.as_rgb_array(content)
+    sizes, iters = opts.ladder(c.shape), opts.iteration_list(c.shape)
     styles = _styles(style)
     fitting = fit_for(opts, c.shape, n_styles, style_masks is not None)
     fitting(sizes[-1])  # refuse up front when even tiles cannot fit

@@ -213,7 +213,7 @@ class Service:
             raise QueueFull(self._retry_after(waiting))
 
     def submit(self, options: StyleOptions, content: np.ndarray, styles: list[np.ndarray]) -> Job:
-        iterations = sum(options.iteration_list())
+        iterations = sum(options.iteration_list(content.shape))
         with self.lock:
             self._admit()  # again: others may have filled the queue meanwhile
             job = Job(secrets.token_urlsafe(12), options, content, styles, iterations)
