@@ -145,7 +145,10 @@ def markdown(rows: list[dict], size: int, threads: int) -> str:
         tt = f"{bound}{tr['seconds']:.0f} s, " + (f"{bound}{tr['evaluations']}" if tr["evaluations"] else "?")
         if not tr["reached"]:
             best = tr.get("best_clamped", tr["best"])
-            tt += f" (not reached: best {best:.4g})" if best else f" (stopped {tr['stopped']})"
+            if best == math.inf:  # its unclamped loss never reached the target: clamped never checked
+                tt += f" (not reached: unclamped best {tr['best']:.4g})"
+            else:
+                tt += f" (not reached: best {best:.4g})" if best else f" (stopped {tr['stopped']})"
         ratio = ("" if tr["reached"] else "<= ") + f"{o['seconds'] / tr['seconds']:.2f}"
         un = tr.get("unclamped")
         if "unclamped" not in tr:  # an earlier run: the unclamped time is the only one

@@ -31,7 +31,7 @@ ITERATIONS = 500  # L-BFGS iterations (the cap with until="converged"): jcjohnso
 # At 256 px with the default ladder (three pairs, benchmarks/results/schedule.md) one check
 # ended at 0.860x, 1.055x and 1.082x that loss for 0.69x its cost (a plateau of one window, then
 # the loss fell again); 0.2% at 0.877x-1.003x for 1.10x; two checks in a row at 0.5% (with the
-# ladder's shorter-side start) at 0.984x-1.0NNx for 0.NNx.
+# ladder's shorter-side start) at 0.984x-1.021x for 0.72x; at 512 px 1.007x and 1.018x (two pairs).
 UNTIL = "converged"
 CONVERGED_WINDOW = 20  # the issue's window
 CONVERGED_CHANGE = 0.15  # mean |x_k - x_(k-20)| / 20, 0..255 units
@@ -48,7 +48,7 @@ POOL = "avg"  # Gatys et al. 2015: average pooling gives slightly more appealing
 # stopping rule fired at 300) and fell only after 350 iterations, while 128 -> 256 -> 512 reached
 # 1.047x that loss for 257 evaluations' cost at 512 px; at 256 px, 128 -> 256 ended 5 % below 500
 # single-scale iterations for 0.43x their cost. Over three pairs at 512 px the default ends at
-# 0.954x, 1.090x and 1.024x that loss (mean 1.023x) for 0.92x the cost. Where the shorter side is below
+# 0.954x, 1.090x and 1.024x that loss (mean 1.023x) for 0.92x the cost (one check; two: see above). Where the shorter side is below
 # 2 * LADDER_START a run has one scale.
 SCALES = "auto"
 # The smallest rung's shorter side: VGG19's conv5_1 still sees 8x8 positions. chelsea x the_scream
