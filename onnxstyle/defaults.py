@@ -48,8 +48,8 @@ POOL = "avg"  # Gatys et al. 2015: average pooling gives slightly more appealing
 # stopping rule fired at 300) and fell only after 350 iterations, while 128 -> 256 -> 512 reached
 # 1.047x that loss for 257 evaluations' cost at 512 px; at 256 px, 128 -> 256 ended 5 % below 500
 # single-scale iterations for 0.43x their cost. Over three pairs at 512 px the default ends at
-# 0.954x, 1.090x and 1.024x that loss (mean 1.023x) for 0.92x the cost (one check; two: see above). Where the shorter side is below
-# 2 * LADDER_START a run has one scale.
+# 0.954x, 1.090x and 1.024x that loss (mean 1.023x) for 0.92x the cost (one check; two: see
+# above). Where the shorter side is below 2 * LADDER_START a run has one scale.
 SCALES = "auto"
 # The smallest rung's shorter side: VGG19's conv5_1 still sees 8x8 positions. chelsea x the_scream
 # (2:3) at 256 px: a first rung of 85x128 ended at 1.055x; one scale at 1.026x, for less cost.
