@@ -8,10 +8,10 @@ One iteration:
      variables. H is positive definite, so g'd = -(Pg)' H (Pg) < 0: a descent direction;
   3. the segment, as in L-BFGS-B (Byrd, Lu, Nocedal & Zhu 1995, with the projection of
      Morales & Nocedal 2011): the end point z = clip(x + p d, lo, hi) and d <- z - x, with
-     p = 1, or after a restart, without curvature, a probe p = min(1, 1/||d||) as scipy's
-     L-BFGS-B takes on unbounded problems (the first iteration: p = 1 and t <= 1, as L-BFGS-B
-     takes when every variable is bounded); where the clip loses descent (g'(z - x) >= 0),
-     d <- a d instead, a = min(p, the largest step that stays in the box);
+     p = 1, or without curvature yet (the first iteration, or after a restart) a probe
+     p = min(1, 1/||d||) as scipy's L-BFGS-B takes on unbounded problems; where the clip
+     loses descent (g'(z - x) >= 0), d <- a d instead, a = min(p, the largest step that
+     stays in the box);
   4. a line search on the segment x(t) = x + t d, 0 < t <= t_max, the largest step that keeps
      every variable in the box (L-BFGS-B's lnsrlb): no variable is
      clipped during the search, so f is smooth along it (a projected path x(t) = clip(x + t d),
@@ -21,9 +21,7 @@ One iteration:
      makes every stored pair's s'y > 0. The trial step is 1 (the end point z); the first
      iteration only probes the curvature and accepts any sufficient decrease. It backtracks
      by safeguarded quadratic interpolation, extrapolates (up to t_max) or interpolates by a
-     secant on the slope, and bisects once bracketed. Still steeply downhill at t_max, it
-     extrapolates on along the projected path x(t) = clip(x + t d) for at most MAX_PAST trials
-     (the plateau of a noise canvas, which the segment alone crawls over);
+     secant on the slope, and bisects once bracketed;
   5. s = x(t) - x and y = g(x(t)) - g go into ring buffers of m rows.
 
 `drive` runs these iterations on scalars only (the line search, the ring's bookkeeping, the
@@ -54,7 +52,6 @@ Fun = Callable[[np.ndarray], tuple[float, np.ndarray]]
 C1 = 1e-4  # Armijo constant: Nocedal & Wright, Numerical Optimization (2006), section 3.1
 C2 = 0.9  # Wolfe curvature constant for quasi-Newton methods: Nocedal & Wright, section 3.1
 MAX_LS = 20  # trial steps per line search: scipy L-BFGS-B's maxls default
-MAX_PAST = 10  # trial steps past the segment's end, along the projected path clip(x + t d)
 F_NOISE = 1e-6  # relative rounding of a float32 loss summed over many terms (~16 ulps)
 EPS_CURV = 1e-10  # skip a pair unless s'y > EPS_CURV * y'y (float32 rounding, cf. scipy's eps)
 
@@ -142,7 +139,6 @@ class LineSearch:
         self.t, self.probe, self.t_max = t, probe, t_max
         self.t_lo, self.t_hi = 0.0, math.inf  # the bracket
         self.f_best = math.inf  # the best sufficient decrease that failed the curvature test
-        self.past = 0  # trial steps past t_max so far
 
     def judge(self, f: float, gs: float, ft: float, gts: float) -> tuple[bool, bool]:
         """(accept, keep) for the trial at self.t: f, gs = g's before, ft, gts = g(t)'s after
@@ -170,15 +166,11 @@ class LineSearch:
             self.f_best = ft
         if steep:  # still steeply downhill: go further
             self.t_lo = t
+            if self.t_hi == math.inf and t >= self.t_max:  # at the box's edge: take it
+                return True, False
             if self.t_hi == math.inf:
-                if t >= self.t_max:  # at the segment's end: on along the projected path, or take it
-                    if self.past == MAX_PAST:
-                        return True, False
-                    self.past += 1
                 ratio = gs / (gs - gts) if gts > gs else 10.0  # secant on the slope
-                self.t = t * min(max(ratio, 2.0), 10.0)
-                if not self.past:
-                    self.t = min(self.t, self.t_max)
+                self.t = min(t * min(max(ratio, 2.0), 10.0), self.t_max)
             else:
                 self.t = 0.5 * (self.t_lo + self.t_hi)
         else:  # overshot: the slope turned steeply uphill; its secant root is before t
@@ -314,9 +306,9 @@ def drive(
                 ring.forget()
                 gd, dnorm, pgmax = vec.direction(ring)
 
-            # 3. the segment; 4. the line search on it. The first iteration: L-BFGS-B's, t <= 1.
-            gd, t_max = vec.segment(1.0 if ring.count or nit == 0 else min(1.0, 1.0 / max(dnorm, 1e-30)))
-            ls = LineSearch(1.0, probe=nit == 0, t_max=1.0 if nit == 0 else t_max)
+            # 3. the segment; 4. the line search on it.
+            gd, t_max = vec.segment(1.0 if ring.count else min(1.0, 1.0 / max(dnorm, 1e-30)))
+            ls = LineSearch(1.0, probe=nit == 0, t_max=t_max)
             accepted = False
             for _ in range(max_ls):
                 gs = vec.trial(ls.t)  # the first-order change along the projected step
