@@ -282,6 +282,8 @@ def bench_overhead(args: argparse.Namespace) -> list[dict]:
             f, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 255.0), options=opts),
         "onnxstyle lbfgs, bounds [0, 255]": lambda f: lbfgs.minimize(
             f, x0.astype(np.float32), its, bounds=(0.0, 255.0)),
+        "onnxstyle lbfgs, segment end point, bounds [0, 255]": lambda f: lbfgs.minimize(
+            f, x0.astype(np.float32), its, bounds=(0.0, 255.0), rule="segment"),
     }
     opts = {"maxiter": its, "maxfun": 4 * its + 20, "ftol": 0.0, "gtol": 0.0,
             "maxcor": defaults.LBFGS_MEMORY}

@@ -134,6 +134,8 @@ def main() -> None:
     ap.add_argument("--pairs", default=PAIRS)
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--rule", choices=("gcp", "segment"), default="gcp",
+                    help="with --optimizer lbfgs: the step's end point (segment: lbfgs-device's)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--report", nargs="*", type=Path, help="recorded JSON files: print the rule's stops")
     ap.add_argument("--pictures", type=Path, help="with --report: write the side-by-side jpg here")
@@ -144,6 +146,12 @@ def main() -> None:
         print(report(args.report, defaults.CONVERGED_CHANGE, defaults.CONVERGED_LOSS, args.window, args.pictures,
                      defaults.CONVERGED_CHECKS))
         return
+    if args.rule != "gcp":  # what stylize's optimizer="lbfgs" calls
+        from functools import partial
+
+        from onnxstyle.runtime import lbfgs
+
+        lbfgs.minimize = partial(lbfgs.minimize, rule=args.rule)
     path = args.out / f"convergence_{args.optimizer}_{args.size}.json"
     rows = json.loads(path.read_text()) if path.exists() else {}
     for pair in args.pairs.split(","):

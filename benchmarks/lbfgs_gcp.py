@@ -135,10 +135,10 @@ class GcpVectors(lbfgs.HostVectors):
 
 
 def minimize(fun, x0, maxiter, bounds=(0.0, 255.0), m=lbfgs.defaults.LBFGS_MEMORY, callback=None,
-             maxfun=None, max_ls=lbfgs.MAX_LS, gtol=0.0, state=None) -> lbfgs.LbfgsResult:
+             maxfun=None, max_ls=lbfgs.MAX_LS, gtol=0.0, state=None, cold=False) -> lbfgs.LbfgsResult:
     """lbfgs.minimize with GcpVectors (no state: always from x0)."""
     lo, hi = lbfgs.limits(bounds, maxiter)
-    return lbfgs.drive(GcpVectors(fun, x0, lo, hi, m), maxiter, callback, maxfun, max_ls, gtol)
+    return lbfgs.drive(GcpVectors(fun, x0, lo, hi, m), maxiter, callback, maxfun, max_ls, gtol, cold=cold)
 
 
 def main() -> None:

@@ -65,6 +65,44 @@ def test_coupled_quadratic_satisfies_kkt_and_matches_scipy():
     assert res.fun <= ref.fun * (1 + 1e-5) + 1e-6
 
 
+def test_a_cold_start_takes_scipys_first_step_and_a_warm_start_probes():
+    """cold: the first iterate is L-BFGS-B's (x - g clipped into the box, t = 1); otherwise the
+    first step is a probe of length <= 1 per unit slope, which keeps a warm start's picture."""
+    rng = np.random.default_rng(3)
+    n = 500
+    a = rng.uniform(0.5, 1.5, n)  # t = 1 decreases the loss enough (curvature below 2)
+    c = rng.uniform(-60.0, 315.0, n)
+    fun, x0 = quadratic(a, c), rng.uniform(0, 255, n)
+    seen = []
+    scipy_minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0, 255),
+                   callback=lambda xk: seen.append(np.copy(xk)), options={"maxiter": 1})
+    cold = lbfgs.minimize(fun, x0, 1, cold=True)
+    warm = lbfgs.minimize(fun, x0, 1)
+    np.testing.assert_allclose(cold.x, seen[0], atol=1e-3)
+    assert cold.fun < 0.5 * fun(x0)[0]
+    assert np.linalg.norm(warm.x - x0) < 0.2 * np.linalg.norm(cold.x - x0)
+
+
+def test_the_cauchy_point_rule_follows_scipys_iterates():
+    """rule="gcp" takes L-BFGS-B's step (generalized Cauchy point, subspace minimisation): on a
+    coupled quadratic with a third of the minima outside the box, its first 20 iterates' losses
+    agree with scipy's to 1e-5 (float32 against float64); the segment rule parts by 1e-3."""
+    rng = np.random.default_rng(1)
+    n = 400
+    a, b = rng.uniform(0.5, 5.0, n), rng.normal(size=(n, 8)) * 0.3
+    fun, x0 = quadratic(a, rng.uniform(-80.0, 335.0, n), b), rng.uniform(0, 255, n)
+    want = []
+    scipy_minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0, 255),
+                   callback=lambda xk: want.append(fun(xk)[0]), options={"maxiter": 20, "ftol": 0, "gtol": 0})
+    got = {rule: [] for rule in lbfgs.RULES}
+    for rule, seen in got.items():
+        lbfgs.minimize(fun, x0, 20, cold=True, rule=rule, callback=lambda it, seen=seen: seen.append(it.fun))
+    gap = {rule: max(abs(f / w - 1) for f, w in zip(seen, want, strict=True)) for rule, seen in got.items()}
+    assert gap["gcp"] < 1e-5 and gap["segment"] > 1e-3, gap
+    with pytest.raises(ValueError, match="rule"):
+        lbfgs.minimize(fun, x0, 1, rule="newton")
+
+
 def test_rosenbrock_unconstrained_and_with_an_active_bound():
     def rosen(x):
         x = np.asarray(x, np.float64)
@@ -189,8 +227,12 @@ def test_hot_loop_allocates_nothing_of_size_n():
     finally:
         tracemalloc.stop()
     # Preallocated: 9 float32 vectors, 3 bool masks, the 2 m history rows; the result's copy.
+    # Per iteration, the Cauchy point's sort of a band of breakpoints (at most three int64
+    # index arrays of the band at once) and its blocks of breakpoints (at most a dozen
+    # 2m x CHUNK float64 arrays), whatever n is.
     buffers = (9 * 4 + 3 + 2 * m * 4 + 4) * n
-    assert peak < buffers + n // 2  # not even one bool vector beyond the buffers
+    sort, blocks = 3 * 8 * n, 12 * 2 * m * lbfgs.CHUNK * 8
+    assert peak < buffers + sort + blocks + n // 2  # not even one bool vector beyond these
 
 
 def test_real_objective_matches_scipy_at_equal_iterations(model_path):
@@ -217,6 +259,20 @@ def test_real_objective_matches_scipy_at_equal_iterations(model_path):
             final[opt] = res.final["total"]
         ratios.append(final["lbfgs"] / final["scipy"])
     assert np.mean(ratios) <= 1.02 and max(ratios) <= 1.05, ratios
+
+
+def test_only_a_noise_canvas_on_the_first_scale_is_a_cold_start(model_path, monkeypatch):
+    """stylize tells lbfgs which starts have nothing to keep: the noise canvas of the first
+    scale; a finer scale (the coarse result enlarged) and a content start probe instead."""
+    from onnxstyle.runtime.stylize import stylize
+
+    seen = []
+    real = lbfgs.minimize
+    monkeypatch.setattr(lbfgs, "minimize", lambda *a, **k: seen.append(k["cold"]) or real(*a, **k))
+    for init in ("noise", "content"):
+        stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", size=64, scales=(32, 64),
+                iterations=2, model=model_path, optimizer="lbfgs", init=init)
+    assert seen == [True, False, False, False]
 
 
 def test_optimizer_and_threads_are_checked(tmp_path):

@@ -262,15 +262,16 @@ def minimize(
     device: tuple[str, int] = ("cpu", 0),
     threads: int | None = None,
     callback_every: int = 1,
+    cold: bool = False,
 ) -> LbfgsResult:
     """lbfgs.minimize on the device (see the module docstring for fun): minimise over the box
     `bounds` from x0 for at most `maxiter` iterations, with the same stops and results.
     `device`: onnxruntime's (type, id) of the buffers fun takes, e.g. Objective.ort_device;
     `m`: the history length, which must be the shipped graph's (None: that one); the callback
-    runs after every `callback_every`-th iteration."""
+    runs after every `callback_every`-th iteration; `cold` as lbfgs.minimize."""
     lo, hi = limits(bounds, maxiter, callback_every)
     sessions = step_sessions(*device, threads)
     if m is not None and m != memory(sessions):
         raise ValueError(f"m = {m}: the shipped L-BFGS graph keeps {memory(sessions)} pairs")
     vec = DeviceVectors(fun, x0, lo, hi, sessions, *device)
-    return drive(vec, maxiter, callback, maxfun, max_ls, gtol, every=callback_every)
+    return drive(vec, maxiter, callback, maxfun, max_ls, gtol, every=callback_every, cold=cold)

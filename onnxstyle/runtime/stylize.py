@@ -157,15 +157,21 @@ def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
     raise InputError(f"unknown init {init!r}: expected one of {', '.join(INITS)} or an array")
 
 
+def is_cold(init: str | np.ndarray) -> bool:
+    """Whether initial_canvas(init) is a start with nothing to keep (noise, not an image)."""
+    return isinstance(init, str) and init in ("noise", "random")
+
+
 def optimize(objective: Objective, x0: np.ndarray, iterations: int,
              callback: Callback | None = None, optimizer: str = "scipy",
              state: lbfgs.LbfgsState | None = None, pairs: int = defaults.LBFGS_MEMORY,
-             until: Convergence | None = None) -> Result:
+             until: Convergence | None = None, cold: bool = False) -> Result:
     """Run L-BFGS (scipy's L-BFGS-B or ours, keeping `pairs` pairs) once from x0 with pixel
     bounds [0, 255] for `iterations` steps, or fewer where `until` says the picture is done.
     `state` (optimizer="lbfgs" only): continue from this L-BFGS state, at x0, exactly as the run
     that made it would have gone on; scipy's L-BFGS-B and lbfgs-device cannot take one and
-    start their memory afresh from x0."""
+    start their memory afresh from x0. `cold`: x0 is a canvas with nothing to keep
+    (is_cold): ours then take L-BFGS-B's full first step (scipy's always does)."""
     check_int("iterations", iterations, 1)
     check_choice("optimizer", optimizer, OPTIMIZERS)
     dtype = np.float32 if optimizer == "lbfgs" else np.float64  # each one's working precision
@@ -224,7 +230,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
 
             res = device_lbfgs.minimize(fun_device, x0.ravel(), iterations, bounds=(0.0, 255.0),
                                         m=pairs, callback=on_iter, maxfun=options["maxfun"],
-                                        device=objective.ort_device)
+                                        device=objective.ort_device, cold=cold)
         elif optimizer == "lbfgs":
             if state is not None:
                 try:
@@ -234,7 +240,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
                 if not np.array_equal(state.x, x0.ravel()):
                     raise InputError("the L-BFGS state is not at the starting image")
             res = lbfgs.minimize(fun, x0.ravel(), iterations, bounds=(0.0, 255.0), m=pairs,
-                                 callback=on_iter, maxfun=options["maxfun"], state=state)
+                                 callback=on_iter, maxfun=options["maxfun"], state=state, cold=cold)
         else:
             res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
                            bounds=Bounds(0.0, 255.0), callback=on_iter, options=options)
@@ -368,13 +374,14 @@ def stylize(
             style_blend=opts.style_blend, style_masks=masks, threads=opts.threads, tile=fitted.tile,
             precision=opts.precision, cudnn_search=opts.cudnn_search,
         )
+        cold = False
         if optimizer_state is not None and k == 0:  # it continues the first scale
             if optimizer_state.x.size != cz.size:
                 raise InputError(f"the optimizer state holds {optimizer_state.x.size // 3} "
                                  f"pixels, this run has {hw[0]}x{hw[1]}")
             x0 = optimizer_state.x.reshape(cz.shape)
         elif result is None:
-            x0 = initial_canvas(cz, init, opts.seed, opts.noise_ratio)
+            x0, cold = initial_canvas(cz, init, opts.seed, opts.noise_ratio), is_cold(init)
         else:
             x0 = images.resize(result.image.astype(np.float32), hw)
         full = images.resize(original, hw) if opts.preserve_colors == "luminance" else None
@@ -390,7 +397,7 @@ def stylize(
         with run.numerics():  # a NaN/Inf fault carries the last good image
             r = optimize(objective, x0, n_iter, shown, opts.optimizer,
                          optimizer_state if opts.optimizer == "lbfgs" and k == 0 else None, fitted.pairs,
-                         Convergence() if opts.until == "converged" else None)
+                         Convergence() if opts.until == "converged" else None, cold)
         stats.append({"size": list(hw), "iterations": r.iterations, "stop": r.reason, "evaluations": r.evaluations,
                       "seconds": r.seconds, "final": r.final, "memory": fitted.to_dict(),
                       "tiled": fitted.describe()})
