@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--checks", type=int, default=defaults.CONVERGED_CHECKS)
     ap.add_argument("--scales", default=defaults.SCALES, help="auto | none | sizes such as 256,512")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--optimizers", default=defaults.OPTIMIZER,
+                    help="comma-separated: each pair runs with each, one after the other")
     args = ap.parse_args()
     losses = [float(v) for v in args.loss.split(",")]
     rule = runtime.Convergence
@@ -45,15 +47,16 @@ def main() -> None:
         return made[-1]
 
     runtime.Convergence = per_scale
-    for pair in args.pairs.split(","):
+    for pair, optimizer in ((p, o) for p in args.pairs.split(",") for o in args.optimizers.split(",")):
         made.clear()
         c, s = pair.split(":")
         t = time.perf_counter()
         r = onnxstyle.stylize(DATA / CONTENTS[c], DATA / STYLES[s], size=args.size, threads=args.threads,
-                              scales=args.scales)
+                              scales=args.scales, optimizer=optimizer)
         h, w = r.scales[-1]["size"]
         print(json.dumps({
-            "pair": pair, "size": args.size, "loss": losses, "checks": args.checks, "scales": args.scales,
+            "pair": pair, "optimizer": optimizer, "size": args.size, "loss": losses, "checks": args.checks,
+            "scales": args.scales,
             "per_scale": [(sc["size"], sc["iterations"], sc["stop"], sc["evaluations"]) for sc in r.scales],
             "cost": sum(sc["evaluations"] * sc["size"][0] * sc["size"][1] / (h * w) for sc in r.scales),
             "final": r.final["total"], "seconds": time.perf_counter() - t}), flush=True)

@@ -11,10 +11,10 @@ One iteration:
      end point z is L-BFGS-B's own: the generalized Cauchy point of the compact L-BFGS model
      along the projected steepest-descent path, then the model's minimiser over the variables
      still free there, projected into the box (HostVectors._cauchy), and d <- z - x; with it,
-     lbfgs ends within 1.00x of scipy's loss at equal iterations where the rule below swung
-     from 0.71x to 1.11x (benchmarks/results/lbfgs_vs_scipy.md). Otherwise (rule "segment",
-     the device's, and before the first pair): the end point z = clip(x + p d, lo, hi) and d <- z - x, with
-     p = 1, or without curvature yet (the first iteration, or after a restart) a probe
+     lbfgs ends at 0.91x to 1.007x of scipy's loss at equal iterations, where the rule below
+     ends at 0.71x to 1.055x (benchmarks/results/lbfgs_vs_scipy.md). Otherwise (rule
+     "segment", the device's, and before the first pair): the end point z = clip(x + p d,
+     lo, hi) and d <- z - x, with p = 1, or without curvature yet (the first iteration, or after a restart) a probe
      p = min(1, 1/||d||) as scipy's L-BFGS-B takes on unbounded problems; from a cold start
      (`cold`: a noise canvas, nothing to keep) the first iteration takes p = 1 and t <= 1, as
      L-BFGS-B does when every variable is bounded (a warm start, e.g. a video frame's warped
