@@ -103,6 +103,37 @@ def test_the_cauchy_point_rule_follows_scipys_iterates():
         lbfgs.minimize(fun, x0, 1, rule="newton")
 
 
+def test_without_a_compact_model_the_step_ends_on_the_segment(monkeypatch):
+    """Where the compact model's matrices cannot be inverted (pairs too close to dependent), the
+    Cauchy-point rule's step is exactly the segment rule's: a descent step inside the box."""
+    rng = np.random.default_rng(4)
+    n, m = 50, 3
+    fun, x0 = quadratic(rng.uniform(0.5, 2.0, n), rng.uniform(-50.0, 300.0, n)), rng.uniform(0, 255, n)
+    s, y = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
+    y += 2 * s  # s'y > 0
+
+    def step(rule: str) -> tuple[float, np.ndarray]:
+        vec = lbfgs.HostVectors(fun, x0, 0.0, 255.0, m, rule=rule)
+        vec.start()
+        ring = lbfgs.Ring(np.zeros(m))
+        vec.S[0], vec.Y[0] = s, y
+        ring.store(float(s @ y), float(y @ y))
+        vec.direction(ring)
+        return vec.segment(1.0)[0], vec.d.copy()
+
+    gcp_gd, gcp_d = step("gcp")
+    seg_gd, seg_d = step("segment")
+    assert gcp_gd < 0 and seg_gd < 0 and not np.allclose(gcp_d, seg_d)
+
+    def singular(*_):
+        raise np.linalg.LinAlgError("singular matrix")
+
+    monkeypatch.setattr(np.linalg, "inv", singular)
+    gd, d = step("gcp")
+    np.testing.assert_array_equal(d, seg_d)
+    assert gd == seg_gd < 0 and (x0 + d).min() > -1e-3 and (x0 + d).max() < 255 + 1e-3  # float32 d
+
+
 def test_rosenbrock_unconstrained_and_with_an_active_bound():
     def rosen(x):
         x = np.asarray(x, np.float64)

@@ -458,8 +458,11 @@ class HostVectors:
 
     def segment(self, p: float) -> tuple[float, float]:
         if self.rule == "gcp" and self.ring is not None and self.ring.count:
-            gd = self._cauchy(self.ring)
-            if gd < 0:  # else rounding lost descent: the two-loop's segment below
+            try:
+                gd = self._cauchy(self.ring)
+            except np.linalg.LinAlgError:  # pairs too close to dependent for the compact form
+                gd = math.nan
+            if gd < 0:  # else (rounding lost descent, or no model): the two-loop's segment below
                 np.subtract(self.xt, self.x, out=self.d)
                 return gd, max(self._reach(self.d), 1.0)
         x, d, z = self.x, self.d, self.xt  # xt is free until the line search
