@@ -14,8 +14,9 @@ One iteration:
      lbfgs ends at 0.91x to 1.007x of scipy's loss at equal iterations, where the rule below
      ends at 0.71x to 1.055x (benchmarks/results/lbfgs_vs_scipy.md). Otherwise (rule
      "segment", the device's, and before the first pair): the end point z = clip(x + p d,
-     lo, hi) and d <- z - x, with p = 1, or without curvature yet (the first iteration, or after a restart) a probe
-     p = min(1, 1/||d||) as scipy's L-BFGS-B takes on unbounded problems; from a cold start
+     lo, hi) and d <- z - x, with p = 1, or without curvature yet (the first iteration, or
+     after a restart) a probe p = min(1, 1/||d||) as scipy's L-BFGS-B takes on unbounded
+     problems; from a cold start
      (`cold`: a noise canvas, nothing to keep) the first iteration takes p = 1 and t <= 1, as
      L-BFGS-B does when every variable is bounded (a warm start, e.g. a video frame's warped
      predecessor, would be thrown away by it); where the clip loses descent (g'(z - x) >= 0),
