@@ -64,3 +64,38 @@ def test_stylize_tiled_matches_untiled_and_says_so():
     assert all(s["memory"]["tile"] is None for s in a.scales)
     assert abs(a.final["total"] - b.final["total"]) <= 1e-3 * a.final["total"]
     assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 2
+
+
+def test_cuda_plan_uses_the_gpus_free_memory(monkeypatch):
+    """On CUDA the limit is the GPU's free memory and the estimate counts what sits there: a
+    fake GPU, so the test holds on any machine."""
+    from onnxstyle.runtime import session
+
+    monkeypatch.setattr(session, "runs_on_cuda", lambda device: device != "cpu")
+    monkeypatch.setattr(session, "gpu_free_memory", lambda device_id=0: 4 * G)
+    hw, n = (1536, 2048), 1536 * 2048 * 3
+    on_gpu = fit.plan(hw, "lbfgs-device", device="cuda")
+    assert on_gpu.limit == 4 * G and on_gpu.need <= 4 * G and on_gpu.tile is not None
+    # lbfgs-device's history is on the GPU: 2 x pairs + 10 float32 vectors; scipy's is not
+    dev = fit.estimate(hw, None, 10, "lbfgs-device", device_kind="cuda")
+    assert dev - fit.estimate(hw, None, 10, "scipy", device_kind="cuda") == 30 * 4 * n
+    assert fit.plan((512, 512), "scipy", device="auto").limit == 4 * G
+    with pytest.raises(InputError, match="of GPU memory"):
+        fit.plan((3072, 4096), "lbfgs-device", limit=fit.GPU_BASE, device="cuda")
+    assert fit.plan((512, 512), "scipy", 16 * G, device="cpu").limit == 16 * G
+
+
+def test_gpu_free_memory_falls_back_to_nvidia_smi_then_none(monkeypatch):
+    import ctypes
+    import subprocess
+
+    from onnxstyle.runtime import session
+
+    def no_driver(*a, **k):
+        raise OSError("libcuda.so.1: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_driver)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "81000\n", ""))
+    assert session.gpu_free_memory() == 81000 << 20
+    monkeypatch.setattr(subprocess, "run", no_driver)  # no nvidia-smi either
+    assert session.gpu_free_memory() is None

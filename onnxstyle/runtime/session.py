@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,39 @@ def gpu_name(device_id: int = 0) -> str:
         return "unknown GPU"
 
 
+def gpu_free_memory(device_id: int = 0) -> int | None:
+    """Free bytes on the GPU: from the CUDA driver (its primary context, the one onnxruntime's
+    CUDA provider uses), else nvidia-smi's memory.free, else None (onnxruntime's Python API does not
+    expose it). None means no GPU limit is known: the plan then uses --max-memory alone."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        dev, ctx = ctypes.c_int(), ctypes.c_void_p()
+        free, total = ctypes.c_size_t(), ctypes.c_size_t()
+        if not (cuda.cuInit(0) or cuda.cuDeviceGet(ctypes.byref(dev), device_id)
+                or cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev)):
+            try:
+                if not cuda.cuCtxPushCurrent_v2(ctx):
+                    ok = not cuda.cuMemGetInfo_v2(ctypes.byref(free), ctypes.byref(total))
+                    cuda.cuCtxPopCurrent_v2(ctypes.byref(ctypes.c_void_p()))
+                    if ok:
+                        return int(free.value)
+            finally:
+                cuda.cuDevicePrimaryCtxRelease_v2(dev)
+    except (OSError, AttributeError):
+        pass
+    try:
+        out = subprocess.run(["nvidia-smi", f"--id={device_id}", "--query-gpu=memory.free",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=20)
+        return int(out.stdout.split()[0]) << 20 if out.returncode == 0 else None  # MiB
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def runs_on_cuda(device: str) -> bool:
+    """Whether a session for `device` ("cpu", "cuda", "auto") asks for the CUDA provider here."""
+    return device != "cpu" and cuda_problem() is None
+
+
 def cuda_options(precision: str, cudnn_search: str) -> dict[str, str]:
     """The CUDA provider's options: TF32 (onnxruntime's default) or strict FP32 for convolutions
     and GEMMs; cuDNN's algorithm search (heuristic: no timing run at each new image size)."""
@@ -136,7 +170,7 @@ def _create(path: Path, device: str, threads: int, kind: str, precision: str, cu
     problem = cuda_problem() if device != "cpu" else None
     if device == "cuda" and problem:
         raise DeviceError(f"device cuda: {problem[0]}")
-    want_cuda = device != "cpu" and problem is None
+    want_cuda = runs_on_cuda(device)
     note = problem[0] if device == "auto" and problem and problem[1] else ""
     providers: list = [(CUDA, cuda_options(precision, cudnn_search))] if want_cuda else []
     providers.append("CPUExecutionProvider")

@@ -284,7 +284,8 @@ def fit_for(opts: StyleOptions, shape: tuple[int, ...], n_styles: int,
 
     def fitting(size: int | None) -> fit.Fit:
         hw = images.fit_size(shape, size) if size else tuple(shape[:2])
-        return fit.plan(hw, opts.optimizer, opts.max_memory, opts.tile, opts.content_layers, n_styles, masked)
+        return fit.plan(hw, opts.optimizer, opts.max_memory, opts.tile, opts.content_layers, n_styles, masked,
+                        opts.device)
 
     return fitting
 
