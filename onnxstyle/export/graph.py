@@ -538,4 +538,33 @@ def build_model(weights: VGGWeights, pool: str = "avg", winograd: bool = True) -
     outputs = [info(o, FLOAT, []) for o in (layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV)]
     outputs.append(info(layout.GRAD, FLOAT, ["H", "W", 3]))
 
-    return _model(b, inputs, outputs, "onnxstyle_gatys")
+    model = _model(b, inputs, outputs, "onnxstyle_gatys")
+    scalar_door(model.graph, [i.name for i in inputs if not i.type.tensor_type.shape.dim])
+    return model
+
+
+def scalar_door(graph: onnx.GraphProto, names: list[str]) -> None:
+    """Each rank-0 input through a Reshape to rank 0 at the door, read by every node (subgraphs
+    included) in its stead. onnxruntime lets a one-element 1-D tensor through where a scalar is
+    declared, and [1] would then broadcast to [1] deep inside a branch (a tiled fed as [1] failed
+    in the content term's If); here it becomes the scalar, and any other size is refused by the
+    node `<input>_is_a_scalar`, whose name onnxruntime's error gives."""
+    if not names:
+        return
+    inner = {n: f"{n}_scalar" for n in names}
+
+    def rewire(g: onnx.GraphProto) -> None:
+        for node in g.node:
+            for i, v in enumerate(node.input):
+                node.input[i] = inner.get(v, v)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    rewire(attr.g)
+
+    rewire(graph)
+    rank0 = "rank0_shape"
+    graph.initializer.append(numpy_helper.from_array(np.zeros(0, np.int64), rank0))
+    nodes = [helper.make_node("Reshape", [n, rank0], [inner[n]], name=f"{n}_is_a_scalar") for n in names]
+    nodes += list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)

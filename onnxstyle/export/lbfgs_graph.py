@@ -29,7 +29,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from onnxstyle import defaults, layout
-from onnxstyle.export.graph import Builder
+from onnxstyle.export.graph import Builder, scalar_door
 
 FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
 DATA = Path(__file__).resolve().parents[1] / "data"  # shipped with the package
@@ -162,6 +162,7 @@ def build(graph: str, m: int = defaults.LBFGS_MEMORY) -> onnx.ModelProto:
     info = helper.make_tensor_value_info
     g = helper.make_graph(b.nodes, f"onnxstyle_lbfgs_{graph}", [info(n, *_shape(n, m)) for n in ins],
                           [info(n, *_shape(n, m)) for n in outs], b.inits)
+    scalar_door(g, [n for n in ins if not _shape(n, m)[1]])  # a [1] is the scalar; other sizes refused
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", layout.OPSET)],
                               producer_name="onnxstyle")
     model.ir_version = layout.IR_VERSION

