@@ -175,15 +175,83 @@ def conv_model_path(tmp_path_factory, weights):
     return pair.export(tmp_path_factory.mktemp("conv") / "vgg19_gatys.onnx", weights, winograd=False)
 
 
+# Error limits for Winograd F(4x4, 3x3) against the float64 oracle: at most K times the error of
+# onnxruntime's direct Conv on the same float32 input (or of U, float32's unit roundoff, where
+# the direct error happens to be smaller). Both errors are float32 rounding of the same sums, so
+# their ratio is a property of the transforms, not of the CPU's kernels. Measured (AVX-512 box):
+# 3-12 for one layer (6 sizes, forward and adjoint), 0.7-6.5 for the whole graph's terms.
+# The first-order bound's ratio, (|A^T|_2 |G|_2 |B^T|_2)^2 = 1.3e4 (Barabasz et al., "Error
+# analysis and improving the accuracy of Winograd convolution", 2020), is the worst case; K = 100
+# leaves 10x over the measured ratio for other kernels while a wrong tile, pad or transform entry
+# (relative error 1e-4 and up) still fails.
+WINOGRAD_K = 100
+U = 2.0**-24
+
+
+def winograd_layer(w: np.ndarray, bias: np.ndarray):
+    """One conv as the loss graph's winograd_conv (forward and adjoint) beside onnxruntime's Conv
+    and ConvTranspose: x [1, cin, H, W], gy [1, cout, H, W] -> y, gx, y_conv, gx_conv."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from onnxstyle import layout
+    from onnxstyle.export import graph
+
+    b = graph.Builder()
+    cout, cin = w.shape[:2]
+    hw = b.op("Slice", [b.op("Shape", ["x"]), b.ints(2), b.ints(4)], "hw")
+    wn, bn = b.const(w, "w"), b.const(bias, "b")
+    y, backward = graph.winograd_conv(b, "x", wn, bn, hw, cin, cout, "wino")
+    outs = {"y": y, "gx": backward("gy"), "y_conv": b.op("Conv", ["x", wn, bn], pads=[1] * 4),
+            "gx_conv": b.op("ConvTranspose", ["gy", wn], pads=[1] * 4)}
+    b.nodes += [helper.make_node("Identity", [src], [out]) for out, src in outs.items()]
+    info, f32 = helper.make_tensor_value_info, TensorProto.FLOAT
+    g = helper.make_graph(b.nodes, "winograd_layer", [info("x", f32, [1, cin, "H", "W"]),
+                                                      info("gy", f32, [1, cout, "H", "W"])],
+                          [info(out, f32, None) for out in outs], b.inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", layout.OPSET)])
+    model.ir_version = layout.IR_VERSION
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return lambda x, gy: sess.run(list(outs), {"x": x, "gy": gy})
+
+
+@pytest.mark.parametrize("layer", ["conv2_2", "conv4_1"])  # the smallest Winograd layer; cin != cout
+def test_winograd_layer_matches_oracle(weights, layer):
+    """One Winograd conv and its adjoint at sizes that end in partial tiles or are one pixel,
+    against the float64 oracle: within WINOGRAD_K of the direct Conv's own rounding error."""
+    w, bias = weights.convs[layer]
+    run = winograd_layer(w, bias)
+    w64 = w.astype(np.float64)
+    rng = np.random.default_rng(0)
+    for hw in [(1, 1), (2, 3), (5, 9), (9, 12), (17, 23)]:
+        x = np.maximum(rng.standard_normal((1, w.shape[1], *hw)), 0).astype(np.float32)  # like a ReLU's output
+        gy = rng.standard_normal((1, w.shape[0], *hw)).astype(np.float32)
+        y, gx, y_conv, gx_conv = run(x, gy)
+        y64 = oracle.conv3x3(x[0].astype(np.float64), w64, bias.astype(np.float64))
+        gx64 = oracle.conv3x3(gy[0].astype(np.float64), w64.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1],
+                              np.zeros(w.shape[1]))  # the conv's adjoint: kernel transposed and flipped
+        for got, direct, want in ((y, y_conv, y64), (gx, gx_conv, gx64)):
+            err, err_conv = (np.linalg.norm(a[0] - want) / np.linalg.norm(want) for a in (got, direct))
+            assert err <= WINOGRAD_K * max(err_conv, U), (hw, err, err_conv)
+
+
 @pytest.mark.parametrize("hw", [(16, 16), (41, 35), (70, 93)])
-def test_winograd_matches_conv(images, model_path, conv_model_path, hw):
-    """Winograd F(4x4, 3x3) at sizes whose deep layers end in partial tiles (or are one pixel):
-    the same loss and gradient as the graph of plain Convs, to float32 rounding."""
+def test_winograd_matches_conv(images, weights, model_path, conv_model_path, hw):
+    """The whole loss graph with Winograd products at sizes whose deep layers end in partial tiles
+    (or are one pixel): each term within WINOGRAD_K of the all-Conv graph's error against the
+    float64 oracle. The gradients are not compared element by element: a pre-activation within
+    rounding of zero takes the other side of its ReLU in one graph (measured: at 70x93 px, seeds 6,
+    8 and 9 put 1e-4 to 3e-4 of the gradient's norm in one unit's receptive field, on the graph
+    whose rounding is larger); test_winograd_layer_matches_oracle checks the adjoint itself, and
+    the finite-difference tests check the Winograd graph's gradient as a whole."""
     content, style = images
     content = np.ascontiguousarray(np.resize(content, (*hw, 3)))
     x = initial_canvas(content, "random", seed=6)
-    (tw, gw), (tc, gc) = (Objective(content, style, style_weight=1e3, model=m).evaluate(x)
-                          for m in (model_path, conv_model_path))
+    obj, obj_conv = (Objective(content, style, style_weight=1e3, model=m) for m in (model_path, conv_model_path))
+    tw, tc = obj.terms(x), obj_conv.terms(x)
+    fc, fs = oracle.features(content, weights), oracle.features(style, weights)
+    want = oracle.terms(x, fc, {k: oracle.gram(fs[k]) for k in obj.style_layers}, weights,
+                        obj.content_layers, obj.style_layers)
+    want["total"] = sum(w * want[k] for w, k in zip(obj.weights, ("content", "style", "tv"), strict=True))
     for key in ("content", "style", "tv", "total"):
-        assert rel(tw[key], tc[key]) < 2e-5, (key, tw[key], tc[key])
-    assert np.linalg.norm(gw - gc) / np.linalg.norm(gc) < 1e-4
+        assert rel(tw[key], want[key]) <= WINOGRAD_K * max(rel(tc[key], want[key]), U), (key, tw[key], tc[key])
