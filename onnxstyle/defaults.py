@@ -54,7 +54,11 @@ SCALES = "auto"
 # The smallest rung's shorter side: VGG19's conv5_1 still sees 8x8 positions. chelsea x the_scream
 # (2:3) at 256 px: a first rung of 85x128 ended at 1.055x; one scale at 1.026x, for less cost.
 LADDER_START = 128
-LBFGS_MEMORY = 10  # scipy's L-BFGS-B maxcor default
+LBFGS_MEMORY = 10  # scipy's L-BFGS-B maxcor default (--history)
+# Adam's step in 0..255 units (--optimizer adam): anishathalye/neural-style's and jcjohnson's 1e1 (on
+# mean-subtracted 0..255 images, as ours)
+LEARNING_RATE = 10.0
+STYLE_LAYER_WEIGHT_EXP = 1.0  # equal layer weights: anishathalye/neural-style's --style-layer-weight-exp 1
 OPTIMIZER = "scipy"  # L-BFGS-B, the optimiser of Gatys et al. and of every peer (the reference)
 DEVICE = "auto"  # CUDA when onnxruntime can really run it, else the CPU (jcjohnson: -gpu 0)
 PRESERVE_COLORS = "none"  # Gatys et al. 2015 transfer colours too; 2016's variants are opt-in

@@ -1,7 +1,8 @@
 """Where onnxstyle keeps files, and how it writes them. Below both `export` and `runtime`.
 
 Exported graphs: `$ONNXSTYLE_HOME` if set; else `models/` of a source checkout (an editable
-install or running from the tree); else `$XDG_CACHE_HOME/onnxstyle` (`~/.cache/onnxstyle`).
+install or running from the tree, or any install run from inside the checkout: the current
+directory); else `$XDG_CACHE_HOME/onnxstyle` (`~/.cache/onnxstyle`).
 Downloaded weights: `$ONNXSTYLE_WEIGHTS_CACHE`, else `weights/` in that cache folder.
 """
 
@@ -23,14 +24,26 @@ def user_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "onnxstyle"
 
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the checkout, when running from one
+
+
+def checkout_models(root: Path) -> Path | None:
+    """`root`/models when `root` is an onnxstyle source checkout (its pyproject.toml names
+    onnxstyle and it has a models/ folder), else None."""
+    try:
+        named = 'name = "onnxstyle"' in (root / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return root / "models" if named and (root / "models").is_dir() else None
+
+
 def models_dir() -> Path:
     env = os.environ.get(ENV_HOME)
     if env:
         return Path(env).expanduser()
-    checkout = Path(__file__).resolve().parents[1]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "models").is_dir():
-        return checkout / "models"
-    return user_cache()
+    # the package's own checkout; else the checkout the command runs in (a `pip install .` run
+    # from its clone, as the README's demo is, uses the clone's models/ as its tests do)
+    return checkout_models(PACKAGE_ROOT) or checkout_models(Path.cwd()) or user_cache()
 
 
 def default_model(pool: str = "avg") -> Path:

@@ -26,13 +26,14 @@ from onnxstyle.layers import LAYERS, canonical
 MIN_SIZE, MAX_SIZE = 16, 8192  # VGG needs >= 16 px (four 2x poolings); 8192 bounds the graph
 DEVICES = ("auto", "cpu", "cuda")
 INITS = ("noise", "content", "random")  # or an image file (or, in the API, an array)
-OPTIMIZERS = ("scipy", "lbfgs", "lbfgs-device")
+OPTIMIZERS = ("scipy", "lbfgs", "lbfgs-device", "adam")
 POOLS = ("avg", "max")
 PRESERVE_COLORS = ("none", "luminance", "match")
 COLOR_MATCHES = ("chol", "pca", "sym")
 PRECISIONS = ("tf32", "fp32")  # on CUDA; the CPU provider always computes in FP32
 CUDNN_SEARCHES = ("heuristic", "exhaustive")
 UNTILS = ("converged", "iterations")
+MAX_HISTORY = 64  # L-BFGS pairs a checkpoint may hold (runtime/checkpoint.MAX_PAIRS)
 
 
 class OptionError(InputError):
@@ -99,12 +100,23 @@ def layer_weights(what: str, spec: Mapping[str, float] | Sequence[str] | None,
     return out
 
 
+def count(n: int, word: str) -> str:
+    """'1 weight', '2 weights'."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def per_style(what: str, values: Sequence, n_styles: int) -> None:
+    """Refuse one value per style when the count is not the styles' (InputError)."""
+    if len(values) != n_styles:
+        raise InputError(f"{what} has {count(len(values), 'value')} for {count(n_styles, 'style image')}")
+
+
 def check_blend(blend: Sequence[float] | None, n_styles: int) -> None:
     if blend is None:
         return
     values = [check_number("style blend weight", v) for v in blend]
     if len(values) != n_styles:
-        raise InputError(f"style blend has {len(values)} weights for {n_styles} style images")
+        raise InputError(f"style blend has {count(len(values), 'weight')} for {count(n_styles, 'style image')}")
     if sum(values) <= 0:
         raise InputError("style blend weights must not all be zero")
 
@@ -117,6 +129,12 @@ def parse_floats(text: str) -> tuple[float, ...]:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise InputError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def parse_scale(text: str) -> float | tuple[float, ...]:
+    """'0.5' -> 0.5; '1,0.5' -> one per style image."""
+    values = parse_floats(text)
+    return values[0] if len(values) == 1 else values
 
 
 def parse_ints(text: str) -> tuple[int, ...]:
@@ -209,11 +227,14 @@ class StyleOptions:
     style_weight: float = opt(defaults.STYLE_WEIGHT, "Weight of the style term", cli=float)
     tv_weight: float = opt(defaults.TV_WEIGHT, "Weight of the total-variation term", cli=float)
     style_blend: tuple[float, ...] | None = opt(None, "Weights of the styles, e.g. 0.7,0.3", parse_floats)
-    style_scale: float = opt(defaults.STYLE_SCALE, "Style size relative to the output (0.05..8)", cli=float)
+    style_scale: float | tuple[float, ...] = opt(defaults.STYLE_SCALE, "Style size relative to the output "
+                                                 "(0.05..8), or one per style image (1,0.5)", parse_scale)
     content_layers: dict[str, float] = opt(None, "Content layers and weights, e.g. conv4_2:1", parse_layers,
                                            factory=lambda: dict(defaults.CONTENT_LAYERS))
     style_layers: dict[str, float] = opt(None, "Style layers and weights, e.g. conv1_1:0.2,conv2_1:0.2",
                                          parse_layers, factory=lambda: dict(defaults.STYLE_LAYERS))
+    style_layer_weight_exp: float = opt(defaults.STYLE_LAYER_WEIGHT_EXP, "Multiply the i-th style layer's weight "
+                                        "(shallow to deep) by this to the power i, keeping their sum", cli=float)
     preserve_colors: str = opt(defaults.PRESERVE_COLORS, " | ".join(PRESERVE_COLORS))
     color_match: str = opt(defaults.COLOR_MATCH, " | ".join(COLOR_MATCHES) + " (with --preserve-colors match)")
     init: str | os.PathLike | np.ndarray = opt(defaults.INIT, "noise | content | random | an image file")
@@ -229,7 +250,12 @@ class StyleOptions:
     cudnn_search: str = opt(defaults.CUDNN_SEARCH, "On CUDA: heuristic | exhaustive (times every cuDNN "
                             "algorithm once per image size)")
     optimizer: str = opt(defaults.OPTIMIZER, "scipy (L-BFGS-B) | lbfgs (ours: NumPy float32, far less "
-                         "overhead per step) | lbfgs-device (ours, vectors kept on the device)")
+                         "overhead per step) | lbfgs-device (ours, vectors kept on the device) | adam "
+                         "(with --learning-rate)")
+    history: int = opt(defaults.LBFGS_MEMORY, "L-BFGS pairs kept (scipy's maxcor; lbfgs-device keeps "
+                       f"{defaults.LBFGS_MEMORY})", cli=int)
+    learning_rate: float = opt(defaults.LEARNING_RATE, "Adam's step, in 0..255 pixel units (--optimizer adam)",
+                               cli=float)
     threads: int | None = opt(None, "onnxruntime intra-op threads (default: physical cores)", cli=int)
     model: str | None = opt(None, "An exported .onnx (default: the models folder)")
     max_memory: int | str | None = opt(None, "Memory the run may use, e.g. 4G: above what the whole picture "
@@ -297,6 +323,25 @@ class StyleOptions:
             counts = [self.iterations] * n
         return counts[n - len(self.ladder(shape)):]
 
+    def style_scales(self, n_styles: int) -> list[float]:
+        """The style scale of each of `n_styles` styles (OptionError when the counts differ)."""
+        if not isinstance(self.style_scale, tuple):
+            return [self.style_scale] * n_styles
+        try:
+            per_style("style scale", self.style_scale, n_styles)
+        except InputError as e:
+            raise OptionError("style_scale", str(e)) from None
+        return list(self.style_scale)
+
+    def style_layer_weights(self) -> dict[str, float]:
+        """`style_layers` with the i-th (shallow to deep) weight times style_layer_weight_exp ** i,
+        scaled back to the same sum (anishathalye/neural-style's --style-layer-weight-exp, whose
+        weights start equal and sum to 1)."""
+        layers = sorted(self.style_layers, key=LAYERS.index)
+        raised = {n: self.style_layers[n] * self.style_layer_weight_exp ** i for i, n in enumerate(layers)}
+        total, new = sum(self.style_layers.values()), sum(raised.values())
+        return {n: w * total / new if new > 0 else w for n, w in raised.items()}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -330,10 +375,40 @@ def _noise_ratio(v, o) -> float:
     return v
 
 
-def _style_scale(v, o) -> float:
-    v = check_number("style scale", v)
-    if not 0.05 <= v <= 8:
-        raise InputError(f"style scale {v:g} must be within 0.05..8")
+def _style_scale(v, o) -> float | tuple[float, ...]:
+    def one(x) -> float:
+        x = check_number("style scale", x)
+        if not 0.05 <= x <= 8:
+            raise InputError(f"style scale {x:g} must be within 0.05..8")
+        return x
+
+    if np.ndim(v) == 0:
+        return one(v)
+    values = tuple(one(x) for x in v)
+    if not values:
+        raise InputError("style scale: none given")
+    return values[0] if len(values) == 1 else values
+
+
+def _exponent(v, o) -> float:
+    v = check_number("style layer weight exp", v)
+    if v == 0:
+        raise InputError("style layer weight exp must be > 0")
+    return v
+
+
+def _learning_rate(v, o) -> float:
+    v = check_number("learning rate", v)
+    if v == 0:
+        raise InputError("learning rate must be > 0")
+    return v
+
+
+def _history(v, o) -> int:
+    v = check_int("history", v, 1, MAX_HISTORY)
+    if o.optimizer == "lbfgs-device" and v != defaults.LBFGS_MEMORY:
+        raise InputError(f"history {v}: lbfgs-device's step graph keeps {defaults.LBFGS_MEMORY} pairs "
+                         "(use --optimizer lbfgs or scipy for another count)")
     return v
 
 
@@ -392,6 +467,7 @@ _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "style_scale": _style_scale,
     "content_layers": lambda v, o: layer_weights("content", v, defaults.CONTENT_LAYERS),
     "style_layers": lambda v, o: layer_weights("style", v, defaults.STYLE_LAYERS),
+    "style_layer_weight_exp": _exponent,
     "preserve_colors": lambda v, o: check_choice("preserve-colors", v, PRESERVE_COLORS),
     "color_match": lambda v, o: check_choice("color match", v, COLOR_MATCHES),
     "init": _init,
@@ -403,6 +479,8 @@ _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "precision": lambda v, o: check_choice("precision", v, PRECISIONS),
     "cudnn_search": lambda v, o: check_choice("cudnn search", v, CUDNN_SEARCHES),
     "optimizer": lambda v, o: check_choice("optimizer", v, OPTIMIZERS),
+    "history": _history,
+    "learning_rate": _learning_rate,
     "threads": _threads,
     "model": lambda v, o: None if v is None else os.fspath(v),
     "max_memory": _max_memory,

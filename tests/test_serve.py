@@ -82,7 +82,7 @@ def test_bad_inputs_give_the_right_status_and_one_line(server):
     assert r.json()["error"] == str(cli.value)
     refused(400, server.submit(styel_weight="1"), "did you mean style_weight")
     refused(400, server.submit(size=4096), "over this server's limit of 128")
-    refused(400, server.submit(style_blend="0.5,0.5"), "style blend has 2 weights for 1 style images")
+    refused(400, server.submit(style_blend="0.5,0.5"), "style blend has 2 weights for 1 style image")
     refused(400, server.submit(model="/etc/passwd"), "set by the server")
     refused(400, server.submit(init="/etc/passwd"), "no server-side files")
     refused(400, server.submit(content=b"hello, I am text\n"), "a text file, not an image")

@@ -91,6 +91,8 @@ def test_page_stylizes_an_uploaded_photo_with_a_bundled_painting(tmp_path, model
         browser.call("Page.navigate", url=server.url + "/")
         browser.until(f"location.href.startsWith('{server.url}') && document.readyState === 'complete' && "
                       "document.getElementById('style-sample').options.length >= 3")
+        # before the first result the picture's place is empty: no broken-image icon
+        assert browser.js("getComputedStyle(document.getElementById('picture')).visibility") == "hidden"
         # the photo through the real file input; a bundled painting from the list
         doc = browser.call("DOM.getDocument")["root"]["nodeId"]
         node = browser.call("DOM.querySelector", nodeId=doc, selector="#content")["nodeId"]
@@ -109,6 +111,7 @@ def test_page_stylizes_an_uploaded_photo_with_a_bundled_painting(tmp_path, model
                               "document.body.dataset.state", 600 if shot_path else 180)
         assert state == "done", browser.js("document.getElementById('status').textContent")
         assert browser.js("document.getElementById('picture').naturalWidth") == size  # chelsea is landscape
+        assert browser.js("getComputedStyle(document.getElementById('picture')).visibility") == "visible"
         done = f"done: iteration {iterations} of {iterations}"
         assert browser.js("document.getElementById('status').textContent").startswith(done)
         link = browser.js("(() => { const a = document.getElementById('download'); "

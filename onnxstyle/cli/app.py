@@ -13,13 +13,44 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 import onnxstyle
 from onnxstyle import defaults
 from onnxstyle.errors import one_line
 from onnxstyle.options import FIELDS, StyleOptions, show
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+def readable(params: list) -> list:
+    """Parameters as --help should show them: no `<bool>` after a flag (typer shows a metavar,
+    when there is one, instead of the type), arguments in capitals (CONTENT, STYLES...)."""
+    for p in params:
+        if p.param_type_name == "option" and p.is_flag:
+            p.metavar = ""
+        elif p.param_type_name == "argument" and p.metavar is None:
+            p.metavar = p.name.upper() + ("..." if p.nargs != 1 else "")
+    return params
+
+
+class Group(TyperGroup):
+    def get_params(self, ctx) -> list:
+        return readable(super().get_params(ctx))
+
+
+class Command(TyperCommand):
+    """A command whose usage line reads `[OPTIONS] CONTENT STYLES...` (typer's: `{content}
+    {styles}...`), with readable() parameters."""
+
+    def get_params(self, ctx) -> list:
+        return readable(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        args = [p.metavar if p.required else f"[{p.metavar}]" for p in self.get_params(ctx)
+                if p.param_type_name == "argument"]
+        return [self.options_metavar, *args]
+
+
+app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Gatys neural style transfer on ONNX Runtime, without PyTorch.")
 LOG_LINES = 20  # progress lines per run when stdout is not a terminal
 DEBUG = {"on": False}  # --debug: let errors show their traceback
@@ -62,7 +93,7 @@ def friendly(fn):
     return wrapper
 
 
-@app.command()
+@app.command(cls=Command)
 @friendly
 def export(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the .onnx")] = None,
@@ -116,7 +147,9 @@ def style_options(fn):
             continue  # the command declares this one itself
         kind, default = f.metadata["cli"], onnxstyle.options.default(f.name)
         if default is not None and kind is str:
-            default = show(default)  # as the user would type it; parses back to the default
+            # as the user would type it, parsing back to the default; ", " lets a long one (the
+            # style layers) wrap in --help instead of being cut off
+            default = show(default).replace(",", ", ")
         info = typer.Option(cli_name(f.name), help=f.metadata["help"], rich_help_panel="Style options")
         added.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                        annotation=Annotated[kind | None, info]))
@@ -173,10 +206,11 @@ def header_shape(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def run_job(job) -> None:
+def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
     """Run a job with progress on stdout: a bar on a terminal, else whole log lines (about
-    LOG_LINES per run: CI and log files get lines nothing cuts). Ctrl-C or SIGTERM keeps the
-    work and exits 130 / 143."""
+    LOG_LINES per run: CI and log files get lines nothing cuts); `print_every` N: a line every N
+    iterations instead; `quiet`: nothing on stdout (errors still go to stderr). Ctrl-C or SIGTERM
+    keeps the work and exits 130 / 143."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -187,7 +221,12 @@ def run_job(job) -> None:
     total = sum(opts.iteration_list(header_shape(job.content)))
     at_most = opts.until == "converged"  # the time left is for the cap; the run may stop sooner
     console = Console()
-    if console.is_terminal:
+    if quiet:
+        shown = contextlib.nullcontext()
+
+        def on_progress(p, step: int) -> None:
+            pass
+    elif console.is_terminal and not print_every:
         left = TextColumn(("≤ " if at_most else "") + "{task.fields[left]} left")
         columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), left,
                    TextColumn("{task.fields[losses]}"))
@@ -199,16 +238,17 @@ def run_job(job) -> None:
             shown.update(task, completed=step, left=jobs.clock(p.remaining), losses=line.split("  ")[1])
     else:
         shown = contextlib.nullcontext()
-        every = max(1, round(total / LOG_LINES))
+        every = print_every or max(1, round(total / LOG_LINES))
 
         def on_progress(p, step: int) -> None:
-            if step == 1 or step % every == 0 or p.iteration == 1:
+            if step % every == 0 or (not print_every and (step == 1 or p.iteration == 1)):
                 print(f"stylize {jobs.describe(p, step, total, at_most)}", flush=True)
 
     with shown, guard.interruptible() as stop:
         out = jobs.run(job, on_progress, stop.token)
     if out.result is None:
-        typer.echo(f"wrote {out.output} (the checkpoint had {out.iterations} of {opts.iterations} iterations)")
+        if not quiet:
+            typer.echo(f"wrote {out.output} (the checkpoint had {out.iterations} of {opts.iterations} iterations)")
         return
     if stop.signum:  # Ctrl-C / SIGTERM: the work is kept; say where, exit 130 / 143
         typer.echo(f"onnxstyle: interrupted by {stop.name} after iteration {out.iterations}/{total}: "
@@ -218,6 +258,8 @@ def run_job(job) -> None:
     r = out.result
     if r.note:
         typer.echo(f"onnxstyle: note: ran on the CPU: {r.note}", err=True)
+    if quiet:
+        return
     typer.echo(f"wrote {out.output} ({r.image.shape[1]}x{r.image.shape[0]}, {out.iterations} iterations, "
                f"{r.seconds:.1f} s on {r.provider}{' ' + r.gpu + ' ' + r.precision if r.gpu else ''}); "
                f"stopped: {r.message}")
@@ -225,7 +267,7 @@ def run_job(job) -> None:
         typer.echo(f"wrote {' and '.join(map(str, out.extras))}")
 
 
-@app.command()
+@app.command(cls=Command)
 @friendly
 @style_options
 def stylize(
@@ -237,6 +279,9 @@ def stylize(
     report: Annotated[Path | None, typer.Option(help="Write a JSON report here")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue a run from its .ckpt.npz")] = None,
+    print_every: Annotated[int, typer.Option(min=0, help="A progress line every N iterations instead of the "
+                                                         "bar (0: the bar, or about 20 lines when piped)")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stdout; errors still on stderr")] = False,
     options: StyleOptions = None,
 ) -> None:
     """Stylize CONTENT with the style of one or more STYLE images."""
@@ -245,7 +290,7 @@ def stylize(
     job = Job(content, styles, output, options, parse_masks(style_mask or [], styles), checkpoint_every,
               report, overwrite, resume)
     ensure_models(options)
-    run_job(job)
+    run_job(job, print_every, quiet)
 
 
 def batch_engine(engine: str, workers: int | None, address: str | None, cpus_per_job: float,
@@ -271,7 +316,7 @@ def duration(seconds: float | None) -> str:
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-@app.command()
+@app.command(cls=Command)
 @friendly
 @style_options
 def batch(
@@ -334,7 +379,7 @@ DEMO_CONTENT = "astronaut.png"  # NASA, public domain (scikit-image data)
 DEMO_STYLE = "starry_night.jpg"  # van Gogh, 1889, public domain
 
 
-@app.command()
+@app.command(cls=Command)
 @friendly
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output")] = Path("onnxstyle_demo.png"),
@@ -353,7 +398,7 @@ def demo(
         run_job(Job(c, [s], output, options, overwrite=overwrite))
 
 
-@app.command("weights")
+@app.command("weights", cls=Command)
 @friendly
 def weights_list() -> None:
     """List the known VGG19 releases (hash, size, licence, input convention) and which are
@@ -383,7 +428,7 @@ def weights_list() -> None:
     typer.echo(f"download cache: {download.cache_dir()} (set {download.ENV_CACHE} to move it)")
 
 
-@app.command()
+@app.command(cls=Command)
 @friendly
 @style_options
 def video(
@@ -430,7 +475,7 @@ def video(
                f"{result.resumed_at} were done already)")
 
 
-@app.command()
+@app.command(cls=Command)
 @friendly
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",

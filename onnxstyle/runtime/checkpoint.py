@@ -28,6 +28,7 @@ import numpy as np
 
 from onnxstyle.errors import InputError
 from onnxstyle.files import atomic_write
+from onnxstyle.options import MAX_HISTORY
 from onnxstyle.runtime.images import MAX_PIXELS
 from onnxstyle.runtime.lbfgs import LbfgsState
 
@@ -36,7 +37,7 @@ VERSION = 1
 MAX_BYTES = MAX_PIXELS * 3 * 4 + (16 << 20)  # the biggest image plus generous room for meta
 NOTE = ("optimizer lbfgs: its whole state is saved and a resumed run continues exactly; "
         "scipy L-BFGS-B memory is not saved: a resumed run restarts it from this image")
-MAX_PAIRS = 64  # history rows a checkpoint may hold (the default keeps defaults.LBFGS_MEMORY)
+MAX_PAIRS = MAX_HISTORY  # history rows a checkpoint may hold (the most --history allows)
 LBFGS_ARRAYS = {"g": np.float32, "S": np.float32, "Y": np.float32, "rho": np.float64}
 LBFGS_SCALARS = ("f", "gamma", "start", "count", "nit", "nfev")
 

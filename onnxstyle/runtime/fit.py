@@ -76,15 +76,16 @@ def estimate(hw: tuple[int, int], tile: int | None, pairs: int, optimizer: str =
 
 def plan(hw: tuple[int, int], optimizer: str = "scipy", limit: int | None = None,
          tile: int | None = None, content_layers=None, styles: int = 1, masked: bool = False,
-         device: str = "cpu") -> Fit:
+         device: str = "cpu", pairs: int = defaults.LBFGS_MEMORY) -> Fit:
     """The fit of a run at H x W under `limit` bytes (default: what images.available_memory says,
-    or on CUDA the GPU's free memory). `tile` forces that tile size (0: never tile). `device` as
-    the run's ("cpu", "cuda", "auto"). Raises InputError when nothing fits."""
+    or on CUDA the GPU's free memory), keeping up to `pairs` L-BFGS pairs. `tile` forces that tile
+    size (0: never tile). `device` as the run's ("cpu", "cuda", "auto"). Raises InputError when
+    nothing fits."""
     device_kind = "cuda" if session.runs_on_cuda(device) else "cpu"
     if limit is None:
         limit = session.gpu_free_memory() if device_kind == "cuda" else images.available_memory()
     h, w = hw
-    pairs = defaults.LBFGS_MEMORY
+    least = min(MIN_PAIRS, pairs)
     kw = {"optimizer": optimizer, "content_layers": content_layers, "styles": styles, "masked": masked,
           "device_kind": device_kind}
 
@@ -94,11 +95,11 @@ def plan(hw: tuple[int, int], optimizer: str = "scipy", limit: int | None = None
 
     if tile is not None:  # the user's tile (0: untiled): only the pairs adapt
         t = None if tile == 0 or tile >= max(hw) else tiles.check_tile(tile)
-        candidates = [(t, p) for p in range(pairs, MIN_PAIRS - 1, -1)]
+        candidates = [(t, p) for p in range(pairs, least - 1, -1)]
     else:
         sizes = range(tiles.check_tile(max(MIN_TILE, max(hw) - 1)), MIN_TILE - 1, -tiles.GRID)
         candidates = [(None, pairs)] + [(t, pairs) for t in sizes]
-        candidates += [(t, p) for p in range(pairs - 1, MIN_PAIRS - 1, -1) for t in (None, *sizes)]
+        candidates += [(t, p) for p in range(pairs - 1, least - 1, -1) for t in (None, *sizes)]
     for t, p in candidates:
         found = fits(t, p)
         if found is not None:

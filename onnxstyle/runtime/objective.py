@@ -13,7 +13,7 @@ from onnxstyle import defaults, layout
 from onnxstyle.errors import InputError, ModelError, NumericalError
 from onnxstyle.files import features_path
 from onnxstyle.layers import CHANNELS, LAYERS, canonical
-from onnxstyle.options import check_number, layer_weights
+from onnxstyle.options import check_number, count, layer_weights
 from onnxstyle.runtime import models, session, tiles
 from onnxstyle.runtime.images import as_rgb_array
 
@@ -218,7 +218,7 @@ class Objective:
             return np.full(n, 1.0 / n)
         b = np.asarray([float(v) for v in blend], np.float64)
         if b.shape != (n,):
-            raise InputError(f"style blend has {b.size} weights for {n} style images")
+            raise InputError(f"style blend has {count(b.size, 'weight')} for {count(n, 'style image')}")
         if not np.isfinite(b).all() or (b < 0).any() or b.sum() <= 0:
             raise InputError("style blend weights must be finite, >= 0 and not all zero")
         return b / b.sum()

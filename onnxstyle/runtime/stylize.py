@@ -165,16 +165,18 @@ def is_cold(init: str | np.ndarray) -> bool:
 def optimize(objective: Objective, x0: np.ndarray, iterations: int,
              callback: Callback | None = None, optimizer: str = "scipy",
              state: lbfgs.LbfgsState | None = None, pairs: int = defaults.LBFGS_MEMORY,
-             until: Convergence | None = None, cold: bool = False) -> Result:
-    """Run L-BFGS (scipy's L-BFGS-B or ours, keeping `pairs` pairs) once from x0 with pixel
-    bounds [0, 255] for `iterations` steps, or fewer where `until` says the picture is done.
+             until: Convergence | None = None, cold: bool = False,
+             learning_rate: float = defaults.LEARNING_RATE) -> Result:
+    """Run L-BFGS (scipy's L-BFGS-B or ours, keeping `pairs` pairs), or Adam with step
+    `learning_rate` (runtime/adam.py), once from x0 with pixel bounds [0, 255] for `iterations`
+    steps, or fewer where `until` says the picture is done.
     `state` (optimizer="lbfgs" only): continue from this L-BFGS state, at x0, exactly as the run
     that made it would have gone on; scipy's L-BFGS-B and lbfgs-device cannot take one and
     start their memory afresh from x0. `cold`: x0 is a canvas with nothing to keep
     (is_cold): ours then take L-BFGS-B's full first step (scipy's always does)."""
     check_int("iterations", iterations, 1)
     check_choice("optimizer", optimizer, OPTIMIZERS)
-    dtype = np.float32 if optimizer == "lbfgs" else np.float64  # each one's working precision
+    dtype = np.float32 if optimizer in ("lbfgs", "adam") else np.float64  # each one's working precision
     shape = x0.shape
     start = time.perf_counter()
     last: dict[str, object] = {}
@@ -231,6 +233,10 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
             res = device_lbfgs.minimize(fun_device, x0.ravel(), iterations, bounds=(0.0, 255.0),
                                         m=pairs, callback=on_iter, maxfun=options["maxfun"],
                                         device=objective.ort_device, cold=cold)
+        elif optimizer == "adam":
+            from onnxstyle.runtime import adam
+
+            res = adam.minimize(fun, x0.ravel(), iterations, learning_rate, (0.0, 255.0), on_iter)
         elif optimizer == "lbfgs":
             if state is not None:
                 try:
@@ -285,7 +291,7 @@ def fit_for(opts: StyleOptions, shape: tuple[int, ...], n_styles: int,
     def fitting(size: int | None) -> fit.Fit:
         hw = images.fit_size(shape, size) if size else tuple(shape[:2])
         return fit.plan(hw, opts.optimizer, opts.max_memory, opts.tile, opts.content_layers, n_styles, masked,
-                        opts.device)
+                        opts.device, opts.history)
 
     return fitting
 
@@ -335,6 +341,7 @@ def stylize(
         check_blend(opts.style_blend, n_styles)
     except InputError as e:
         raise OptionError("style_blend", str(e)) from None
+    style_scales = opts.style_scales(n_styles)
     c = images.as_rgb_array(content)
     sizes, iters = opts.ladder(c.shape), opts.iteration_list(c.shape)
     styles = _styles(style)
@@ -361,17 +368,15 @@ def stylize(
     start = time.perf_counter()
     for k, (sz, hw, n_iter) in enumerate(zip(sizes, hws, iters, strict=True)):
         cz = images.resize(c, hw)
-        sz_style = None if sz is None else max(16, round(sz * opts.style_scale))
-        sts = [images.resize(s, images.fit_size(s.shape, sz_style)) if sz_style else
-               images.resize(s, images.fit_size(s.shape, round(max(s.shape[:2]) * opts.style_scale)))
-               for s in styles]
+        sts = [images.resize(s, images.fit_size(s.shape, max(16, round((sz or max(s.shape[:2])) * scale))))
+               for s, scale in zip(styles, style_scales, strict=True)]
         masks = None if style_masks is None else [
             None if m is None else images.resize_mask(m, hw) for m in style_masks]
         fitted = fitting(sz)
         objective = Objective(
             cz, sts, content_weight=opts.content_weight, style_weight=opts.style_weight,
             tv_weight=opts.tv_weight, model=model_path, device=opts.device,
-            content_layers=opts.content_layers, style_layers=opts.style_layers,
+            content_layers=opts.content_layers, style_layers=opts.style_layer_weights(),
             style_blend=opts.style_blend, style_masks=masks, threads=opts.threads, tile=fitted.tile,
             precision=opts.precision, cudnn_search=opts.cudnn_search,
         )
@@ -398,7 +403,7 @@ def stylize(
         with run.numerics():  # a NaN/Inf fault carries the last good image
             r = optimize(objective, x0, n_iter, shown, opts.optimizer,
                          optimizer_state if opts.optimizer == "lbfgs" and k == 0 else None, fitted.pairs,
-                         Convergence() if opts.until == "converged" else None, cold)
+                         Convergence() if opts.until == "converged" else None, cold, opts.learning_rate)
         stats.append({"size": list(hw), "iterations": r.iterations, "stop": r.reason, "evaluations": r.evaluations,
                       "seconds": r.seconds, "final": r.final, "memory": fitted.to_dict(),
                       "tiled": fitted.describe()})

@@ -110,8 +110,9 @@ class FrameStylizer:
         if options.optimizer == "lbfgs-device":
             raise InputError("--optimizer lbfgs-device cannot take the temporal term yet: use scipy or lbfgs for video")
         self.options = options
-        side = max(16, round(max(first.shape[:2]) * options.style_scale))
-        styles = [images.resize(images.as_rgb_array(s), images.fit_size(s.shape, side)) for s in styles]
+        side = max(first.shape[:2])
+        styles = [images.resize(images.as_rgb_array(s), images.fit_size(s.shape, max(16, round(side * scale))))
+                  for s, scale in zip(styles, options.style_scales(len(styles)), strict=True)]
         if options.preserve_colors == "match":
             styles = [color.match_colors(s, first, options.color_match) for s in styles]
         elif options.preserve_colors == "luminance":
@@ -135,7 +136,7 @@ class FrameStylizer:
         c = self.space(content)
         objective = Objective(c, self.styles, content_weight=o.content_weight, style_weight=o.style_weight,
                               tv_weight=o.tv_weight, model=self.model, device=o.device,
-                              content_layers=o.content_layers, style_layers=o.style_layers,
+                              content_layers=o.content_layers, style_layers=o.style_layer_weights(),
                               style_blend=o.style_blend, threads=o.threads)
         if previous is None:
             x0 = initial_canvas(c, o.init, o.seed, o.noise_ratio)
@@ -146,7 +147,8 @@ class FrameStylizer:
         # Every frame's lbfgs starts with the probe, even from noise (cold=False): with L-BFGS-B's
         # full first step on the first frame, the known-motion test clip's temporal error rose
         # from 106 to 115 (tests/test_video.py, 64 px).
-        result = optimize(objective, x0, iterations, callback, o.optimizer)
+        result = optimize(objective, x0, iterations, callback, o.optimizer, pairs=o.history,
+                          learning_rate=o.learning_rate)
         out = result.image
         if o.preserve_colors == "luminance":
             out = images.to_uint8(color.with_chroma(out, content))
