@@ -418,6 +418,21 @@ def bench_threads(args: argparse.Namespace) -> list[dict]:
 # Machine description and report.
 
 
+def git_commit() -> str | None:
+    """The checkout's short commit: $ONNXSTYLE_COMMIT where set (a GPU box gets a copied tree, with
+    no repository and maybe no git: gpu_prepare.sh's command sets it), else git's, else None."""
+    if os.environ.get("ONNXSTYLE_COMMIT"):
+        return os.environ["ONNXSTYLE_COMMIT"]
+    if shutil.which("git") is None:
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def machine(args: argparse.Namespace) -> dict:
     cpu, cores = platform.processor() or platform.machine(), set()
     try:
@@ -456,8 +471,6 @@ def machine(args: argparse.Namespace) -> dict:
         q = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
                             "--format=csv,noheader"], capture_output=True, text=True)
         gpu = q.stdout.strip() or None
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
     return {
         "cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": len(cores) or None,
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -470,7 +483,7 @@ def machine(args: argparse.Namespace) -> dict:
                  for p in threadpool_info() if p["user_api"] == "blas"],
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "device": args.device, "threads": args.threads or "default (physical cores)",
-        "git_commit": commit or None,
+        "git_commit": git_commit(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 

@@ -1,23 +1,28 @@
-"""The CUDA figures (issue 10), run by benchmarks/gpu_check.sh on a GPU box that has only this
-checkout, Python, onnxruntime-gpu and the CUDA libraries PyTorch brings (nothing is installed):
+"""The CUDA figures (issues 10 and 24), run by benchmarks/gpu_check.sh on a GPU box that has only
+this checkout, Python, onnxruntime-gpu and the CUDA libraries PyTorch brings (nothing installed).
 
-  lossgrad   loss+gradient at 512 and 1024 px, onnxstyle vs PyTorch autograd of the same math on
-             the same GPU, fp32 and tf32 (medians; ratio = onnxstyle / PyTorch)
-  agree      CUDA vs the CPU provider: terms and gradient at 512 px and an odd 301x217
-  first      the first call at a new size (cuDNN search: heuristic vs exhaustive) and a 256->512
-             ladder
-  stylize    500 iterations at 512 px per optimiser (scipy: 50, extrapolated), with and without a
-             callback that reads the image; the split between onnxruntime, the optimiser and the rest
-  placement  where every node of the loss graph ran (onnxruntime's profile): CPU nodes, copies
-  convgraph  the default loss graph (Winograd products) against the all-Conv one (cuDNN's
-             convolutions) at 512 and 1024 px, where models/vgg19_gatys.conv.onnx was exported
-             beside it before packing:
-             python -c "from onnxstyle.export import pair; pair.export('models/vgg19_gatys.conv.onnx', winograd=False)"
+Sections (each a list of steps; the results file is written after every row, so a run killed at
+its time limit still returns what it measured):
 
-  python benchmarks/cuda_check.py [--device cuda] [--quick] [--out benchmarks/results]
+  quick         (about 2-4 minutes on an H100) does CUDA load; loss+gradient at 512 px, fp32 and
+                TF32, against PyTorch on the same GPU in this process; CUDA vs CPU terms and
+                gradient; 100 iterations of lbfgs-device and scipy at 512 px; the same
+                lbfgs-device run on the CPU provider and its final loss against CUDA's
+  lossgrad1024  loss+gradient at 1024 px against PyTorch
+  stylize500    500 iterations at 512 px with each optimiser (and the callback that reads the image)
+  picture       time to the default's finished picture (stylize with every default) on CUDA
+  placement     where every node ran and the copies per evaluation (onnxruntime's profile)
+  first         the first call at a new size (cuDNN search: heuristic vs exhaustive), a 256->512 ladder
+  agree         CUDA vs CPU at an odd size (301x217)
+  convgraph     the default (Winograd) graph against the all-Conv one (models/vgg19_gatys.conv.onnx,
+                made by benchmarks/gpu_prepare.sh) at 512 and 1024 px
 
-Writes OUT/bench_cuda.json and OUT/bench_cuda.md. `--device cpu --quick` runs every path on the
-CPU provider (a dry run of this script on a machine without a GPU).
+  python benchmarks/cuda_check.py [--sections quick,placement] [--device cuda] [--quick] [--out DIR]
+
+Writes bench_cuda.json/.md into benchmarks/results, /tmp/gpu (where it exists) and --out (the
+device's $OUT); rows of earlier calls on the same machine since its boot are kept (one section per command fits the
+device's 10-minute limit). `--device cpu --quick` runs every step on the CPU provider at small
+sizes, as files bench_cuda_cpu_dry_run.* (gpu_check.sh's ONNXSTYLE_GPU_DRYRUN=1).
 """
 
 from __future__ import annotations
@@ -35,15 +40,64 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-import bench  # noqa: E402  (prepare, bench_stylize, Timers, machine)
+import bench  # noqa: E402  (prepare, bench_stylize, machine)
 
-from onnxstyle.runtime import objective as objective_mod  # noqa: E402
 from onnxstyle.runtime import session  # noqa: E402
 from onnxstyle.runtime.objective import Objective  # noqa: E402
+
+SECTIONS = {
+    "quick": ["provider", "lossgrad", "agree", "stylize", "cpu_stylize"],
+    "lossgrad1024": ["lossgrad"],
+    "stylize500": ["stylize"],
+    "picture": ["picture"],
+    "placement": ["placement"],
+    "first": ["first"],
+    "agree": ["agree"],
+    "convgraph": ["convgraph"],
+}
+CONV_GRAPH = HERE.parent / "models" / "vgg19_gatys.conv.onnx"
+KEEP = Path("/tmp/gpu")  # unpack.sh's folder on the device
 
 
 def log(msg: str) -> None:
     print(f"[cuda_check] {msg}", file=sys.stderr, flush=True)
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+class Record:
+    """The results, saved as JSON and Markdown into each folder after every row."""
+
+    def __init__(self, dirs: list[Path], name: str, head: dict) -> None:
+        self.paths = [d / name for d in dirs]
+        self.res = {**head, "boot_id": boot_id(), "errors": {}}
+        try:  # an earlier call's rows on this machine (same boot): one file for all sections
+            old = json.loads(self.paths[0].with_suffix(".json").read_text())
+            if old.get("boot_id") == self.res["boot_id"] and old.get("device") == head["device"]:
+                self.res = {**old, **{k: v for k, v in head.items() if k != "machine"}}
+        except (OSError, ValueError):
+            pass
+
+    def add(self, key: str, row) -> None:
+        self.res.setdefault(key, []).append(row)
+        log(f"{key}: {json.dumps(row, default=str)[:400]}")
+        self.save()
+
+    def error(self, key: str, e: BaseException) -> None:
+        self.res["errors"][key] = f"{type(e).__name__}: {e}"[:500]
+        log(f"{key} failed: {self.res['errors'][key]}")
+        self.save()
+
+    def save(self) -> None:
+        for p in self.paths:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.with_suffix(".json").write_text(json.dumps(self.res, indent=2, default=str))
+            p.with_suffix(".md").write_text(markdown(self.res))
 
 
 def median_time(fn, repeats: int, sync=lambda: None) -> float:
@@ -59,46 +113,59 @@ def median_time(fn, repeats: int, sync=lambda: None) -> float:
 
 
 def torch_objective(c, styles, device: str, precision: str):
-    """PyTorch's objective on `device` with TF32 as `precision` says; None without torch."""
+    """PyTorch's objective on `device` with TF32 as `precision` says, and its sync."""
     if importlib.util.find_spec("torch") is None:
-        return None, None
+        raise ModuleNotFoundError("no torch here")
     import torch
     from torch_ref import TorchObjective
 
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     if device == "cuda" and not torch.cuda.is_available():
-        return None, None
+        raise RuntimeError("torch sees no CUDA device")
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return TorchObjective(c, styles, device=device), sync
 
 
-def lossgrad(args) -> list[dict]:
-    rows = []
-    for size in args.sizes:
+# ---------------------------------------------------------------------------------------------
+# Steps: each adds its rows to the record as it measures them.
+
+
+def provider(args, rec: Record) -> None:
+    img = np.random.default_rng(0).uniform(0, 255, (64, 64, 3)).astype(np.float32)
+    t = time.perf_counter()
+    obj = Objective(img, img, device=args.device)
+    terms, _ = obj.evaluate(img)
+    rec.add("provider", {"provider": obj.provider, "gpu": obj.engine.gpu, "precision": obj.engine.precision,
+                         "note": obj.engine.note, "first_objective_s": time.perf_counter() - t,
+                         "gpu_free_bytes": session.gpu_free_memory() if args.device == "cuda" else None,
+                         "loss_64px": terms["total"]})
+
+
+def lossgrad(args, rec: Record) -> None:
+    for size in args.lossgrad_sizes:
         c, styles = bench.prepare(size)
         x = c * 0.9 + 10
         for precision in ("fp32", "tf32"):
             ours = Objective(c, styles, device=args.device, precision=precision)
-            t_ours = median_time(lambda o=ours, x=x: o.evaluate(x), args.repeats)
-            row = {"size": size, "precision": precision, "onnxstyle_s": t_ours, "provider": ours.provider}
-            ref, sync = torch_objective(c, styles, args.device, precision)
-            if ref is not None:
+            row = {"size": size, "precision": precision, "provider": ours.provider,
+                   "onnxstyle_s": median_time(lambda o=ours, x=x: o.evaluate(x), args.repeats)}
+            try:  # the reference's absence or failure must not lose onnxstyle's own figure
+                ref, sync = torch_objective(c, styles, args.device, precision)
                 row["torch_s"] = median_time(lambda r=ref, x=x: r(x), args.repeats, sync)
-                row["ratio"] = t_ours / row["torch_s"]
+                row["ratio"] = row["onnxstyle_s"] / row["torch_s"]
                 loss_t, g_t = ref(x)
                 terms, g = ours.evaluate(x)
                 row["loss_rel_diff"] = abs(terms["total"] - loss_t) / abs(loss_t)
                 row["grad_rel_diff"] = float(np.abs(g - g_t).max() / np.abs(g_t).max())
-            log(f"lossgrad {size} {precision}: {row}")
-            rows.append(row)
-    return rows
+            except Exception as e:  # noqa: BLE001
+                row["torch_error"] = f"{type(e).__name__}: {e}"[:300]
+            rec.add("lossgrad", row)
 
 
-def agree(args) -> list[dict]:
+def agree(args, rec: Record) -> None:
     from onnxstyle.runtime import images
 
-    rows = []
     for hw in args.agree_sizes:
         c, styles = bench.prepare(max(hw))
         c = images.resize(c, hw)
@@ -106,59 +173,50 @@ def agree(args) -> list[dict]:
         ref_terms, ref_g = Objective(c, styles, device="cpu").evaluate(x)
         for precision in ("fp32", "tf32"):
             terms, g = Objective(c, styles, device=args.device, precision=precision).evaluate(x)
-            row = {"size": f"{hw[1]}x{hw[0]}", "precision": precision,
-                   "terms_rel_diff": {k: abs(terms[k] - v) / max(abs(v), 1e-30) for k, v in ref_terms.items()},
-                   "grad_rel_diff": float(np.abs(g - ref_g).max() / np.abs(ref_g).max())}
-            log(f"agree {row}")
-            rows.append(row)
-    return rows
+            rec.add("agree", {"size": f"{hw[1]}x{hw[0]}", "precision": precision,
+                              "terms_rel_diff": {k: abs(terms[k] - v) / max(abs(v), 1e-30)
+                                                 for k, v in ref_terms.items()},
+                              "grad_rel_diff": float(np.abs(g - ref_g).max() / np.abs(ref_g).max())})
 
 
-def first_call(args) -> list[dict]:
+def _stylize_row(args, device: str, optimizer: str, iterations: int, reads: bool) -> dict:
+    ns = argparse.Namespace(stylize_size=args.size, stylize_iterations=iterations, model=None, device=device,
+                            threads=None, optimizers=[optimizer], read_image=reads)
+    row = bench.bench_stylize(ns)[0]
+    row.update(device=device, callback_reads_image=reads,
+               per_iteration_ms=1e3 * row["optimize_s"] / max(row["iterations"], 1))
+    return row
+
+
+def stylize_rows(args, rec: Record) -> None:
+    for optimizer in args.optimizers:
+        for reads in args.reads:
+            rec.add("stylize", _stylize_row(args, args.device, optimizer, args.iterations, reads))
+
+
+def cpu_stylize(args, rec: Record) -> None:
+    """lbfgs-device on the CPU provider, the same run as on CUDA: the final losses compared."""
+    row = _stylize_row(args, "cpu", "lbfgs-device", args.iterations, False)
+    gpu = [r for r in rec.res.get("stylize", []) if r["optimizer"] == "lbfgs-device"
+           and r["iterations"] == row["iterations"] and r["size"] == row["size"]]
+    if gpu:
+        row["gpu_final_rel_diff"] = abs(gpu[-1]["final_loss"] - row["final_loss"]) / abs(row["final_loss"])
+    rec.add("cpu_stylize", row)
+
+
+def picture(args, rec: Record) -> None:
     from onnxstyle import stylize
 
-    rows = []
-    for search in ("heuristic", "exhaustive"):
-        for size in args.first_sizes:  # sizes no earlier section ran
-            c, styles = bench.prepare(size)
-            obj = Objective(c, styles, device=args.device, cudnn_search=search)
-            t = time.perf_counter()
-            obj.evaluate(c)
-            first = time.perf_counter() - t
-            steady = median_time(lambda o=obj, c=c: o.evaluate(c), 3)
-            rows.append({"what": "first call", "cudnn_search": search, "size": size, "first_s": first,
-                         "steady_s": steady})
-            log(f"first call {rows[-1]}")
     content, style = bench.content_style()
-    for search in ("heuristic", "exhaustive"):
-        t = time.perf_counter()
-        r = stylize(content, style, scales=args.ladder, iterations=[20, 10], optimizer="lbfgs",
-                    device=args.device, cudnn_search=search)
-        rows.append({"what": f"ladder {args.ladder} (20+10 iterations, lbfgs)", "cudnn_search": search,
-                     "seconds": time.perf_counter() - t, "final_loss": r.final["total"]})
-        log(f"ladder {rows[-1]}")
-    return rows
+    t = time.perf_counter()
+    r = stylize(content, style, device=args.device, **args.picture_kw)
+    rec.add("picture", {"seconds": time.perf_counter() - t, "iterations": r.iterations, "evaluations": r.evaluations,
+                        "final_loss": r.final["total"], "provider": r.provider, "reason": r.reason,
+                        "options": args.picture_kw or "defaults"})
 
 
-def stylize_rows(args) -> list[dict]:
-    rows = []
-    for optimizer in ("lbfgs-device", "lbfgs", "scipy"):
-        iters = args.iterations if optimizer != "scipy" else max(1, args.iterations // 10)
-        for reads in (False, True):
-            ns = argparse.Namespace(stylize_size=args.size, stylize_iterations=iters, model=None,
-                                    device=args.device, threads=None, optimizers=[optimizer],
-                                    read_image=reads)
-            row = bench.bench_stylize(ns)[0]
-            per_it = row["optimize_s"] / max(row["iterations"], 1)
-            row.update(callback_reads_image=reads, extrapolated_500_s=per_it * 500)
-            log(f"stylize {optimizer} reads={reads}: {row['optimize_s']:.2f} s for {row['iterations']} it, "
-                f"final {row['final_loss']:.6g}")
-            rows.append(row)
-    return rows
-
-
-def placement(args) -> dict:
-    """Which provider ran each node of one loss+gradient call, from onnxruntime's profile."""
+def placement(args, rec: Record) -> None:
+    """Which provider ran each node of the loss graph, and the copies per evaluation (profile)."""
     import onnxruntime as ort
 
     c, styles = bench.prepare(args.size)
@@ -166,40 +224,58 @@ def placement(args) -> dict:
     so = session._options(0)
     so.enable_profiling = True
     so.profile_file_prefix = str(Path(args.out) / "ort_profile")
-    providers = [(session.CUDA, session.cuda_options("tf32", "heuristic")), "CPUExecutionProvider"]
-    sess = ort.InferenceSession(str(obj.engine.path), so, providers=providers if args.device == "cuda" else
-                                ["CPUExecutionProvider"])
+    providers = ([(session.CUDA, session.cuda_options("tf32", "heuristic"))] if args.device == "cuda" else []) + [
+        "CPUExecutionProvider"]
+    sess = ort.InferenceSession(str(obj.engine.path), so, providers=providers)
     feed = {**obj._feed, "image": np.ascontiguousarray(c, np.float32)}
-    sess.run(None, feed)
-    sess.run(None, feed)
+    runs = 3
+    for _ in range(runs + 1):  # the first is a warm-up, counted apart
+        sess.run(None, feed)
     profile = Path(sess.end_profiling())
     events = [e for e in json.loads(profile.read_text()) if e.get("cat") == "Node"]
     profile.unlink()
     by_provider: dict[str, int] = {}
-    cpu_nodes, copies = set(), set()
+    cpu_nodes, copies = set(), {}
     for e in events:
         a = e.get("args", {})
         prov, op = a.get("provider", "?"), a.get("op_name", "?")
         by_provider[prov] = by_provider.get(prov, 0) + 1
         if "Memcpy" in op:
-            copies.add(e["name"])
+            copies[op] = copies.get(op, 0) + 1
         elif prov == "CPUExecutionProvider" and args.device == "cuda":
             cpu_nodes.add(f"{op}:{e['name']}")
-    out = {"node_runs_by_provider": by_provider, "cpu_nodes": sorted(cpu_nodes)[:60],
-           "copy_nodes": sorted(copies)}
-    log(f"placement {out['node_runs_by_provider']}, {len(cpu_nodes)} CPU nodes, {len(copies)} copies")
-    return out
+    # kernel-time events come once per node run; the totals cover warm-up + `runs` runs
+    rec.add("placement", {"node_runs_by_provider": by_provider, "cpu_nodes": sorted(cpu_nodes)[:60],
+                          "copy_nodes_per_evaluation": {k: v / (runs + 1) for k, v in copies.items()},
+                          "device_to_host_per_evaluation": copies.get("MemcpyToHost", 0) / (runs + 1)})
 
 
-CONV_GRAPH = HERE.parent / "models" / "vgg19_gatys.conv.onnx"
+def first_call(args, rec: Record) -> None:
+    from onnxstyle import stylize
+
+    for search in ("heuristic", "exhaustive"):
+        for size in args.first_sizes:  # sizes no earlier step ran
+            c, styles = bench.prepare(size)
+            obj = Objective(c, styles, device=args.device, cudnn_search=search)
+            t = time.perf_counter()
+            obj.evaluate(c)
+            first = time.perf_counter() - t
+            rec.add("first", {"what": "first call", "cudnn_search": search, "size": size, "first_s": first,
+                              "steady_s": median_time(lambda o=obj, c=c: o.evaluate(c), 3)})
+    content, style = bench.content_style()
+    for search in ("heuristic", "exhaustive"):
+        t = time.perf_counter()
+        r = stylize(content, style, scales=args.ladder, iterations=[20, 10], optimizer="lbfgs",
+                    device=args.device, cudnn_search=search)
+        rec.add("first", {"what": f"ladder {args.ladder} (20+10 iterations, lbfgs)", "cudnn_search": search,
+                          "seconds": time.perf_counter() - t, "final_loss": r.final["total"]})
 
 
-def convgraph(args) -> list[dict]:
+def convgraph(args, rec: Record) -> None:
     """Loss+gradient with the default graph and with the all-Conv graph, same inputs (medians)."""
     if not CONV_GRAPH.exists():
-        raise FileNotFoundError(f"{CONV_GRAPH} (export it with winograd=False before packing)")
-    rows = []
-    for size in args.sizes:
+        raise FileNotFoundError(f"{CONV_GRAPH} (benchmarks/gpu_prepare.sh exports it)")
+    for size in args.lossgrad_sizes:
         c, styles = bench.prepare(size)
         x = c * 0.9 + 10
         for precision in ("fp32", "tf32"):
@@ -208,43 +284,59 @@ def convgraph(args) -> list[dict]:
                 obj = Objective(c, styles, model=model, device=args.device, precision=precision)
                 row[f"{kind}_s"] = median_time(lambda o=obj, x=x: o.evaluate(x), args.repeats)
             row["ratio"] = row["winograd_s"] / row["conv_s"]
-            log(f"convgraph {row}")
-            rows.append(row)
-    return rows
+            rec.add("convgraph", row)
+
+
+STEPS = {"provider": provider, "lossgrad": lossgrad, "agree": agree, "stylize": stylize_rows,
+         "cpu_stylize": cpu_stylize, "picture": picture, "placement": placement, "first": first_call,
+         "convgraph": convgraph}
+
+
+def sizes(section: str, quick: bool) -> dict:
+    """Each section's sizes and counts; --quick shrinks them for a dry run on the CPU."""
+    full = {"lossgrad_sizes": [512], "size": 512, "iterations": 100, "repeats": 10, "optimizers": ["lbfgs-device",
+            "scipy"], "reads": [False], "agree_sizes": [(512, 512)], "first_sizes": (384, 448),
+            "ladder": [256, 512], "picture_kw": {}}
+    full.update({"lossgrad1024": {"lossgrad_sizes": [1024]},
+                 "stylize500": {"iterations": 500, "optimizers": ["lbfgs-device", "lbfgs", "scipy"],
+                                "reads": [False, True]},
+                 "agree": {"agree_sizes": [(217, 301)]},
+                 "convgraph": {"lossgrad_sizes": [512, 1024]}}.get(section, {}))
+    if quick:
+        full.update(lossgrad_sizes=[64], size=64, iterations=5, repeats=2, first_sizes=(48, 56),
+                    agree_sizes=[(33, 47)] if section == "agree" else [(64, 64)],
+                    ladder=[32, 64], picture_kw={"size": 64, "iterations": 5})
+    return full
 
 
 def markdown(res: dict) -> str:
-    m = res["machine"]
+    m = res.get("machine", {})
     nan = float("nan")
-    lines = [f"# CUDA check ({res['device']}, {res['gpu']})", "", f"{m}", "", "## loss+gradient", "",
-             "| size | precision | onnxstyle s | PyTorch s | ratio | loss diff | grad diff |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"# CUDA check ({res['device']}, {res.get('gpu', '')})", "",
+             f"commit {m.get('git_commit')}, {m.get('date')}, "
+             f"onnxruntime {m.get('versions', {}).get('onnxruntime-gpu')}",
+             "", "## loss+gradient (median)", "",
+             "| size | precision | provider | onnxstyle s | PyTorch s | ratio | loss diff | grad diff |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in res.get("lossgrad", []):
-        lines.append(f"| {r['size']} | {r['precision']} | {r['onnxstyle_s']:.4f} | {r.get('torch_s', nan):.4f} | "
-                     f"{r.get('ratio', nan):.2f} | {r.get('loss_rel_diff', nan):.1e} | "
-                     f"{r.get('grad_rel_diff', nan):.1e} |")
+        lines.append(f"| {r['size']} | {r['precision']} | {r['provider']} | {r['onnxstyle_s']:.4f} | "
+                     f"{r.get('torch_s', nan):.4f} | {r.get('ratio', nan):.2f} | {r.get('loss_rel_diff', nan):.1e} | "
+                     f"{r.get('grad_rel_diff', nan):.1e} |" + (f" {r['torch_error']}" if "torch_error" in r else ""))
     lines += ["", "## CUDA vs CPU provider", "", "| size | precision | worst term diff | grad diff |",
               "|---|---|---|---|"]
     for r in res.get("agree", []):
-        worst = max(r["terms_rel_diff"].values())
-        lines.append(f"| {r['size']} | {r['precision']} | {worst:.1e} | {r['grad_rel_diff']:.1e} |")
-    lines += ["", "## First call at a new size, ladder", ""]
-    lines += [f"- {json.dumps(r)}" for r in res.get("first", [])]
-    lines += ["", "## stylize", "", "| optimiser | image read | iterations | s | 500-it s | ms/it optimiser | "
-              "ort s | final loss |", "|---|---|---|---|---|---|---|---|"]
-    for r in res.get("stylize", []):
-        lines.append(f"| {r['optimizer']} | {r['callback_reads_image']} | {r['iterations']} | {r['optimize_s']:.2f} | "
-                     f"{r['extrapolated_500_s']:.2f} | {r['optimiser_ms_per_it']:.2f} | {r['onnxruntime_s']:.2f} | "
-                     f"{r['final_loss']:.6g} |")
-    if res.get("convgraph"):
-        lines += ["", "## Winograd graph against the all-Conv graph", "",
-                  "| size | precision | Winograd s | Conv s | ratio |", "|---|---|---|---|---|"]
-        lines += [f"| {r['size']} | {r['precision']} | {r['winograd_s']:.4f} | {r['conv_s']:.4f} | {r['ratio']:.2f} |"
-                  for r in res["convgraph"]]
-    if "placement" in res:
-        p = res["placement"]
-        lines += ["", "## Node placement", "", f"runs by provider: {p['node_runs_by_provider']}",
-                  f"CPU nodes: {p['cpu_nodes']}", f"copy nodes: {p['copy_nodes']}"]
+        lines.append(f"| {r['size']} | {r['precision']} | {max(r['terms_rel_diff'].values()):.1e} | "
+                     f"{r['grad_rel_diff']:.1e} |")
+    lines += ["", "## stylize", "", "| device | optimiser | image read | size | iterations | s | ms/it | "
+              "optimiser ms/it | ort s | final loss | vs CUDA |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res.get("stylize", []) + res.get("cpu_stylize", []):
+        lines.append(f"| {r['device']} | {r['optimizer']} | {r['callback_reads_image']} | {r['size']} | "
+                     f"{r['iterations']} | {r['optimize_s']:.2f} | {r['per_iteration_ms']:.1f} | "
+                     f"{r['optimiser_ms_per_it']:.2f} | {r['onnxruntime_s']:.2f} | {r['final_loss']:.6g} | "
+                     f"{r.get('gpu_final_rel_diff', nan):.2%} |")
+    for key in ("provider", "picture", "placement", "first", "convgraph"):
+        if res.get(key):
+            lines += ["", f"## {key}", ""] + [f"- {json.dumps(r, default=str)}" for r in res[key]]
     if res.get("errors"):
         lines += ["", "## Errors", ""] + [f"- {k}: {v}" for k, v in res["errors"].items()]
     return "\n".join(lines) + "\n"
@@ -253,38 +345,37 @@ def markdown(res: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    p.add_argument("--sections", default="lossgrad,agree,first,stylize,placement,convgraph")
+    p.add_argument("--sections", default="quick", help=f"comma-separated, of {', '.join(SECTIONS)}")
     p.add_argument("--quick", action="store_true", help="small sizes and few iterations (a dry run)")
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--out", type=Path, default=None, help="also write the results here (the device's $OUT)")
     args = p.parse_args()
-    args.sizes, args.size, args.iterations, args.repeats = [512, 1024], 512, 500, 10
-    args.agree_sizes, args.first_sizes, args.ladder = ((512, 512), (217, 301)), (384, 448), [256, 512]
-    if args.quick:
-        args.sizes, args.size, args.iterations, args.repeats = [64], 64, 10, 2
-        args.agree_sizes, args.first_sizes, args.ladder = ((64, 64), (33, 47)), (48, 56), [32, 64]
-    args.out.mkdir(parents=True, exist_ok=True)
+    unknown = [s for s in args.sections.split(",") if s not in SECTIONS]
+    if unknown:
+        p.error(f"unknown sections {unknown}; known: {', '.join(SECTIONS)}")
     problem = session.cuda_problem()
     if args.device == "cuda" and problem:
         log(f"CUDA cannot run here: {problem[0]}")
         return 1
-    res: dict = {"device": args.device, "machine": bench.machine(argparse.Namespace(device=args.device,
-                 threads=None)), "gpu": session.gpu_name() if args.device == "cuda" else "", "errors": {}}
-    sections = {"lossgrad": lossgrad, "agree": agree, "first": first_call, "stylize": stylize_rows,
-                "placement": placement, "convgraph": convgraph}
-    for name in args.sections.split(","):
-        t = time.perf_counter()
-        try:
-            res[name] = sections[name](args)
-        except Exception as e:  # noqa: BLE001 - one broken section must not lose the others
-            res["errors"][name] = f"{type(e).__name__}: {e}"
-            log(f"{name} failed: {res['errors'][name]}")
-        log(f"{name}: {time.perf_counter() - t:.1f} s")
-        suffix = "" if args.device == "cuda" else "_cpu_dry_run"
-        (args.out / f"bench_cuda{suffix}.json").write_text(json.dumps(res, indent=2, default=str))
-        (args.out / f"bench_cuda{suffix}.md").write_text(markdown(res))
-    return 1 if res["errors"] else 0
+    keep = [KEEP] if KEEP.is_dir() else []  # the device's /tmp/gpu outlasts the tree between calls
+    dirs = keep + [HERE / "results"] + ([args.out] if args.out else [])
+    args.out = args.out or HERE / "results"
+    name = "bench_cuda" if args.device == "cuda" else "bench_cuda_cpu_dry_run"
+    head = {"device": args.device, "gpu": session.gpu_name() if args.device == "cuda" else "",
+            "machine": bench.machine(argparse.Namespace(device=args.device, threads=None))}
+    rec = Record(dirs, name, head)
+    failed = False
+    for section in args.sections.split(","):
+        vars(args).update(sizes(section, args.quick))
+        for step in SECTIONS[section]:
+            t = time.perf_counter()
+            try:
+                STEPS[step](args, rec)
+            except Exception as e:  # noqa: BLE001 - one broken step must not lose the others
+                rec.error(f"{section}.{step}", e)
+                failed = True
+            log(f"{section}.{step}: {time.perf_counter() - t:.1f} s")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    objective_mod  # noqa: B018 - imported for its side effect of loading onnxruntime first
     sys.exit(main())

