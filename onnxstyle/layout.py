@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-LAYOUT_VERSION = "5"  # bump when inputs, outputs or their meaning change
+LAYOUT_VERSION = "6"  # bump when inputs, outputs or their meaning change
 OPSET = 17  # loads in onnxruntime 1.31 (gpu) and 1.32
 IR_VERSION = 8  # onnx 1.23 writes IR 11 by default; onnxruntime-gpu 1.31 refuses it
 
@@ -39,6 +39,27 @@ def gate(term: str, layer: str) -> str:
 
 def gram_target(layer: str) -> str:
     return f"gram_{layer}"
+
+
+# The style losses (export/graph.py): "gram" (Gatys) and the others, each chosen per layer by
+# its gate (gate(kind, layer)), gram where none is set.
+STYLE_LOSSES = ("gram", "covariance", "scaled", "histogram", "sliced")
+
+
+def mean_target(layer: str) -> str:
+    """[K, N, 1]: the whole picture's feature means per style (a tiled covariance's gradient)."""
+    return f"mean_{layer}"
+
+
+def sorted_target(layer: str) -> str:
+    """[1, P, a, b]: histogram/sliced target, the style's sorted values [1, P, 1, M] (untiled) or
+    each position's matched value [1, P, h, w] (tiled)."""
+    return f"sorted_{layer}"
+
+
+def projection(layer: str) -> str:
+    """[N, P]: the sliced loss's unit directions."""
+    return f"proj_{layer}"
 
 
 def feature(layer: str) -> str:

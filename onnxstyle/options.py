@@ -22,6 +22,7 @@ import numpy as np
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
 from onnxstyle.layers import LAYERS, canonical
+from onnxstyle.layout import STYLE_LOSSES
 
 MIN_SIZE, MAX_SIZE = 16, 8192  # VGG needs >= 16 px (four 2x poolings); 8192 bounds the graph
 DEVICES = ("auto", "cpu", "cuda")
@@ -109,6 +110,34 @@ def per_style(what: str, values: Sequence, n_styles: int) -> None:
     """Refuse one value per style when the count is not the styles' (InputError)."""
     if len(values) != n_styles:
         raise InputError(f"{what} has {count(len(values), 'value')} for {count(n_styles, 'style image')}")
+
+
+def style_losses(spec: str | Mapping[str, str] | None, layers: Sequence[str]) -> dict[str, str]:
+    """Each style layer's loss: from "histogram" (every layer), "gram,conv1_1:histogram" (a loss
+    for all, then per layer; relu names too) or a mapping {layer: loss} (others: gram)."""
+    if spec is None:
+        spec = defaults.STYLE_LOSS
+    if isinstance(spec, str):
+        items = [p.strip() for p in spec.split(",") if p.strip()]
+        if not items:
+            raise InputError("style loss: none given")
+        every = [p for p in items if ":" not in p]
+        if len(every) > 1:
+            raise InputError(f"style loss {spec!r}: one loss for all layers at most, then layer:loss")
+        spec = {"": every[0] if every else defaults.STYLE_LOSS,
+                **dict(p.split(":", 1) for p in items if ":" in p)}
+    spec = {str(k).strip(): str(v).strip() for k, v in spec.items()}
+    base = check_choice("style loss", spec.pop("", "gram"), STYLE_LOSSES)
+    out = dict.fromkeys(layers, base)
+    for name, kind in spec.items():
+        try:
+            key = canonical(name)
+        except ValueError as e:
+            raise InputError(f"style loss: {e}") from None
+        if key not in out:
+            raise InputError(f"style loss for {key}, which is not a style layer ({', '.join(layers)})")
+        out[key] = check_choice(f"style loss of {key}", kind, STYLE_LOSSES)
+    return out
 
 
 def check_blend(blend: Sequence[float] | None, n_styles: int) -> None:
@@ -235,6 +264,8 @@ class StyleOptions:
                                          parse_layers, factory=lambda: dict(defaults.STYLE_LAYERS))
     style_layer_weight_exp: float = opt(defaults.STYLE_LAYER_WEIGHT_EXP, "Multiply the i-th style layer's weight "
                                         "(shallow to deep) by this to the power i, keeping their sum", cli=float)
+    style_loss: str = opt(defaults.STYLE_LOSS, " | ".join(STYLE_LOSSES) + ", for every style layer, then per "
+                          "layer: e.g. gram,conv1_1:histogram")
     preserve_colors: str = opt(defaults.PRESERVE_COLORS, " | ".join(PRESERVE_COLORS))
     color_match: str = opt(defaults.COLOR_MATCH, " | ".join(COLOR_MATCHES) + " (with --preserve-colors match)")
     init: str | os.PathLike | np.ndarray = opt(defaults.INIT, "noise | content | random | an image file")
@@ -435,6 +466,11 @@ def _scales(v, o) -> tuple[int, ...] | None:
     return sizes
 
 
+def _style_loss(v, o) -> str | dict[str, str]:
+    style_losses(v, list(o.style_layers))  # checked against the style layers; kept as given
+    return v.strip() if isinstance(v, str) else dict(v)
+
+
 def _max_memory(v, o) -> int | None:
     if v is None:
         return None
@@ -468,6 +504,7 @@ _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "content_layers": lambda v, o: layer_weights("content", v, defaults.CONTENT_LAYERS),
     "style_layers": lambda v, o: layer_weights("style", v, defaults.STYLE_LAYERS),
     "style_layer_weight_exp": _exponent,
+    "style_loss": _style_loss,
     "preserve_colors": lambda v, o: check_choice("preserve-colors", v, PRESERVE_COLORS),
     "color_match": lambda v, o: check_choice("color match", v, COLOR_MATCHES),
     "init": _init,

@@ -22,6 +22,10 @@ Graph contract (see layout.py for the names):
                   W_k = blend_k (G_k/S_k - A_k) / (N^2 S_k) from the whole picture, so each
                   style gradient is local: coef * sum_k W_k F diag(m_k); the style loss is 0
   layer_m         [13]: the whole picture's h*w per layer (read when tiled)
+  use_<kind>_<l>  bool scalars, kind covariance | scaled | histogram | sliced: the layer's style
+                  loss (none set: gram); with them mean_<l> [K, N, 1] (covariance, tiled: the
+                  whole picture's means), sorted_<l> [1, P, a, b] (histogram, sliced: the sorted
+                  target, or when tiled each position's matched value), proj_<l> [N, P] (sliced)
   -> loss, content, style, tv (scalars: total and the three unweighted terms), grad [H, W, 3].
 
 The features graph written beside it (build_features_model) maps image -> feat_<l> [1, N, h, w],
@@ -242,55 +246,150 @@ def content_term(b: Builder, feat: str, target: str, n: int, m: str) -> tuple[st
     return loss, backward
 
 
-def style_term(b: Builder, feat: str, target: str, n: int) -> tuple[str, Backward]:
-    """style_l = sum((G/M - A)^2) / (4 N^2), G = F F^T with F as N x M."""
+Penalty = Callable[[Builder, str, int, bool], tuple[str, float, str, float]]
+
+
+def gram_penalty(b: Builder, diff: str, n: int, per_style: bool) -> tuple[str, float, str, float]:
+    """Gatys: P = sum(D^2) / (4 N^2) over D = G/M - A ([N, N], or [K, N, N] summed per style).
+    Returns (sum(D^2), 1/(4 N^2), E, c) with dP/dF = E F diag(m) / (c S): E = D, c = N^2."""
+    sq = b.op("Mul", [diff, diff])
+    value = b.op("ReduceSum", [sq, b.ints(1, 2)], keepdims=0) if per_style else b.scalar(sq)
+    return value, 1.0 / (4.0 * n * n), diff, float(n * n)
+
+
+SCALED_EPS = 1e-8  # crowsonkb/style-transfer-pytorch's ScaledMSELoss eps
+
+
+def scaled_penalty(b: Builder, diff: str, n: int, per_style: bool) -> tuple[str, float, str, float]:
+    """crowsonkb's scaled squared error: P = sum(D^2) / (sum|D| + eps) (its gradient's L1 norm is
+    about 1 whatever the features' scale). dP/dD = 2 D / S1 - S2 sign(D) / S1^2 =: E (symmetric),
+    so dP/dF = 2 E F diag(m) / S: (S2/S1, 1, E, 1/2)."""
+    def total(x: str) -> str:
+        return b.op("ReduceSum", [x, b.ints(1, 2)], keepdims=1) if per_style else b.scalar(x)
+
+    s2 = total(b.op("Mul", [diff, diff]))
+    s1 = b.op("Add", [total(b.op("Abs", [diff])), b.const(SCALED_EPS)], "S1")
+    value = b.op("Div", [s2, s1])
+    e = b.op("Sub", [b.op("Mul", [diff, b.op("Div", [b.const(2.0), s1])]),
+                     b.op("Mul", [b.op("Sign", [diff]), b.op("Div", [s2, b.op("Mul", [s1, s1])])])], "E")
+    return (b.op("Reshape", [value, b.ints(-1)]) if per_style else value), 1.0, e, 0.5
+
+
+def style_term(b: Builder, feat: str, target: str, n: int, penalty: Penalty = gram_penalty,
+               centred: bool = False) -> tuple[str, Backward]:
+    """style_l = P(G/M - A), G = F F^T with F as N x M (gram_penalty: sum((G/M - A)^2) / (4 N^2)).
+    `centred`: F - its mean over positions (G/M is then the covariance). The centring's adjoint
+    is omitted: it subtracts the mean over positions of E Fc, which is E mean(Fc) = 0."""
     f = b.op("Reshape", [feat, b.ints(n, -1)], "F")
+    if centred:
+        f = b.op("Sub", [f, b.op("ReduceMean", [f], axes=[1], keepdims=1)], "Fc")
     m = spatial_size(b, b.op("Slice", [b.op("Shape", [feat]), b.ints(2), b.ints(4)]))
     gram = b.op("Div", [b.op("MatMul", [f, b.op("Transpose", [f], perm=[1, 0])]), m], "gram")
     diff = b.op("Sub", [gram, target], "s_diff")
-    loss = b.op("Mul", [b.scalar(b.op("Mul", [diff, diff])), b.const(1.0 / (4.0 * n * n))])
+    value, mult, e, c = penalty(b, diff, n, False)
+    loss = b.op("Mul", [value, b.const(mult)])
 
-    def backward(coef: str) -> str:  # d/dF = (G/M - A) F / (N^2 M)   (G symmetric)
-        scale = b.op("Div", [coef, b.op("Mul", [m, b.const(float(n * n))])])
-        gf = b.op("MatMul", [b.op("Mul", [diff, scale]), f], "g_gram")
+    def backward(coef: str) -> str:  # d/dF = E F / (c M)   (E symmetric; gram: (G/M - A) F / (N^2 M))
+        scale = b.op("Div", [coef, b.op("Mul", [m, b.const(c)])])
+        gf = b.op("MatMul", [b.op("Mul", [e, scale]), f], "g_gram")
         return b.op("Reshape", [gf, b.op("Shape", [feat])], "g_style")
 
     return loss, backward
 
 
-def masked_style_term(b: Builder, feat: str, masks: str, target: str, blend: str,
-                      n: int) -> tuple[str, Backward]:
-    """Spatial control: style_l = sum_k blend_k sum((G_k - A_k)^2) / (4 N^2) with
-    G_k = F diag(m_k) F^T / S_k, m_k style k's mask at this layer's size, S_k = sum(m_k)."""
+def masked_style_term(b: Builder, feat: str, masks: str, target: str, blend: str, n: int,
+                      penalty: Penalty = gram_penalty, centred: bool = False) -> tuple[str, Backward]:
+    """Spatial control: style_l = sum_k blend_k P(G_k - A_k) (gram: sum((G_k - A_k)^2) / (4 N^2))
+    with G_k = F diag(m_k) F^T / S_k, m_k style k's mask at this layer's size, S_k = sum(m_k).
+    `centred`: F - mu_k, mu_k = F m_k / S_k (the masked covariance; G_k = F diag(m_k) F^T / S_k
+    - mu_k mu_k^T, whose gradient is E_k (F - mu_k) diag(m_k) / (c S_k), the mean's part included)."""
     f = b.op("Reshape", [feat, b.ints(n, -1)], "F")  # N x M
     mk = b.op("Reshape", [masks, b.ints(0, 1, -1)], "mk")  # K x 1 x M
     area = b.op("Max", [b.op("ReduceSum", [mk, b.ints(1, 2)], keepdims=1), b.const(1e-8)], "S")
-    fm = b.op("Mul", [f, mk], "Fm")  # K x N x M
-    gram = b.op("Div", [b.op("MatMul", [fm, b.op("Transpose", [f], perm=[1, 0])]), area], "gram")
+    if centred:
+        mean = b.op("Div", [b.op("ReduceSum", [b.op("Mul", [f, mk]), b.ints(2)], keepdims=1), area], "mu")
+        fc = b.op("Sub", [f, mean], "Fc")  # K x N x M
+        fm = b.op("Mul", [fc, mk], "Fm")
+        gram = b.op("Div", [b.op("MatMul", [fm, b.op("Transpose", [fc], perm=[0, 2, 1])]), area], "gram")
+    else:
+        fm = b.op("Mul", [f, mk], "Fm")  # K x N x M
+        gram = b.op("Div", [b.op("MatMul", [fm, b.op("Transpose", [f], perm=[1, 0])]), area], "gram")
     diff = b.op("Sub", [gram, target], "s_diff")  # K x N x N
-    per_style = b.op("ReduceSum", [b.op("Mul", [diff, diff]), b.ints(1, 2)], keepdims=0)
-    loss = b.op("Mul", [b.scalar(b.op("Mul", [per_style, blend])), b.const(1.0 / (4.0 * n * n))])
+    per_style, mult, e, c = penalty(b, diff, n, True)
+    loss = b.op("Mul", [b.scalar(b.op("Mul", [per_style, blend])), b.const(mult)])
 
-    def backward(coef: str) -> str:  # d/dF = sum_k blend_k (G_k - A_k) F diag(m_k) / (N^2 S_k)
+    def backward(coef: str) -> str:  # d/dF = sum_k blend_k E_k F diag(m_k) / (c S_k)
         w = b.op("Unsqueeze", [b.op("Mul", [blend, coef]), b.ints(1, 2)])  # K x 1 x 1
-        scale = b.op("Div", [w, b.op("Mul", [area, b.const(float(n * n))])])
-        gk = b.op("MatMul", [b.op("Mul", [diff, scale]), fm], "g_gram_k")  # K x N x M
+        scale = b.op("Div", [w, b.op("Mul", [area, b.const(c)])])
+        gk = b.op("MatMul", [b.op("Mul", [e, scale]), fm], "g_gram_k")  # K x N x M
         gf = b.op("ReduceSum", [gk, b.ints(0)], keepdims=0)
         return b.op("Reshape", [gf, b.op("Shape", [feat])], "g_style")
 
     return loss, backward
 
 
-def tiled_style_term(b: Builder, feat: str, masks: str, weight: str, n: int) -> tuple[str, Backward]:
+def tiled_style_term(b: Builder, feat: str, masks: str, weight: str, n: int,
+                     mean: str | None = None) -> tuple[str, Backward]:
     """One tile's style gradient given the whole picture's Grams: d/dF = sum_k W_k F diag(m_k)
-    (W_k as fed in gram_<l>, see the module doc); the loss is the host's (0 here)."""
+    (W_k as fed in gram_<l>, see the module doc), or with `mean` ([K, N, 1], the whole picture's
+    mu_k: the covariance) sum_k W_k (F - mu_k) diag(m_k); the loss is the host's (0 here)."""
 
     def backward(coef: str) -> str:
         f = b.op("Reshape", [feat, b.ints(n, -1)], "F")
+        if mean is not None:
+            f = b.op("Sub", [f, mean], "Fc")  # K x N x M
         fm = b.op("Mul", [f, b.op("Reshape", [masks, b.ints(0, 1, -1)])], "Fm")  # K x N x M
         gk = b.op("MatMul", [b.op("Mul", [weight, coef]), fm], "g_gram_k")
         return b.op("Reshape", [b.op("ReduceSum", [gk, b.ints(0)], keepdims=0), b.op("Shape", [feat])],
                     "g_style")
+
+    return b.const(0.0), backward
+
+
+def sorted_term(b: Builder, feat: str, target: str, n: int, proj: str | None = None) -> tuple[str, Backward]:
+    """Histogram matching (Risser et al. 2017) as a loss: the 1-D optimal transport cost per
+    channel, style_l = sum_c sum_j (sort(F_c)_j - T_cj)^2 / (P M), T [1, P, 1, M] the style's
+    values sorted (resampled to M positions), P = N rows. With `proj` ([N, P] unit directions):
+    the sliced Wasserstein loss (Heitz et al. 2021), the same for the rows of Y = proj^T F.
+    Sorting is a permutation, so d/dY = 2 (sort(Y) - T) scattered back by the sort's indices
+    (exact wherever no two values tie); d/dF = proj d/dY."""
+    f = b.op("Reshape", [feat, b.ints(n, -1)], "F")  # N x M
+    y = f if proj is None else b.op("MatMul", [b.op("Transpose", [proj], perm=[1, 0]), f], "Y")  # P x M
+    shape = b.op("Shape", [y])
+    vals, idx = b.op("TopK", [y, b.op("Slice", [shape, b.ints(1), b.ints(2)])], "sorted", n_out=2,
+                     axis=1, largest=0, sorted=1)
+    diff = b.op("Sub", [vals, b.op("Reshape", [target, shape])], "h_diff")
+    size = b.op("Cast", [b.op("Size", [y])], "PM", to=FLOAT)
+    loss = b.op("Div", [b.scalar(b.op("Mul", [diff, diff])), size])
+
+    def backward(coef: str) -> str:
+        gd = b.op("Mul", [diff, b.op("Div", [b.op("Mul", [coef, b.const(2.0)]), size])])
+        zeros = b.op("ConstantOfShape", [shape], value=numpy_helper.from_array(np.zeros(1, np.float32)))
+        g = b.op("ScatterElements", [zeros, idx, gd], "g_sorted", axis=1)  # back to each value's position
+        if proj is not None:
+            g = b.op("MatMul", [proj, g])
+        return b.op("Reshape", [g, b.op("Shape", [feat])], "g_style")
+
+    return loss, backward
+
+
+def tiled_sorted_term(b: Builder, feat: str, target: str, n: int, m: str,
+                      proj: str | None = None) -> tuple[str, Backward]:
+    """One tile's histogram/sliced gradient: each position's matched value R (the sorted target
+    at its rank in the whole picture, fed as sorted_<l> [1, P, h, w] over the tile's region) is
+    fixed, so d/dF = proj 2 (proj^T F - R) / (P M), M the whole picture's; the loss is the host's."""
+
+    def backward(coef: str) -> str:
+        f = b.op("Reshape", [feat, b.ints(n, -1)], "F")
+        y = f if proj is None else b.op("MatMul", [b.op("Transpose", [proj], perm=[1, 0]), f], "Y")
+        shape = b.op("Shape", [y])
+        diff = b.op("Sub", [y, b.op("Reshape", [target, shape])], "h_diff")
+        rows = b.op("Cast", [b.op("Slice", [shape, b.ints(0), b.ints(1)])], to=FLOAT)  # [1]
+        scale = b.op("Div", [b.op("Mul", [coef, b.const(2.0)]), b.op("Mul", [rows, m])])
+        g = b.op("Mul", [diff, scale])
+        if proj is not None:
+            g = b.op("MatMul", [proj, g])
+        return b.op("Reshape", [g, b.op("Shape", [feat])], "g_style")
 
     return b.const(0.0), backward
 
@@ -388,26 +487,60 @@ def content_for(feat: str, target: str, n: int, m: str) -> Callable[[Builder, st
     return term
 
 
-def style_for(feat: str, target: str, mask: str, n: int, name: str) -> Callable[[Builder, str], tuple[str, str]]:
-    """Masked, plain and tiled Grams behind one interface: Ifs on tiled and style_masked."""
+def choose(b: Builder, options: list[tuple[str, Callable[[Builder], list[str]]]],
+           fallback: Callable[[Builder], list[str]], hint: str) -> list[str]:
+    """The first option whose condition holds (nested Ifs), else `fallback`."""
+    if not options:
+        return fallback(b)
+    (cond, fn), rest = options[0], options[1:]
+    return branch(b, cond, fn, lambda s: choose(s, rest, fallback, hint), f"{hint}_{cond}")
+
+
+def style_for(feat: str, mask: str, n: int, name: str, m: str,
+              kinds: tuple[str, ...] = layout.STYLE_LOSSES) -> Callable[[Builder, str], tuple[str, str]]:
+    """The style term of one layer: the loss whose gate (layout.gate(kind, name)) is set, gram
+    where none is; each behind Ifs on tiled and style_masked (histogram and sliced: tiled only)."""
+    target = layout.gram_target(name)
 
     def term(s: Builder, coef: str) -> tuple[str, str]:
-        def tiled(ss: Builder) -> list[str]:
-            loss, backward = tiled_style_term(ss, feat, mask, target, n)
-            return [loss, backward(coef)]
+        def gram_like(penalty: Penalty, centred: bool) -> Callable[[Builder], list[str]]:
+            def tiled(ss: Builder) -> list[str]:
+                mean = layout.mean_target(name) if centred else None
+                loss, backward = tiled_style_term(ss, feat, mask, target, n, mean)
+                return [loss, backward(coef)]
 
-        def untiled(ss: Builder) -> list[str]:
-            return branch(ss, layout.STYLE_MASKED, masked, plain, f"style_{name}_mask")
+            def untiled(ss: Builder) -> list[str]:
+                return branch(ss, layout.STYLE_MASKED, masked, plain, f"style_{name}_mask")
 
-        def plain(ss: Builder) -> list[str]:
-            loss, backward = style_term(ss, feat, ss.op("Reshape", [target, ss.ints(n, n)]), n)
-            return [loss, backward(coef)]
+            def plain(ss: Builder) -> list[str]:
+                loss, backward = style_term(ss, feat, ss.op("Reshape", [target, ss.ints(n, n)]), n, penalty, centred)
+                return [loss, backward(coef)]
 
-        def masked(ss: Builder) -> list[str]:
-            loss, backward = masked_style_term(ss, feat, mask, target, layout.STYLE_BLEND, n)
-            return [loss, backward(coef)]
+            def masked(ss: Builder) -> list[str]:
+                loss, backward = masked_style_term(ss, feat, mask, target, layout.STYLE_BLEND, n, penalty, centred)
+                return [loss, backward(coef)]
 
-        loss, g = branch(s, layout.TILED, tiled, untiled, f"style_{name}_tiled")
+            return lambda ss: branch(ss, layout.TILED, tiled, untiled, f"style_{name}_tiled")
+
+        def sorted_kind(sliced: bool) -> Callable[[Builder], list[str]]:
+            proj = layout.projection(name) if sliced else None
+            target = layout.sorted_target(name)
+
+            def tiled(ss: Builder) -> list[str]:
+                loss, backward = tiled_sorted_term(ss, feat, target, n, m, proj)
+                return [loss, backward(coef)]
+
+            def untiled(ss: Builder) -> list[str]:
+                loss, backward = sorted_term(ss, feat, target, n, proj)
+                return [loss, backward(coef)]
+
+            return lambda ss: branch(ss, layout.TILED, tiled, untiled, f"style_{name}_tiled")
+
+        make = {"covariance": lambda: gram_like(gram_penalty, True),
+                "scaled": lambda: gram_like(scaled_penalty, False),
+                "histogram": lambda: sorted_kind(False), "sliced": lambda: sorted_kind(True)}
+        options = [(layout.gate(k, name), make[k]()) for k in kinds if k != "gram"]
+        loss, g = choose(s, options, gram_like(gram_penalty, False), f"style_{name}")
         return loss, g
 
     return term
@@ -471,10 +604,12 @@ def build_features_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelPr
     return _model(b, [info(layout.IMAGE, FLOAT, ["H", "W", 3])], outputs, "onnxstyle_vgg19_features")
 
 
-def build_model(weights: VGGWeights, pool: str = "avg", winograd: bool = True) -> onnx.ModelProto:
+def build_model(weights: VGGWeights, pool: str = "avg", winograd: bool = True,
+                kinds: tuple[str, ...] = layout.STYLE_LOSSES) -> onnx.ModelProto:
     """The loss, its terms and its gradient (no feature outputs: they would pin every
     activation until the end of the run; targets come from build_features_model).
-    `winograd` (default): the deeper convs as winograd_conv; False: all as Conv."""
+    `winograd` (default): the deeper convs as winograd_conv; False: all as Conv. `kinds`: the
+    style losses it holds (("gram",): the graph of layout 5, with no loss gates)."""
     b = Builder()
     idx = {layer: i for i, layer in enumerate(LAYERS)}
     masks = b.op("Unsqueeze", [layout.STYLE_MASKS, b.ints(1)], "masks")  # K x 1 x H x W
@@ -498,7 +633,7 @@ def build_model(weights: VGGWeights, pool: str = "avg", winograd: bool = True) -
             coef_s = b.op("Mul", [w_style, lw_s], f"coef_s_{name}")
             m = b.op("Where", [layout.TILED, b.op("Gather", [layout.LAYER_M, i]), spatial_size(b, sizes[name])])
             content = content_for(feat, layout.content_target(name), n, m)
-            style = style_for(feat, layout.gram_target(name), layer_masks[name], n, name)
+            style = style_for(feat, layer_masks[name], n, name, m, kinds)
             g, lc = gated_term(b, content, coef_c, layout.gate("content", name), lw_c, g, feat, f"content_{name}")
             g, ls = gated_term(b, style, coef_s, layout.gate("style", name), lw_s, g, feat, f"style_{name}")
             content_losses.append(lc)
@@ -531,10 +666,18 @@ def build_model(weights: VGGWeights, pool: str = "avg", winograd: bool = True) -
         info(layout.LAYER_M, FLOAT, [len(LAYERS)]),
     ]
     inputs += [info(layout.gate(t, name), TensorProto.BOOL, []) for name in LAYERS for t in ("content", "style")]
+    extra = [k for k in kinds if k != "gram"]
+    inputs += [info(layout.gate(k, name), TensorProto.BOOL, []) for name in LAYERS for k in extra]
     for name in LAYERS:
         n = CHANNELS[name]
         inputs.append(info(layout.content_target(name), FLOAT, [1, n, f"ch_{name}", f"cw_{name}"]))
         inputs.append(info(layout.gram_target(name), FLOAT, ["K", n, n]))
+        if "covariance" in kinds:
+            inputs.append(info(layout.mean_target(name), FLOAT, ["K", n, 1]))
+        if "histogram" in kinds or "sliced" in kinds:
+            inputs.append(info(layout.sorted_target(name), FLOAT, [1, f"sp_{name}", f"sh_{name}", f"sw_{name}"]))
+        if "sliced" in kinds:
+            inputs.append(info(layout.projection(name), FLOAT, [n, f"P_{name}"]))
     outputs = [info(o, FLOAT, []) for o in (layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV)]
     outputs.append(info(layout.GRAD, FLOAT, ["H", "W", 3]))
 

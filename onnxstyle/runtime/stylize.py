@@ -378,7 +378,8 @@ def stylize(
             tv_weight=opts.tv_weight, model=model_path, device=opts.device,
             content_layers=opts.content_layers, style_layers=opts.style_layer_weights(),
             style_blend=opts.style_blend, style_masks=masks, threads=opts.threads, tile=fitted.tile,
-            precision=opts.precision, cudnn_search=opts.cudnn_search,
+            precision=opts.precision, cudnn_search=opts.cudnn_search, style_loss=opts.style_loss,
+            seed=opts.seed,
         )
         cold = False
         if optimizer_state is not None and k == 0:  # it continues the first scale
