@@ -14,11 +14,14 @@ STYLE_LAYERS: dict[str, float] = {
 # Global weights, tuned here for the Gatys-normalised VGG19 (whose activations are far larger
 # than the Caffe VGG19's, so the seed's style weight 2e2 does not carry over). Chosen by a sweep
 # on astronaut/chelsea x starry_night/the_scream at 256-512 px: see docs/defaults.md.
-STYLE_LOSS = "gram"  # Gatys et al. 2015 (the other losses: export/graph.py, docs/losses.md)
-# Each loss's style term times its scale, so that the default style weight gives about the Gram's
-# balance (measured: see STYLE_LOSS_SCALE's note below).
-STYLE_LOSS_SCALE: dict[str, float] = {"gram": 1.0, "covariance": 1.0, "scaled": 1.0, "histogram": 1.0,
-                                      "sliced": 1.0}
+STYLE_LOSS = "gram"  # Gatys et al. 2015 (the other losses: export/graph.py)
+# Each loss's style term times its scale, so that the default style weight gives about gram's
+# balance: with every scale 1, the norm of the style gradient at the initial canvas (128 px,
+# default layers, four pairs: astronaut, chelsea x The Starry Night, The Scream) was, over gram's,
+# covariance 0.37, scaled 3.1, histogram 2.1, sliced 1.4 (geometric means; per pair 0.25-0.51,
+# 2.0-5.6, 1.2-3.7, 0.75-2.7: benchmarks/results/losses.md); each scale is 1 / that ratio.
+STYLE_LOSS_SCALE: dict[str, float] = {"gram": 1.0, "covariance": 2.7, "scaled": 0.32, "histogram": 0.47,
+                                      "sliced": 0.70}
 CONTENT_WEIGHT = 1.0  # the seed's alpha = 1
 STYLE_WEIGHT = 1e5  # sweep in docs/defaults.md (the seed's 2e2 is far too weak here)
 TV_WEIGHT = 0.0  # the paper uses no TV term; peers default to small smoothing
