@@ -46,17 +46,27 @@ def test_weighted_parts_add_up_to_the_total(model_path):
 
 
 def test_clock_scales_later_sizes_by_their_pixels():
+    def unread() -> np.ndarray:  # Progress.read_image: the clock must not pay for a copy of the image
+        raise AssertionError("the clock read the image")
+
     c = Clock([100, 400], [10, 10])
-    img = np.zeros((10, 10, 3), np.float32)
-    p = Progress(5, 10, {"total": 1.0}, img, elapsed=10.0, evaluations=5, scale=0, scales=2)
+    p = Progress(5, 10, {"total": 1.0}, unread, elapsed=10.0, evaluations=5, scale=0, scales=2)
     # 5 more at 2 s/it here; 10 at 4x the pixels (8 s/it) and two setup evaluations there
     assert c.remaining(p) == pytest.approx(5 * 2 + 10 * 8 + 2 * 2 * 4)
-    assert c.remaining(Progress(0, 10, {}, img, 0.0)) is None
+    assert c.remaining(Progress(0, 10, {}, unread, 0.0)) is None
     # from iteration 1 on, the start (here 6 s of the first iteration) no longer counts
-    c.remaining(Progress(1, 10, {}, img, elapsed=6.0, evaluations=2, scale=0, scales=2))
-    p = Progress(3, 10, {}, img, elapsed=10.0, evaluations=4, scale=0, scales=2)
+    c.remaining(Progress(1, 10, {}, unread, elapsed=6.0, evaluations=2, scale=0, scales=2))
+    p = Progress(3, 10, {}, unread, elapsed=10.0, evaluations=4, scale=0, scales=2)
     assert c.remaining(p) == pytest.approx(7 * 2 + 10 * 8 + 2 * 2 * 4)
     assert clock(None) == "?" and clock(65) == "1:05" and clock(3725) == "1:02:05"
+
+
+def test_progress_reads_the_image_once_and_only_when_asked():
+    reads = []
+    img = np.zeros((10, 10, 3), np.float32)
+    p = Progress(1, 10, {}, lambda: reads.append(1) or img.copy(), elapsed=1.0)
+    assert reads == []
+    assert p.image is p.image and reads == [1]
 
 
 def test_cli_log_lines_are_whole_when_not_a_terminal(tmp_path, model_path):
