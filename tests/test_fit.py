@@ -6,27 +6,30 @@ import numpy as np
 import pytest
 from conftest import DATA  # copies of ../shared/data (tests/data/CREDITS.md)
 
-from onnxstyle import StyleOptions, stylize
+from onnxstyle import StyleOptions, defaults, stylize
 from onnxstyle.errors import InputError
 from onnxstyle.options import OptionError
 from onnxstyle.runtime import fit
 
 G = 1 << 30
+PAIRS = defaults.LBFGS_MEMORY  # the pairs a run keeps unless told (--history)
 
 
 def test_untiled_when_the_whole_picture_fits():
     f = fit.plan((768, 1024), "lbfgs", 16 * G)
-    assert f.tile is None and f.pairs == 10 and f.need <= 16 * G
-    assert f.describe().startswith("untiled, 10 L-BFGS pairs")
+    assert f.tile is None and f.pairs == PAIRS and f.need <= 16 * G
+    assert f.describe().startswith(f"untiled, {PAIRS} L-BFGS pairs")
+    few = fit.plan((768, 1024), "lbfgs", 16 * G, pairs=3)  # --history 3: never more than asked
+    assert few.pairs == 3 and few.need < f.need
 
 
 def test_largest_tile_that_fits_then_fewer_pairs():
     f4 = fit.plan((1536, 2048), "lbfgs", 4 * G)
     f3 = fit.plan((1536, 2048), "lbfgs", 3 * G)
     assert f4.tile is not None and f3.tile is not None and f3.tile <= f4.tile
-    assert f4.need <= 4 * G and fit.estimate((1536, 2048), f4.tile + 16, 10, "lbfgs") > 4 * G
+    assert f4.need <= 4 * G and fit.estimate((1536, 2048), f4.tile + 16, PAIRS, "lbfgs") > 4 * G
     tight = fit.plan((3072, 4096), "lbfgs", 6 * G)
-    assert tight.tile is not None and tight.pairs < 10 and tight.need <= 6 * G
+    assert tight.tile is not None and tight.pairs < PAIRS and tight.need <= 6 * G
 
 
 def test_scipy_refused_where_it_cannot_fit():
