@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,15 +297,33 @@ def test_save_refuses_unknown_extension(tmp_path, photo):
 # ------------------------------------------------------------------------------ memory
 
 
-def test_memory_estimate_grows_with_size_and_matches_measurements():
+PEAK = """
+import sys
+import numpy as np
+from onnxstyle.runtime.objective import Objective
+side = int(sys.argv[1])
+x = np.random.default_rng(0).uniform(0, 255, (side, side, 3)).astype(np.float32)
+obj = Objective(x, x)
+obj(x), obj(x)
+print([int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0] << 10)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="VmHWM (peak resident memory) is Linux's")
+def test_memory_estimate_bounds_a_measured_peak(model_path):
+    """The peak resident memory of a fresh process that makes an objective and runs two
+    loss+gradient calls at 384 px, against the estimate's graph share (base + working memory):
+    an upper bound (the estimate refuses runs that would not fit), and not a wild one (at twice
+    the real peak it would refuse runs that fit in half the memory). Measured here: 801 MiB
+    against 957 MiB."""
     e = [images.estimate_memory((s, s)) for s in (128, 256, 512)]
     assert e[0] < e[1] < e[2]
-    # measured peak (VmHWM) of a process making two loss+gradient calls with the Winograd graph
-    # (benchmarks/winograd.py, mem.py: 128, 256, 512, 1024 px): the graph's share of the
-    # estimate is an upper bound, but not a wild one
-    for side, measured_mib in ((128, 688), (256, 662), (512, 997), (1024, 2386)):
-        est = (images.MEMORY_BASE + images.graph_memory((side, side))) / 2**20
-        assert measured_mib <= est <= 1.5 * measured_mib, (side, est)
+    side = 384
+    out = subprocess.run([sys.executable, "-c", PEAK, str(side)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    peak = int(out.stdout.split()[-1])
+    est = images.MEMORY_BASE + images.graph_memory((side, side))
+    assert peak <= est <= 2 * peak, (peak >> 20, est >> 20)
 
 
 def test_run_memory_refused_with_estimate_and_limit(monkeypatch):
