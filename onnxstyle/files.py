@@ -56,6 +56,13 @@ def features_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name.removesuffix(".onnx") + layout.FEATURES_SUFFIX)
 
 
+def static_path(path: str | os.PathLike, hw: tuple[int, int]) -> Path:
+    """The static variant of a loss graph at H x W (`onnxstyle export --static WxH`), beside it:
+    `x.onnx` -> `x.static-WxH.onnx`."""
+    path = Path(path)
+    return path.with_name(f"{path.name.removesuffix('.onnx')}.static-{hw[1]}x{hw[0]}.onnx")
+
+
 def exported(path: str | os.PathLike) -> bool:
     """Whether the graph at `path` and its features graph are there (the weights file, where the
     pair has one, is checked when onnxruntime loads them)."""

@@ -25,6 +25,18 @@ WEIGHTS_SUFFIX = ".weights"  # the VGG19 tensors both graphs read (ONNX external
 META_LAYOUT = "onnxstyle.layout"
 META_WEIGHTS = "onnxstyle.weights"
 META_WEIGHTS_SHA256 = "onnxstyle.weights_sha256"
+# A static loss graph (export/static.py): what it was made for, and the dynamic graph it came from
+# (whose features graph serves it: targets are computed at other sizes).
+META_STATIC = "onnxstyle.static"
+META_STATIC_OF = "onnxstyle.static_of"
+
+
+def static_key(hw: tuple[int, int], content: list[str], style: list[str], order: list[str]) -> str:
+    """META_STATIC's value: "WxH content=conv4_2;style=conv1_1,..." (layers in `order`)."""
+    def names(layers: list[str]) -> str:
+        return ",".join(sorted(layers, key=order.index))
+
+    return f"{hw[1]}x{hw[0]} content={names(content)};style={names(style)}"
 
 
 def content_target(layer: str) -> str:

