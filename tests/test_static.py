@@ -76,8 +76,10 @@ def test_refused_for_another_size_or_layer_selection(static):
         Objective(content[:, :74], style, device="cpu", model=static)
     with pytest.raises(ModelError, match="this run needs 75x58 content=conv4_2;style=conv1_1,conv2_1\\b"):
         Objective(content, style, device="cpu", model=static, style_layers=["conv1_1", "conv2_1"])
-    with pytest.raises(ModelError, match="untiled"):
+    with pytest.raises(ModelError, match="untiled, unmasked, gram style loss"):
         Objective(content, style, device="cpu", model=static, tile=32)
+    with pytest.raises(ModelError, match="gram style loss"):
+        Objective(content, style, device="cpu", model=static, style_loss="covariance")
 
 
 @pytest.mark.skipif("OpenVINOExecutionProvider" not in ort.get_available_providers(),
