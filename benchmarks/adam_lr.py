@@ -57,11 +57,18 @@ def main() -> None:
         print(pair, {k: round(v["losses"][-1], 1) for k, v in rows[pair].items()}, flush=True)
     result = {"commit": commit, "size": args.size, "iterations": args.iterations, "pairs": rows}
     (args.out / "adam.json").write_text(json.dumps(result, indent=1))
-    marks = [m for m in (50, 100, 200, 500) if m <= args.iterations]
-    lines = [f"# Adam's learning rate at {args.size} px (commit {commit})", "",
+    report(result, args.out / "adam.md")
+
+
+def report(result: dict, path: Path) -> None:
+    rows, n = result["pairs"], result["iterations"]
+    marks = [m for m in (50, 100, 200, 500) if m <= n]
+    per = [runs["scipy"]["evaluations"] / n for runs in rows.values()]
+    lines = [f"# Adam's learning rate at {result['size']} px (commit {result['commit']})", "",
              "`python benchmarks/adam_lr.py` (one scale, noise init, the default weights; one thread). "
              "Each cell: Adam's total loss after that many iterations (one evaluation each) as a "
-             "multiple of scipy L-BFGS-B's after the same count (about 1.1 evaluations each).", "",
+             "multiple of scipy L-BFGS-B's after the same count "
+             f"({min(per):.2f}-{max(per):.2f} evaluations each).", "",
              "| pair | optimizer | " + " | ".join(f"it {m}" for m in marks) + " |",
              "|---|---|" + "---|" * len(marks)]
     for pair, runs in rows.items():
@@ -70,7 +77,7 @@ def main() -> None:
             cells = [f"{run['losses'][m - 1]:.4g}" if name == "scipy" else f"{run['losses'][m - 1] / ref[m - 1]:.3f}x"
                      for m in marks]
             lines.append(f"| {pair} | {name} | " + " | ".join(cells) + " |")
-    (args.out / "adam.md").write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
