@@ -72,6 +72,19 @@ def check_int(name: str, value, low: int, high: int | None = None) -> int:
     return value
 
 
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise InputError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def parse_bool(text: str) -> bool:
+    v = text.strip().lower()
+    if v not in ("true", "false", "1", "0", "yes", "no"):
+        raise InputError(f"expected true or false, got {text!r}")
+    return v in ("true", "1", "yes")
+
+
 def check_choice(name: str, value, choices: Sequence[str]) -> str:
     if value not in choices:
         raise InputError(f"unknown {name} {value!r}: expected one of {', '.join(choices)}")
@@ -266,6 +279,8 @@ class StyleOptions:
                                         "(shallow to deep) by this to the power i, keeping their sum", cli=float)
     style_loss: str = opt(defaults.STYLE_LOSS, " | ".join(STYLE_LOSSES) + ", for every style layer, then per "
                           "layer: e.g. gram,conv1_1:histogram")
+    tileable: bool = opt(False, "Make the output tile seamlessly (circular padding in every convolution; "
+                         "sides rounded to multiples of 16 px)", parse_bool, cli=bool)
     preserve_colors: str = opt(defaults.PRESERVE_COLORS, " | ".join(PRESERVE_COLORS))
     color_match: str = opt(defaults.COLOR_MATCH, " | ".join(COLOR_MATCHES) + " (with --preserve-colors match)")
     init: str | os.PathLike | np.ndarray = opt(defaults.INIT, "noise | content | random | an image file")
@@ -505,6 +520,7 @@ _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "style_layers": lambda v, o: layer_weights("style", v, defaults.STYLE_LAYERS),
     "style_layer_weight_exp": _exponent,
     "style_loss": _style_loss,
+    "tileable": lambda v, o: check_bool("tileable", v),
     "preserve_colors": lambda v, o: check_choice("preserve-colors", v, PRESERVE_COLORS),
     "color_match": lambda v, o: check_choice("color match", v, COLOR_MATCHES),
     "init": _init,

@@ -7,9 +7,9 @@ import numpy as np
 from onnxstyle.layers import ARCH
 
 
-def conv3x3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """x [C, H, W], w [O, C, 3, 3], zero padding 1."""
-    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+def conv3x3(x: np.ndarray, w: np.ndarray, b: np.ndarray, circular: bool = False) -> np.ndarray:
+    """x [C, H, W], w [O, C, 3, 3], zero (or `circular`) padding 1."""
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)), mode="wrap" if circular else "constant")
     win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(1, 2))  # C, H, W, 3, 3
     return np.einsum("chwij,ocij->ohw", win, w, optimize=True) + b[:, None, None]
 
@@ -23,8 +23,9 @@ def avgpool_same(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def features(image: np.ndarray, weights, pool: str = "avg") -> dict[str, np.ndarray]:
-    """image [H, W, 3] RGB 0..255 -> {layer: [N, h, w]} after ReLU."""
+def features(image: np.ndarray, weights, pool: str = "avg", circular: bool = False) -> dict[str, np.ndarray]:
+    """image [H, W, 3] RGB 0..255 -> {layer: [N, h, w]} after ReLU (`circular`: every conv
+    padded circularly, the picture a torus)."""
     x = np.asarray(image, np.float64)
     z = x @ weights.pre_w.T.astype(np.float64) + weights.pre_b
     h = z.transpose(2, 0, 1)
@@ -34,7 +35,7 @@ def features(image: np.ndarray, weights, pool: str = "avg") -> dict[str, np.ndar
             h = avgpool_same(h) if pool == "avg" else maxpool_same(h)
         else:
             w, b = weights.convs[name]
-            h = np.maximum(conv3x3(h, w.astype(np.float64), b.astype(np.float64)), 0)
+            h = np.maximum(conv3x3(h, w.astype(np.float64), b.astype(np.float64), circular), 0)
             out[name] = h
     return out
 

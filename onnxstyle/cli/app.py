@@ -1,4 +1,4 @@
-"""typer commands: export, stylize, demo, weights, batch, serve, video. The stylize options are
+"""typer commands: export, stylize, texture, demo, weights, batch, serve, video. The stylize options are
 not declared here: `style_options` derives them (names, defaults, help) from StyleOptions."""
 
 from __future__ import annotations
@@ -321,6 +321,34 @@ def stylize(
 
     job = Job(content, styles, output, options, parse_masks(style_mask or [], styles), checkpoint_every,
               report, overwrite, resume)
+    ensure_models(options)
+    run_job(job, print_every, quiet)
+
+
+@app.command(cls=Command)
+@friendly
+@style_options
+def texture(
+    painting: Annotated[Path, typer.Argument(help="The painting whose texture to make")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output image (.png/.jpg)")],
+    checkpoint_every: Annotated[int, typer.Option(help="Write an image every K iterations (0: off)")] = 0,
+    report: Annotated[Path | None, typer.Option(help="Write a JSON report here")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue a run from its .ckpt.npz")] = None,
+    print_every: Annotated[int, typer.Option(min=0, help="A progress line every N iterations instead of the "
+                                                         "bar (0: the bar, or about 20 lines when piped)")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stdout; errors still on stderr")] = False,
+    options: StyleOptions = None,
+) -> None:
+    """Texture synthesis (Gatys, Ecker & Bethge 2015): PAINTING's style alone, from noise in its
+    colours (the noise init at ratio 1), at its aspect; --tileable makes it tile seamlessly."""
+    from onnxstyle.runtime.job import Job
+
+    changes = {"content_weight": 0.0}
+    if isinstance(options.init, str) and options.init == "noise":
+        changes["noise_ratio"] = 1.0
+    job = Job(painting, [painting], output, options.replace(**changes), None, checkpoint_every, report,
+              overwrite, resume)
     ensure_models(options)
     run_job(job, print_every, quiet)
 

@@ -85,7 +85,9 @@ class Objective:
 
     `style_loss`: each style layer's loss (options.style_losses: "gram", "histogram,conv5_1:gram",
     {layer: loss}); each loss's term is scaled by defaults.STYLE_LOSS_SCALE. `seed`: the sliced
-    loss's random directions (fixed for this objective).
+    loss's random directions (fixed for this objective). `tileable`: the picture is a torus
+    (circular padding in every convolution; H and W multiples of 16, so that every pooling window
+    stays whole): evaluated as the tiled evaluation over regions that run on across the edges.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class Objective:
         tile: int | None = None,
         style_loss: str | Mapping[str, str] = defaults.STYLE_LOSS,
         seed: int = defaults.SEED,
+        tileable: bool = False,
     ) -> None:
         path = models.resolve(model)
         self.engine = session.load(path, device, threads, "loss", precision, cudnn_search)
@@ -136,7 +139,13 @@ class Objective:
             if min(img.shape[:2]) < 16:
                 raise InputError(f"image of {img.shape[1]}x{img.shape[0]} px: each side must be >= 16")
 
+        self.wrap = bool(tileable)
+        if self.wrap and (content.shape[0] % tiles.GRID or content.shape[1] % tiles.GRID):
+            raise InputError(f"a tileable picture's sides must be multiples of {tiles.GRID} px, got "
+                             f"{content.shape[1]}x{content.shape[0]}")
         self.tile = None if tile is None else self._tile(tile, content.shape)
+        if self.wrap and self.tile is None:  # one tile: the whole picture, with its wrapped halo
+            self.tile = max(content.shape[:2])
         masks = self._masks(style_masks, len(styles), content.shape[:2])
         coefs = {"content": self.weights[0], "style": self.weights[1]}
         # layers whose terms count (the graph skips a term whose coefficient is zero)
@@ -150,7 +159,7 @@ class Objective:
                                  f"{', untiled, unmasked, gram style loss' if static == want else ''}: "
                                  "onnxstyle export --static WxH with its layers makes one")
         feed = self._base_feed()
-        cfeat = self._whole_features(content, list(self.content_layers))
+        cfeat = self._whole_features(content, list(self.content_layers), self.wrap)
         if self.tile is None:
             for name in self.content_layers:
                 feed[layout.content_target(name)] = cfeat[name]
@@ -228,37 +237,38 @@ class Objective:
     def tiled(self) -> bool:
         return self.tile is not None
 
-    def _plan(self, hw: tuple[int, int], halo: int) -> list[tiles.Tile]:
-        """This objective's tiles over an H x W picture (one, the whole of it, when untiled)."""
+    def _plan(self, hw: tuple[int, int], halo: int, wrap: bool = False) -> list[tiles.Tile]:
+        """This objective's tiles over an H x W picture (one, the whole of it, when untiled);
+        `wrap`: regions across the edges of the (tileable) picture."""
         tile = self.tile if self.tile is not None and self.tile < max(hw) else max(hw)
-        return tiles.plan(hw, tile, halo)
+        return tiles.plan(hw, tile, halo, wrap)
 
-    def _interiors(self, image: np.ndarray, layers: Sequence[str]):
+    def _interiors(self, image: np.ndarray, layers: Sequence[str], wrap: bool = False):
         """(tile, {layer: its features [N, h, w] at the tile's interior}) for each tile."""
-        for t in self._plan(image.shape[:2], tiles.feature_halo(layers)):
-            feats = self.features(image[t.region], layers) if layers else {}
+        for t in self._plan(image.shape[:2], tiles.feature_halo(layers), wrap):
+            feats = self.features(tiles.take(image, *t.region), layers) if layers else {}
             yield t, {n: f[0][(slice(None), *t.interior(tiles.reach(n)[0]))] for n, f in feats.items()}
 
-    def _whole_features(self, image: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+    def _whole_features(self, image: np.ndarray, layers: list[str], wrap: bool = False) -> dict[str, np.ndarray]:
         """The picture's features [1, N, h, w] at `layers`, assembled tile by tile when tiled."""
         if self.tile is None:
             return self.features(image, layers) if layers else {}
         out = {n: np.empty((1, CHANNELS[n], *tiles.positions(image.shape[:2], n)), np.float32) for n in layers}
-        for t, feats in self._interiors(image, layers):
+        for t, feats in self._interiors(image, layers, wrap):
             for n, f in feats.items():
                 out[n][(0, slice(None), *t.whole(tiles.reach(n)[0]))] = f
         return out
 
     def _gram_sums(self, image: np.ndarray, layers: list[str],
                    pyramid: dict[int, np.ndarray] | None = None,
-                   content: Sequence[str] = (), centred: Sequence[str] = ()
+                   content: Sequence[str] = (), centred: Sequence[str] = (), wrap: bool = False
                    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Per layer: sum over positions of F F^T ([1, N, N], float64), or of F diag(m_k) F^T
         ([K, N, N]) with `pyramid`, the masks at each stride; and the normaliser M (positions)
         or S_k (mask areas, [K]). `content` layers: also sum((F - P)^2) as "content:<layer>";
         `centred` layers: also the sum of F (m_k) as "mean:<layer>" ([K, N])."""
         sums: dict[str, np.ndarray] = {}
-        for t, feats in self._interiors(image, list(dict.fromkeys([*layers, *content]))):
+        for t, feats in self._interiors(image, list(dict.fromkeys([*layers, *content])), wrap):
             for n, f in feats.items():
                 s = tiles.reach(n)[0]
                 if n in content:
@@ -425,7 +435,7 @@ class Objective:
         kinds = self.style_kinds
         used_g = [n for n in used_s if kinds[n] not in SORTED]
         centred = [n for n in used_g if kinds[n] == "covariance"]
-        sums, norm = self._gram_sums(x, used_g, self._pyramid, used_c, centred)
+        sums, norm = self._gram_sums(x, used_g, self._pyramid, used_c, centred, self.wrap)
         content = sum(self.content_layers[n] * sums[f"content:{n}"]
                       / (2 * np.sqrt(CHANNELS[n] * self._layer_m[LAYERS.index(n)])) for n in used_c)
         style, weights = 0.0, {}
@@ -447,7 +457,7 @@ class Objective:
             style += self._style_w[n] * float((blend * d * d).sum()) / (4 * nn)
             weights[n] = (blend * d / (nn * area)).astype(np.float32)
         sorted_layers = [n for n in used_s if kinds[n] in SORTED]
-        for n, f in self._whole_features(x, sorted_layers).items():
+        for n, f in self._whole_features(x, sorted_layers, self.wrap).items():
             y = self._project(n, f)
             order = np.argsort(y, axis=1, kind="stable")
             q = self._quantiles[n]
@@ -457,6 +467,9 @@ class Objective:
             np.put_along_axis(matched, order, q, axis=1)  # each position's target: q at its rank
             weights[n] = matched.astype(np.float32).reshape(1, y.shape[0], *f.shape[2:])
         tv = total_variation(x)
+        if self.wrap:  # the differences across the edges
+            x64 = x.astype(np.float64)
+            tv += sum(float(np.vdot(d, d)) for d in (x64[0] - x64[-1], x64[:, 0] - x64[:, -1]))
         cw, sw, tw = (float(v) for v in self.weights)
         terms = {"content": float(content), "style": style, "tv": tv,
                  "total": cw * float(content) + sw * style + tw * tv}
@@ -474,16 +487,17 @@ class Objective:
             elif n not in sorted_w:
                 feed[layout.gram_target(n)] = w
         grad = np.empty(self.shape, np.float32)
-        for t in self._plan(self.shape[:2], tiles.gradient_halo(self._used["content"] + self._used["style"])):
-            feed[layout.IMAGE] = np.ascontiguousarray(x[t.region])
+        halo = tiles.gradient_halo(self._used["content"] + self._used["style"])
+        for t in self._plan(self.shape[:2], halo, self.wrap):
+            feed[layout.IMAGE] = np.ascontiguousarray(tiles.take(x, *t.region))
             for n in self._used["content"]:
-                p = self._content[n][(0, slice(None), *t.region_at(tiles.reach(n)[0]))]
+                p = tiles.take(self._content[n][0], *t.region_at(tiles.reach(n)[0]), axis=1)
                 feed[layout.content_target(n)] = np.ascontiguousarray(p[None])
             for n, r in sorted_w.items():
-                r = r[(0, slice(None), *t.region_at(tiles.reach(n)[0]))]
+                r = tiles.take(r[0], *t.region_at(tiles.reach(n)[0]), axis=1)
                 feed[layout.sorted_target(n)] = np.ascontiguousarray(r[None])
             if self._masks_full is not None:
-                feed[layout.STYLE_MASKS] = np.ascontiguousarray(self._masks_full[(slice(None), *t.region)])
+                feed[layout.STYLE_MASKS] = np.ascontiguousarray(tiles.take(self._masks_full, *t.region, axis=1))
             (g,) = self.engine.session.run([layout.GRAD], feed)
             grad[t.whole()] = g[t.interior()]
         return grad

@@ -15,7 +15,7 @@ from scipy.optimize import Bounds, minimize
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
 from onnxstyle.options import INITS, OPTIMIZERS, OptionError, StyleOptions, check_blend, check_choice, check_int
-from onnxstyle.runtime import fit, guard, images, lbfgs
+from onnxstyle.runtime import fit, guard, images, lbfgs, tiles
 from onnxstyle.runtime.objective import Objective
 
 
@@ -361,6 +361,8 @@ def stylize(
 
     model_path = resolve(opts.model, pool=opts.pool)
     hws = [images.fit_size(c.shape, sz) if sz else c.shape[:2] for sz in sizes]
+    if opts.tileable:
+        hws = [tiles.on_grid(hw) for hw in hws]
     clock = Clock([h * w for h, w in hws], iters)
     run = guard.RunGuard(callback, cancel)  # cancel token, stop, last good image for NaN faults
     result: Result | None = None
@@ -379,7 +381,7 @@ def stylize(
             content_layers=opts.content_layers, style_layers=opts.style_layer_weights(),
             style_blend=opts.style_blend, style_masks=masks, threads=opts.threads, tile=fitted.tile,
             precision=opts.precision, cudnn_search=opts.cudnn_search, style_loss=opts.style_loss,
-            seed=opts.seed,
+            seed=opts.seed, tileable=opts.tileable,
         )
         cold = False
         if optimizer_state is not None and k == 0:  # it continues the first scale

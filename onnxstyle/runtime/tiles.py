@@ -50,6 +50,11 @@ def _grid(n: int) -> int:
     return -(-n // GRID) * GRID
 
 
+def on_grid(hw: tuple[int, ...]) -> tuple[int, int]:
+    """(h, w) rounded to the nearest multiples of GRID (at least GRID): a tileable picture's size."""
+    return tuple(max(GRID, round(n / GRID) * GRID) for n in hw[:2])
+
+
 def feature_halo(layers: Iterable[str]) -> int:
     """Pixels beyond an interior that its features at `layers` depend on, rounded to the grid."""
     return _grid(max([reach(n)[1] for n in layers], default=0))
@@ -105,17 +110,34 @@ def check_tile(tile: int) -> int:
     return int(tile) // GRID * GRID
 
 
-def plan(hw: tuple[int, int], tile: int, halo: int) -> list[Tile]:
+def plan(hw: tuple[int, int], tile: int, halo: int, wrap: bool = False) -> list[Tile]:
     """Tiles of `tile` px (a multiple of GRID) covering an H x W picture, each with `halo` px
-    (a multiple of GRID) around it, clipped to the picture."""
+    (a multiple of GRID) around it, clipped to the picture; with `wrap` (a tileable picture, H
+    and W multiples of GRID) not clipped: the region runs on across the edges (`take`)."""
     h, w = hw
     out = []
     for y0 in range(0, h, tile):
         for x0 in range(0, w, tile):
             y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
-            out.append(Tile(y0, y1, x0, x1, max(0, y0 - halo), min(h, y1 + halo),
-                            max(0, x0 - halo), min(w, x1 + halo)))
+            if wrap:
+                out.append(Tile(y0, y1, x0, x1, y0 - halo, y1 + halo, x0 - halo, x1 + halo))
+            else:
+                out.append(Tile(y0, y1, x0, x1, max(0, y0 - halo), min(h, y1 + halo),
+                                max(0, x0 - halo), min(w, x1 + halo)))
     return out
+
+
+def take(a: np.ndarray, rows: slice, cols: slice, axis: int = 0) -> np.ndarray:
+    """a[rows, cols] on axes (axis, axis + 1), the picture repeated beyond its edges (a wrapped
+    region of a tileable picture: the features of the periodic picture are those of circular
+    padding in every convolution); a plain slice when inside."""
+    for ax, sl in ((axis, rows), (axis + 1, cols)):
+        n = a.shape[ax]
+        if sl.start < 0 or sl.stop > n:
+            a = np.take(a, np.arange(sl.start, sl.stop) % n, axis=ax)
+        else:
+            a = a[(slice(None),) * ax + (sl,)]
+    return a
 
 
 def pool_same(a: np.ndarray) -> np.ndarray:
