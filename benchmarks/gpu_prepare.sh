@@ -60,7 +60,7 @@ check="ONNXSTYLE_COMMIT=$commit bash benchmarks/gpu_check.sh"
   last=${parts[-1]}
   printf '%s\t%s\n' "$last,.gpu/unpack.sh,.gpu/SHA256SUMS" \
     "mkdir -p /tmp/gpu && cp $last /tmp/gpu/ && bash .gpu/unpack.sh && . /tmp/gpu/env.sh && $check quick"
-  for s in lossgrad1024,stylize500 picture,placement first,agree,convgraph; do
+  for s in lossgrad1024,stylize500 picture,placement first,agree,convgraph tests; do
     printf '%s\t%s\n' - ". /tmp/gpu/env.sh && $check $s"
   done
 } > .gpu/COMMANDS
