@@ -48,6 +48,10 @@ tree=$( (git ls-files -z; git ls-files -z -o --exclude-standard) | xargs -0 -r s
 part=${1:-$(( 64 - tree - 4 < 56 ? 64 - tree - 4 : 56 ))}
 (( part >= 8 )) || { say "the working tree ($tree MiB) leaves no room for parts under the 64 MiB per call"; exit 2; }
 say "working tree $tree MiB: parts of $part MiB"
+# pack.sh takes models/vgg19_gatys.*: static variants (export --static, 100-200 MB each) stay out
+aside=$(mktemp -d models/.static-aside.XXXXXX)
+trap 'mv "$aside"/* models/ 2>/dev/null || true; rmdir "$aside" || true' EXIT
+mv models/vgg19_gatys*.static-* "$aside"/ 2>/dev/null || true
 bash "$PACK" "$part" >/dev/null
 
 # 5. The device calls, in order: each part into /tmp/gpu; the last also unpacks and runs quick.
