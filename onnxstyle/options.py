@@ -279,6 +279,8 @@ class StyleOptions:
                                         "(shallow to deep) by this to the power i, keeping their sum", cli=float)
     style_loss: str = opt(defaults.STYLE_LOSS, " | ".join(STYLE_LOSSES) + ", for every style layer, then per "
                           "layer: e.g. gram,conv1_1:histogram")
+    style_per_scale: bool = opt(False, "One style image per scale of the ladder, coarse to fine (Gatys et al. "
+                                "2017: the layout from one painting, the strokes from another)", parse_bool, cli=bool)
     tileable: bool = opt(False, "Make the output tile seamlessly (circular padding in every convolution; "
                          "sides rounded to multiples of 16 px)", parse_bool, cli=bool)
     preserve_colors: str = opt(defaults.PRESERVE_COLORS, " | ".join(PRESERVE_COLORS))
@@ -520,6 +522,7 @@ _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "style_layers": lambda v, o: layer_weights("style", v, defaults.STYLE_LAYERS),
     "style_layer_weight_exp": _exponent,
     "style_loss": _style_loss,
+    "style_per_scale": lambda v, o: check_bool("style per scale", v),
     "tileable": lambda v, o: check_bool("tileable", v),
     "preserve_colors": lambda v, o: check_choice("preserve-colors", v, PRESERVE_COLORS),
     "color_match": lambda v, o: check_choice("color match", v, COLOR_MATCHES),

@@ -345,7 +345,12 @@ def stylize(
     c = images.as_rgb_array(content)
     sizes, iters = opts.ladder(c.shape), opts.iteration_list(c.shape)
     styles = _styles(style)
-    fitting = fit_for(opts, c.shape, n_styles, style_masks is not None)
+    if opts.style_per_scale:  # one per square content's rung, of which a narrower one keeps the finer
+        rungs = len(opts.ladder())
+        if n_styles != rungs or style_masks is not None or opts.style_blend is not None:
+            raise OptionError("style_per_scale", f"style per scale: {n_styles} style images for {rungs} scales"
+                              if n_styles != rungs else "style per scale takes no style masks or blend")
+    fitting = fit_for(opts, c.shape, 1 if opts.style_per_scale else n_styles, style_masks is not None)
     fitting(sizes[-1])  # refuse up front when even tiles cannot fit
     init = opts.init
     if isinstance(init, str | os.PathLike) and str(init) not in INITS:
@@ -370,8 +375,11 @@ def stylize(
     start = time.perf_counter()
     for k, (sz, hw, n_iter) in enumerate(zip(sizes, hws, iters, strict=True)):
         cz = images.resize(c, hw)
+        rung = list(zip(styles, style_scales, strict=True))
+        if opts.style_per_scale:
+            rung = [rung[k + len(rung) - len(sizes)]]
         sts = [images.resize(s, images.fit_size(s.shape, max(16, round((sz or max(s.shape[:2])) * scale))))
-               for s, scale in zip(styles, style_scales, strict=True)]
+               for s, scale in rung]
         masks = None if style_masks is None else [
             None if m is None else images.resize_mask(m, hw) for m in style_masks]
         fitted = fitting(sz)
