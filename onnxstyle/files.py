@@ -63,6 +63,13 @@ def static_path(path: str | os.PathLike, hw: tuple[int, int]) -> Path:
     return path.with_name(f"{path.name.removesuffix('.onnx')}.static-{hw[1]}x{hw[0]}.onnx")
 
 
+def circular_path(path: str | os.PathLike) -> Path:
+    """The circular-padding loss graph (--tileable) written beside a loss graph (`x.onnx` ->
+    `x.circular.onnx`, its features graph `x.circular.features.onnx`), reading the same weights."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".onnx") + layout.CIRCULAR_SUFFIX)
+
+
 def exported(path: str | os.PathLike) -> bool:
     """Whether the graph at `path` and its features graph are there (the weights file, where the
     pair has one, is checked when onnxruntime loads them)."""

@@ -18,6 +18,7 @@ LAYER_M = "layer_m"  # [13] the whole picture's h*w per layer (when tiled)
 LOSS, CONTENT, STYLE, TV, GRAD = "loss", "content", "style", "tv", "grad"
 META_POOL = "onnxstyle.pool"
 META_KIND = "onnxstyle.kind"  # "loss" (loss and gradient) or "features" (targets)
+CIRCULAR_SUFFIX = ".circular.onnx"  # the circular-padding pair beside each (--tileable)
 FEATURES_SUFFIX = ".features.onnx"  # the features graph beside each loss graph
 WEIGHTS_SUFFIX = ".weights"  # the VGG19 tensors both graphs read (ONNX external data)
 

@@ -1,5 +1,6 @@
-"""--tileable: the picture is a torus (circular padding in every convolution), evaluated as the
-tiled evaluation over regions that run on across the edges (runtime/tiles.py take)."""
+"""--tileable: the picture is a torus. Untiled, the circular graphs (circular padding in every
+convolution, forward and backward); tiled, the zero-padding graphs on regions that run on across
+the edges (runtime/tiles.py take): two independent ways, compared here."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def test_sides_must_be_on_the_grid(pair):
     c, s = pair
     with pytest.raises(InputError, match="multiples of 16"):
         Objective(c[:30], s, tileable=True)
-    assert tiles.on_grid((30, 57)) == (32, 64) and tiles.on_grid((5, 210)) == (16, 208)
+    assert tiles.on_grid((30, 57)) == (32, 64) and tiles.on_grid((5, 210)) == (32, 208)
 
 
 def test_take_wraps():

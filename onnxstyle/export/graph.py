@@ -100,6 +100,32 @@ def pixel_affine(b: Builder, x: str, w: np.ndarray, bias: np.ndarray) -> tuple[s
     return y, backward
 
 
+BIG = np.iinfo(np.int64).max
+
+
+def circular_pad(b: Builder, x: str) -> tuple[str, Backward]:
+    """x [1, C, h, w] padded by one row and column on each side from the opposite edges (the
+    picture a torus: --tileable); h, w >= 2."""
+    def pad(v: str, axis: int) -> str:
+        last, first = (b.op("Slice", [v, b.ints(s), b.ints(e), b.ints(axis)]) for s, e in ((-1, BIG), (0, 1)))
+        return b.op("Concat", [last, v, first], axis=axis)
+
+    def unpad(g: str, axis: int) -> str:  # the adjoint: each border row back onto the row it copies
+        def cut(v: str, s: int, e: int) -> str:
+            return b.op("Slice", [v, b.ints(s), b.ints(e), b.ints(axis)])
+
+        core = cut(g, 1, -1)
+        return b.op("Concat", [b.op("Add", [cut(core, 0, 1), cut(g, -1, BIG)]), cut(core, 1, -1),
+                               b.op("Add", [cut(core, -1, BIG), cut(g, 0, 1)])], axis=axis)
+
+    y = pad(pad(x, 2), 3)
+
+    def backward(gy: str) -> str:
+        return unpad(unpad(gy, 3), 2)
+
+    return y, backward
+
+
 # Winograd F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
 # each 4x4 output tile from a 6x6 input tile with 36 multiplies per input-output channel pair
 # instead of 144, the interpolation points 0, +-1, +-2 and infinity (their eq. 7-8 matrices).
@@ -118,7 +144,7 @@ WINOGRAD_MIN = 128 * 128
 
 
 def winograd_conv(b: Builder, x: str, wname: str, bias: str, hw: str, cin: int, cout: int,
-                  name: str) -> tuple[str, Backward]:
+                  name: str, circular: bool = False) -> tuple[str, Backward]:
     """conv3x3(x, w) + bias with zero padding 1, as Winograd F(4x4, 3x3) in four products and
     two memory moves: the 6x6 input tiles (stride 4) gathered and transformed in one Conv, each
     channel a batch item (V = B^T d B: 36 fixed 6x6 kernels, the rows of B^T (x) B^T), multiplied
@@ -126,7 +152,8 @@ def winograd_conv(b: Builder, x: str, wname: str, bias: str, hw: str, cin: int, 
     channels (one MatMul batched over the 36 tile positions), transformed back (A^T m A: one
     MatMul) and put in place (DepthToSpace). The backward is this computation's exact adjoint
     (the gather's is a ConvTranspose with the same kernels), so the gradient is that of the loss
-    as computed (within ~1e-5 of Conv's)."""
+    as computed (within ~1e-5 of Conv's). `circular`: x comes padded (circular_pad, [h+2, w+2]),
+    so the gather pads only behind (3: whole tiles) and the adjoint returns the padded shape."""
     kb = b.const(np.kron(WINO_BT, WINO_BT).reshape(36, 1, 6, 6), f"{name}_bt")  # vec(B^T d B) = (B^T (x) B^T) vec(d)
     ta = b.const(np.kron(WINO_AT, WINO_AT), f"{name}_at")  # (16, 36)
     # U = G w G^T per channel pair, as one product: (G (x) G) (9 x cout cin) -> 36 x cout x cin.
@@ -138,8 +165,9 @@ def winograd_conv(b: Builder, x: str, wname: str, bias: str, hw: str, cin: int, 
 
     # Tile (i, j) is rows 4i-1..4i+4 and the same columns of x; padding 1 in front and 4 behind
     # gives exactly ceil(h / 4) tiles at any h, so the pads are static.
-    v = b.op("Conv", [b.op("Reshape", [x, b.op("Concat", [b.ints(cin, 1), hw], axis=0)]), kb],
-             strides=[4, 4], pads=[1, 1, 4, 4])  # cin, 36, tiles, tiles
+    hw_in = b.op("Add", [hw, b.ints(2)]) if circular else hw  # x's [h, w]
+    v = b.op("Conv", [b.op("Reshape", [x, b.op("Concat", [b.ints(cin, 1), hw_in], axis=0)]), kb],
+             strides=[4, 4], pads=[0, 0, 3, 3] if circular else [1, 1, 4, 4])  # cin, 36, tiles, tiles
     v = b.op("Reshape", [b.op("Transpose", [v], perm=[1, 0, 2, 3]), b.ints(36, cin, -1)])  # 36, cin, tiles
     m = b.op("MatMul", [u, v], f"{name}_m")  # 36, cout, tiles
     yt = b.op("MatMul", [ta, b.op("Reshape", [m, b.ints(36, -1)])])  # 16, cout * tiles
@@ -157,30 +185,39 @@ def winograd_conv(b: Builder, x: str, wname: str, bias: str, hw: str, cin: int, 
         g = b.op("Transpose", [b.op("MatMul", [b.op("Transpose", [g], perm=[0, 2, 1]), u])], perm=[0, 2, 1])
         g = b.op("Reshape", [g, b.op("Concat", [b.ints(36, cin), tiles], axis=0)])
         g = b.op("ConvTranspose", [b.op("Transpose", [g], perm=[1, 0, 2, 3]), kb],
-                 strides=[4, 4], pads=[1, 1, 0, 0])  # cin, 1, 4 tiles + 1 (the rows behind x dropped below)
-        g = b.op("Slice", [g, b.ints(0, 0), hw, b.ints(2, 3)])
-        return b.op("Reshape", [g, b.op("Concat", [b.ints(1, cin), hw], axis=0)], f"g_{name}_in")
+                 strides=[4, 4], pads=[0, 0, 0, 0] if circular else [1, 1, 0, 0])  # cin, 1, 4 tiles + 1 (+ 1)
+        g = b.op("Slice", [g, b.ints(0, 0), hw_in, b.ints(2, 3)])  # (the rows behind x dropped)
+        return b.op("Reshape", [g, b.op("Concat", [b.ints(1, cin), hw_in], axis=0)], f"g_{name}_in")
 
     return y, backward
 
 
 def conv_relu(b: Builder, x: str, w: np.ndarray, bias: np.ndarray, name: str,
-              hw: str | None = None) -> tuple[str, Backward]:
-    """a = relu(conv3x3(x, w) + bias), zero padding 1. With `hw` (x's [h, w]) and enough
-    channels (WINOGRAD_MIN) the conv is winograd_conv's."""
+              hw: str | None = None, circular: bool = False) -> tuple[str, Backward]:
+    """a = relu(conv3x3(x, w) + bias), zero padding 1 (`circular`: circular_pad). With `hw` (x's
+    [h, w]) and enough channels (WINOGRAD_MIN) the conv is winograd_conv's."""
     wname, bname = b.const(w, f"{name}_w"), b.const(bias, f"{name}_b")
     cout, cin = w.shape[:2]
+    if circular:
+        x, pad_bw = circular_pad(b, x)
     if hw is not None and cin * cout >= WINOGRAD_MIN:
-        y, conv_bw = winograd_conv(b, x, wname, bname, hw, cin, cout, name)
+        y, conv_bw = winograd_conv(b, x, wname, bname, hw, cin, cout, name, circular)
     else:
-        y = b.op("Conv", [x, wname, bname], name, pads=[1] * 4)
+        pads = [0 if circular else 1] * 4
+        y = b.op("Conv", [x, wname, bname], name, pads=pads)
 
         def conv_bw(gy: str) -> str:
             # Conv input-gradient: the same conv with the kernel's in/out swapped and flipped in
-            # space, computed inside the graph from the forward kernel (folded at load time).
+            # space, computed inside the graph from the forward kernel (folded at load time);
+            # circular: the full correlation (pads 2), the padded input's gradient.
             wt = b.op("Transpose", [wname], perm=[1, 0, 2, 3])
             wflip = b.op("Slice", [wt, b.ints(-1, -1), b.ints(-4, -4), b.ints(2, 3), b.ints(-1, -1)])
-            return b.op("Conv", [gy, wflip], f"g_{name}_in", pads=[1] * 4)
+            return b.op("Conv", [gy, wflip], f"g_{name}_in", pads=[2 if circular else 1] * 4)
+    if circular:
+        padded_bw = conv_bw
+
+        def conv_bw(gy: str) -> str:
+            return pad_bw(padded_bw(gy))
     a = b.op("Relu", [y], name)
 
     def backward(ga: str) -> str:
@@ -394,11 +431,18 @@ def tiled_sorted_term(b: Builder, feat: str, target: str, n: int, m: str,
     return b.const(0.0), backward
 
 
-def tv_term(b: Builder, x: str) -> tuple[str, Backward]:
-    """tv = sum of squared vertical and horizontal neighbour differences, pixel units."""
+def tv_term(b: Builder, x: str, circular: bool = False) -> tuple[str, Backward]:
+    """tv = sum of squared vertical and horizontal neighbour differences, pixel units
+    (`circular`: across the edges too, d_i = x_(i+1 mod n) - x_i)."""
     big = np.iinfo(np.int64).max
 
+    def roll(v: str, axis: int, k: int) -> str:  # v_(i+k mod n), k = 1 or -1
+        a, c = (b.op("Slice", [v, b.ints(s), b.ints(e), b.ints(axis)]) for s, e in ((k, big), (0, k)))
+        return b.op("Concat", [a, c], axis=axis)
+
     def diff(axis: int) -> str:
+        if circular:
+            return b.op("Sub", [roll(x, axis, 1), x], "tv_d")
         hi = b.op("Slice", [x, b.ints(1), b.ints(big), b.ints(axis)])
         lo = b.op("Slice", [x, b.ints(0), b.ints(-1), b.ints(axis)])
         return b.op("Sub", [hi, lo], "tv_d")
@@ -408,6 +452,8 @@ def tv_term(b: Builder, x: str) -> tuple[str, Backward]:
 
     def backward(coef: str) -> str:  # d/dx_i = 2 (d_{i-1} - d_i), d padded with zeros
         def grad(d: str, axis: int) -> str:
+            if circular:
+                return b.op("Sub", [roll(d, axis, -1), d])
             one = [0, 0, int(axis == 2), int(axis == 3)]
             prev = b.op("Pad", [d, b.ints(*one, 0, 0, 0, 0)])  # d_{i-1}, zero at the first row
             nxt = b.op("Pad", [d, b.ints(0, 0, 0, 0, *one)])  # d_i, zero at the last row
@@ -552,7 +598,8 @@ def style_for(feat: str, mask: str, n: int, name: str, m: str,
 POOLS = ("avg", "max")
 
 
-def forward(b: Builder, weights: VGGWeights, pool: str, masks: str | None = None, winograd: bool = False):
+def forward(b: Builder, weights: VGGWeights, pool: str, masks: str | None = None, winograd: bool = False,
+            circular: bool = False):
     """The VGG19 forward: (nchw image, tape of backward closures, features, masks per layer,
     [h, w] per layer, computed from the image's shape). `winograd`: the convs with enough
     channels as winograd_conv (the loss graph's, where they take most of the time)."""
@@ -577,7 +624,7 @@ def forward(b: Builder, weights: VGGWeights, pool: str, masks: str | None = None
             hw = hw2
         else:
             w, bias = weights.convs[name]
-            h, bw = conv_relu(b, h, w, bias, name, hw if winograd else None)
+            h, bw = conv_relu(b, h, w, bias, name, hw if winograd else None, circular)
             feats[name], sizes[name] = h, hw
             if masks is not None:
                 layer_masks[name] = masks
@@ -593,10 +640,10 @@ def _model(b: Builder, inputs, outputs, name: str) -> onnx.ModelProto:
     return model
 
 
-def build_features_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelProto:
+def build_features_model(weights: VGGWeights, pool: str = "avg", circular: bool = False) -> onnx.ModelProto:
     """Forward only: the image's features after ReLU at every layer (to compute targets)."""
     b = Builder()
-    _, _, feats, _, _ = forward(b, weights, pool)
+    _, _, feats, _, _ = forward(b, weights, pool, circular=circular)
     for name, feat in feats.items():
         b.nodes.append(helper.make_node("Identity", [feat], [layout.feature(name)]))
     info = helper.make_tensor_value_info
@@ -605,15 +652,17 @@ def build_features_model(weights: VGGWeights, pool: str = "avg") -> onnx.ModelPr
 
 
 def build_model(weights: VGGWeights, pool: str = "avg", winograd: bool = True,
-                kinds: tuple[str, ...] = layout.STYLE_LOSSES) -> onnx.ModelProto:
+                kinds: tuple[str, ...] = layout.STYLE_LOSSES, circular: bool = False) -> onnx.ModelProto:
     """The loss, its terms and its gradient (no feature outputs: they would pin every
     activation until the end of the run; targets come from build_features_model).
     `winograd` (default): the deeper convs as winograd_conv; False: all as Conv. `kinds`: the
-    style losses it holds (("gram",): the graph of layout 5, with no loss gates)."""
+    style losses it holds (("gram",): the graph before them, with no loss gates). `circular`:
+    the picture a torus (--tileable): every conv padded circularly, the TV term across the
+    edges; H and W must be multiples of 16 (every pooling window whole) and at least 32."""
     b = Builder()
     idx = {layer: i for i, layer in enumerate(LAYERS)}
     masks = b.op("Unsqueeze", [layout.STYLE_MASKS, b.ints(1)], "masks")  # K x 1 x H x W
-    x, tape, feats, layer_masks, sizes = forward(b, weights, pool, masks, winograd)
+    x, tape, feats, layer_masks, sizes = forward(b, weights, pool, masks, winograd, circular)
 
     w_content, w_style, w_tv = (
         b.op("Gather", [layout.WEIGHTS, b.const(i, "k", np.int64)], hint) for i, hint in
@@ -641,7 +690,7 @@ def build_model(weights: VGGWeights, pool: str = "avg", winograd: bool = True,
         g = bw(g)
 
     g = tape[1](g)  # pixel affine
-    tv, tv_bw = tv_term(b, x)
+    tv, tv_bw = tv_term(b, x, circular)
     g = b.op("Add", [g, tv_bw(w_tv)])
     g_hwc = tape[0](g)
 

