@@ -26,6 +26,22 @@ def test_blend_one_zero_equals_single_style(imgs, model_path):
     half = Objective(c, [s1, s2], style_blend=[0.5, 0.5]).terms(x)
     assert blended["style"] == pytest.approx(single["style"], rel=1e-5)
     assert half["style"] != pytest.approx(single["style"], rel=1e-3)
+    other = Objective(c, [s1, s2], style_blend=[0.0, 1.0]).terms(x)  # each weight goes to its own style
+    assert other["style"] == pytest.approx(Objective(c, s2).terms(x)["style"], rel=1e-5)
+
+
+def test_blend_pulls_the_picture_towards_the_heavier_style(imgs, model_path):
+    """More weight on a style: a picture whose Grams are nearer that style's (each style's loss
+    measured on its own, so their scales cancel in the ratio)."""
+    c, s1, s2 = imgs
+    c48 = images.resize(c, (48, 48))
+    to1, to2 = (Objective(c48, images.resize(s, images.fit_size(s.shape, 48))) for s in (s1, s2))
+
+    def ratio(blend):
+        img = onnxstyle.stylize(c, [s1, s2], size=48, iterations=15, style_blend=blend).iterate
+        return to1.terms(img)["style"] / to2.terms(img)["style"]
+
+    assert ratio([0.8, 0.2]) < ratio([0.2, 0.8])
 
 
 def test_style_scale_resizes_the_style(imgs, model_path):
@@ -52,13 +68,34 @@ def ycc(img):
     return color.rgb_to_ycbcr(img)
 
 
-def test_luminance_transfer_keeps_content_chroma(imgs, model_path):
+@pytest.fixture(scope="module")
+def plain(imgs, model_path):
+    """The run the colour controls are measured against: no colour preserved."""
+    c, s1, _ = imgs
+    return onnxstyle.stylize(c, s1, size=64, iterations=10)
+
+
+def test_luminance_transfer_keeps_content_chroma(imgs, plain):
     c, s1, _ = imgs
     r = onnxstyle.stylize(c, s1, size=64, iterations=10, preserve_colors="luminance")
     diff = np.abs(ycc(r.image)[..., 1:] - ycc(c)[..., 1:])
     assert diff.mean() < 1.0 and np.percentile(diff, 99) < 4.0
-    plain = onnxstyle.stylize(c, s1, size=64, iterations=10)
     assert np.abs(ycc(plain.image)[..., 1:] - ycc(c)[..., 1:]).mean() > 3 * diff.mean()
+    # and the luminance is the stylized one, not the content's
+    assert np.abs(ycc(r.image)[..., 0] - ycc(c)[..., 0]).mean() > 3 * diff.mean()
+
+
+def colour_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two pictures' colour statistics are: mean RGB and RGB covariance."""
+    a, b = (np.asarray(v, np.float64).reshape(-1, 3) for v in (a, b))
+    return float(np.linalg.norm(a.mean(0) - b.mean(0)) + np.sqrt(np.linalg.norm(np.cov(a.T) - np.cov(b.T))))
+
+
+@pytest.mark.parametrize("mode", ["chol", "pca"])
+def test_color_match_moves_the_colours_towards_the_content(imgs, plain, mode):
+    c, s1, _ = imgs
+    r = onnxstyle.stylize(c, s1, size=64, iterations=10, preserve_colors="match", color_match=mode)
+    assert colour_distance(r.image, c) < colour_distance(plain.image, c)
 
 
 @pytest.mark.parametrize("mode", ["chol", "pca", "sym"])
@@ -110,6 +147,15 @@ def test_masks_confine_styles_to_regions(imgs, model_path):
     r = onnxstyle.stylize(c, [s1, s2], size=64, iterations=25, style_masks=[left, 1 - left],
                           style_weight=1e4)
     assert r.final["style"] < 0.5 * r.initial["style"]
+    # each half nearer its own style than the other half is (each style's loss on its own, so
+    # their scales cancel in the ratio)
+    halves = [(slice(None), slice(0, w // 2)), (slice(None), slice(w // 2, w))]
+    ratios = []
+    for region in halves:
+        part, cp = np.ascontiguousarray(r.iterate[region]), np.ascontiguousarray(c[region])
+        to1, to2 = (Objective(cp, images.resize(s, images.fit_size(s.shape, 64))) for s in (s1, s2))
+        ratios.append(to1.terms(part)["style"] / to2.terms(part)["style"])
+    assert ratios[0] < ratios[1], ratios
 
 
 def test_max_pool_runs_and_differs(imgs, model_path, maxpool_model_path):
@@ -118,6 +164,12 @@ def test_max_pool_runs_and_differs(imgs, model_path, maxpool_model_path):
     mx = onnxstyle.stylize(c, s1, size=48, iterations=3, pool="max")
     assert mx.final["total"] < mx.initial["total"]
     assert mx.initial["style"] != pytest.approx(avg.initial["style"], rel=1e-3)
+    # the run's terms are the max-pool graph's (tested against the oracle in test_graph.py)
+    c48, s48 = images.resize(c, (48, 48)), images.resize(s1, images.fit_size(s1.shape, 48))
+    x0 = initial_canvas(c48, "noise", 0)
+    assert mx.initial["style"] == pytest.approx(Objective(c48, s48, model=maxpool_model_path).terms(x0)["style"],
+                                                rel=1e-5)
+    assert avg.initial["style"] == pytest.approx(Objective(c48, s48).terms(x0)["style"], rel=1e-5)
 
 
 def test_coarse_to_fine(imgs, model_path):
