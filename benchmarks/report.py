@@ -1,0 +1,257 @@
+"""Every figure table in README.md and docs/*.md, from the files in benchmarks/results/ (issue 23).
+    python benchmarks/report.py [NAMES...]   run those benchmarks (default: all), then rewrite the tables
+    python benchmarks/report.py --tables     rewrite the tables from the results files (no benchmark runs)
+    python benchmarks/report.py --check      exit 1 when a table differs from its results file (CI; seconds)
+    python benchmarks/report.py --list       the benchmarks and the results files each writes
+A benchmark starts only on a quiet machine: with the 1-minute load average above the core count
+it refuses (--busy runs it anyway). After it, each results file it wrote gets an entry in
+results/provenance.json: the commit, the machine, the load before and after, and busy: true when
+either was above the core count; a table built from a busy file says so in its caption.
+A table sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->` (NAME one of TABLES);
+the lines between are this script's, so a number in a table comes from a results file or is not
+there. Entries for files measured before this script were read from git (the commit that last
+wrote the file, and the load its rows record): "source": "git log".
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+PROVENANCE = RESULTS / "provenance.json"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+MARK = re.compile(r"<!-- figures:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
+
+
+@dataclass
+class Bench:
+    what: str
+    commands: list[list[str]]  # each run from benchmarks/ with this Python
+    files: list[str]  # the results files (in results/) it writes
+
+
+BENCHES: dict[str, Bench] = {
+    "bench": Bench("loss+gradient and peak memory against PyTorch at 128-1024 px, the stylize split, the "
+                   "optimiser overhead", [["bench.py"]], ["bench.json", "bench.md"]),
+    "bench_quick": Bench("bench.py's smoke run (git-ignored)", [["bench.py", "--quick"]],
+                         ["bench_quick.json", "bench_quick.md"]),
+    "winograd": Bench("Winograd products against onnxruntime's Conv", [["winograd.py", "--sizes", "512,256,128"]],
+                      ["winograd.json", "winograd.md"]),
+    "lbfgs_vs_scipy": Bench("lbfgs against scipy at equal iterations, six pairs at 64 px", [
+        ["convergence.py", "--size", "64", "--optimizer", opt, "--threads", "1", "--out", "results/lbfgs_vs_scipy"]
+        for opt in ("scipy", "lbfgs")], ["lbfgs_vs_scipy/convergence_scipy_64.json",
+                                         "lbfgs_vs_scipy/convergence_lbfgs_64.json"]),
+    **{f"time_to_picture_{s}": Bench(f"time to a finished picture at {s} px",
+                                     [["time_to_picture.py", "--size", str(s)]],
+                                     [f"time_to_picture_{s}.json", f"time_to_picture_{s}.md"]) for s in (256, 512)},
+    "big": Bench("tiled evaluation at 1024 px: time and peak memory", [["big.py", "eval", "1024"],
+                                                                      ["big.py", "eval", "1024", "--tile", "512"]],
+                 ["big.json"]),
+    "batch": Bench("onnxstyle batch: 1 and 2 workers, overhead per job", [["batch.py", "--no-ray"]],
+                   ["batch.json", "batch.md"]),
+    "serve": Bench("onnxstyle serve: requests per second, latency, memory", [["serve.py"]], ["serve.json", "serve.md"]),
+    "losses": Bench("the style losses' balance and time", [["losses.py"]], ["losses.json", "losses.md"]),
+}
+
+
+# ----------------------------------------------------------------------------------- running
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def git(*args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                   if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": cores(), "system": platform.platform(), "python": platform.python_version()}
+
+
+def load_provenance() -> dict:
+    return json.loads(PROVENANCE.read_text()) if PROVENANCE.is_file() else {}
+
+
+def run(name: str, busy_ok: bool) -> bool:
+    """Run one benchmark; False when it was refused or failed."""
+    bench, n = BENCHES[name], cores()
+    before = os.getloadavg()[0]
+    if before > n and not busy_ok:
+        print(f"report: {name} refused: load {before:.1f} above {n} cores (--busy to run it anyway)", file=sys.stderr)
+        return False
+    commit = git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no")
+                                                    else "")
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    for cmd in bench.commands:
+        print("report:", name, ":", " ".join(cmd), file=sys.stderr)
+        if subprocess.run([sys.executable, *cmd], cwd=HERE).returncode != 0:
+            print(f"report: {name} failed: {' '.join(cmd)}", file=sys.stderr)
+            return False
+    after = os.getloadavg()[0]
+    entry = {"benchmark": name, "commit": commit, "started": started, "machine": machine(),
+             "load_before": round(before, 2), "load_after": round(after, 2), "busy": max(before, after) > n,
+             "commands": [" ".join(c) for c in bench.commands], "source": "benchmarks/report.py"}
+    prov = load_provenance()
+    for f in bench.files:
+        if (RESULTS / f).is_file():
+            prov[f] = entry
+    PROVENANCE.write_text(json.dumps(prov, indent=1, sort_keys=True) + "\n")
+    print(f"report: {name}: load {before:.1f} -> {after:.1f} on {n} cores" + (" (BUSY: marked)" if entry["busy"]
+                                                                              else ""), file=sys.stderr)
+    return True
+
+
+# ------------------------------------------------------------------------------------ tables
+
+
+def caption(file: str, prov: dict, loads: list[float] | None = None) -> str:
+    """Where a table's numbers come from: file, commit, load on how many cores; busy said loudly."""
+    p = prov.get(file)
+    if p is None:
+        raise KeyError(f"{file} has no entry in {PROVENANCE.relative_to(ROOT)}")
+    if "load_before" in p:
+        load = f"load {p['load_before']:.1f} before, {p['load_after']:.1f} after"
+    else:
+        lo, hi = min(loads or p["loads"]), max(loads or p["loads"])
+        load = f"load {lo:.1f}" + (f"-{hi:.1f}" if round(hi, 1) != round(lo, 1) else "")
+    busy = "**busy machine**: " if p.get("busy") else ""
+    return f"_{busy}from `benchmarks/results/{file}`, commit {p['commit']}, {load} on {p['machine']['cores']} cores._"
+
+
+def read(file: str):
+    return json.loads((RESULTS / file).read_text())
+
+
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def winograd_table(prov: dict) -> list[str]:
+    rows = read("winograd.json")
+    body = [[str(r["size"]), f"{r['load']:.1f}", f"{r['seconds']['conv']:.3f}", f"{r['seconds']['winograd']:.3f}",
+             f"**{r['time_ratio']:.2f}**", f"{r['peak_mb']['conv']:.0f}", f"{r['peak_mb']['winograd']:.0f}",
+             f"{r['loss_rel_diff']:.1e}", f"{r['grad_rel_err']:.1e}"] for r in rows]
+    return [caption("winograd.json", prov), "",
+            *table(["size px", "load", "Conv s", "Winograd s", "time ratio", "Conv peak MB", "Winograd peak MB",
+                    "loss rel. diff", "grad rel. err (largest entry)"], body)]
+
+
+def time_to_picture_table(size: int) -> Callable[[dict], list[str]]:
+    def render(prov: dict) -> list[str]:
+        file = f"time_to_picture_{size}.json"
+        body = []
+        for r in read(file):
+            o, s = r["onnxstyle"], r.get("scipy500") or {}
+            same_run = bool(s) and "from" not in s
+            busy = r["load"] > prov[file]["machine"]["cores"]
+            body.append([r["pair"].replace(":", " x "), f"{r['load']:.1f}" + (" (busy)" if busy else ""),
+                         f"{o['seconds']:.0f} s, {o['iterations']} it ({o['stop']})", f"{o['final']:.1f}",
+                         (f"{s['seconds']:.0f} s, {s['final']:.1f}" + ("" if same_run else " (another run)"))
+                         if s else "not run",
+                         f"{o['final'] / s['final']:.3f}" if s else "",
+                         f"{o['seconds'] / s['seconds']:.2f}" if same_run else "not in one run",
+                         r.get("note", "").split(";")[0]])
+        return [caption(file, prov), "",
+                *table(["pair", "load", "default command", "final loss", "500 scipy iterations: time, loss",
+                        "loss ratio", "time ratio", "note"], body)]
+    return render
+
+
+def batch_table(prov: dict) -> list[str]:
+    d = read("batch.json")
+    body = [[how, f"{sec:.1f}", f"{d['pictures_per_min'][how]:.2f}"] for how, sec in d["seconds"].items()]
+    return [caption("batch.json", prov), "",
+            *table([f"{d['jobs']} jobs at {d['size']} px, {d['iterations']} iterations each", "seconds",
+                    "pictures / min"], body)]
+
+
+TABLES: dict[str, Callable[[dict], list[str]]] = {
+    "winograd": winograd_table,
+    "batch": batch_table,
+    "time_to_picture_256": time_to_picture_table(256),
+    "time_to_picture_512": time_to_picture_table(512),
+}
+
+
+def render(name: str, prov: dict) -> str:
+    if name not in TABLES:
+        raise KeyError(f"no table named {name!r} (known: {', '.join(TABLES)})")
+    return "\n".join(TABLES[name](prov)) + "\n"
+
+
+def rewrite(text: str, prov: dict) -> str:
+    return MARK.sub(lambda m: f"<!-- figures:{m['name']} -->\n{render(m['name'], prov)}<!-- /figures:{m['name']} -->",
+                    text)
+
+
+def check(docs: list[Path] = DOCS, prov: dict | None = None) -> list[str]:
+    """One line per marked table that differs from (or cannot be made from) its results file."""
+    prov = load_provenance() if prov is None else prov
+    problems = []
+    for doc in docs:
+        for m in MARK.finditer(doc.read_text()):
+            try:
+                want = render(m["name"], prov)
+            except (KeyError, OSError, ValueError) as e:
+                problems.append(f"{doc.name}: figures:{m['name']}: {e}")
+                continue
+            if m["body"] != want:
+                problems.append(f"{doc.name}: figures:{m['name']} differs from its results file "
+                                "(python benchmarks/report.py --tables)")
+    return problems
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHES)}")
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--tables", action="store_true")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--busy", action="store_true", help="run on a busy machine too (the results are marked busy)")
+    args = ap.parse_args()
+    if args.list:
+        for name, b in BENCHES.items():
+            print(f"{name}: {b.what} -> {', '.join(b.files)}")
+        return 0
+    if args.check:
+        problems = check()
+        for p in problems:
+            print("report --check:", p, file=sys.stderr)
+        return 1 if problems else 0
+    unknown = [n for n in args.names if n not in BENCHES]
+    if unknown:
+        ap.error(f"unknown benchmark {', '.join(unknown)}: one of {', '.join(BENCHES)}")
+    ok = True
+    if not args.tables:
+        ok = all([run(n, args.busy) for n in (args.names or [n for n in BENCHES if n != "bench_quick"])])
+    prov = load_provenance()
+    for doc in DOCS:
+        text = doc.read_text()
+        if MARK.search(text) and (new := rewrite(text, prov)) != text:
+            doc.write_text(new)
+            print("report: rewrote", doc.relative_to(ROOT), file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

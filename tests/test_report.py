@@ -1,0 +1,59 @@
+"""benchmarks/report.py: the figure tables in README.md and docs/*.md equal their results files."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("report", ROOT / "benchmarks" / "report.py")
+report = sys.modules["report"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
+spec.loader.exec_module(report)
+
+
+def test_every_table_equals_its_results_file():
+    assert report.check() == []
+    marked = [m["name"] for doc in report.DOCS for m in report.MARK.finditer(doc.read_text())]
+    assert {"winograd", "time_to_picture_256", "batch"} <= set(marked)
+
+
+def test_a_changed_number_fails_the_check(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    m = report.MARK.search(readme)
+    row = next(ln for ln in m["body"].splitlines() if ln.startswith("| ") and any(c.isdigit() for c in ln))
+    i = next(k for k, c in enumerate(row) if c.isdigit())
+    changed = row[:i] + str((int(row[i]) + 1) % 10) + row[i + 1:]
+    doc = tmp_path / "README.md"
+    doc.write_text(readme.replace(row, changed, 1))
+    assert report.check([doc]) == [f"README.md: figures:{m['name']} differs from its results file "
+                                   "(python benchmarks/report.py --tables)"]
+    doc.write_text(readme.replace(m["body"], "", 1))  # an emptied table too
+    assert len(report.check([doc])) == 1
+    doc.write_text(report.rewrite(doc.read_text(), report.load_provenance()))  # --tables puts it back
+    assert report.check([doc]) == []
+
+
+def test_unknown_table_and_missing_provenance_fail(tmp_path):
+    doc = tmp_path / "x.md"
+    doc.write_text("<!-- figures:nonesuch -->\n<!-- /figures:nonesuch -->\n")
+    assert "no table named" in report.check([doc])[0]
+    doc.write_text("<!-- figures:winograd -->\n<!-- /figures:winograd -->\n")
+    assert "no entry" in report.check([doc], prov={})[0]
+
+
+def test_check_command_is_quick_and_runs_no_benchmark():
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - start < 30
+
+
+def test_busy_machine_refuses_to_run(monkeypatch, capsys):
+    monkeypatch.setattr(report.os, "getloadavg", lambda: (report.cores() + 1.0, 0.0, 0.0))
+    monkeypatch.setattr(report.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    assert report.run("bench_quick", busy_ok=False) is False
+    assert "refused" in capsys.readouterr().err
