@@ -8,6 +8,7 @@ import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from starlette.applications import Starlette
@@ -16,12 +17,13 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from onnxstyle.errors import InputError, ModelError
 from onnxstyle.options import INITS, OptionError, StyleOptions, check_blend
 from onnxstyle.runtime import images
+from onnxstyle.serve import web
 from onnxstyle.serve.jobs import FINISHED, QueueFull, Service, Unavailable
 
 SERVER_OPTIONS = ("model", "threads")  # the server's to choose, not a job's
@@ -45,6 +47,7 @@ def create_app(service: Service) -> Starlette:
     settings = service.settings
     data = resources.files("onnxstyle") / "data"
     page = (resources.files("onnxstyle.serve") / "page.html").read_text()
+    web_models = Path(settings.model).expanduser().parent if settings.model else None  # the page's graphs
 
     def authorize(request: Request) -> None:
         if settings.token is None:
@@ -180,6 +183,20 @@ def create_app(service: Service) -> Starlette:
         with resources.as_file(data / name) as path:
             return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 
+    async def web_page(request: Request) -> Response:
+        """/web/: the in-browser page (serve/web.py), cross-origin isolated for wasm threads."""
+        try:
+            path = await run_in_threadpool(web.find, request.path_params.get("path", ""), web_models)
+        except web.WebMissing as e:
+            raise ApiError(404, str(e)) from None
+        if path is None:
+            raise ApiError(404, f"no page file {request.url.path!r}")
+        tag = web.etag(path)
+        headers = {**web.HEADERS, "ETag": tag, "Cache-Control": "no-cache"}  # revalidated, then cached
+        if tag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return FileResponse(path, headers=headers, media_type=web.TYPES.get(path.suffix, "application/octet-stream"))
+
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         return error_response(exc.status, exc.message, exc.headers)
@@ -206,6 +223,8 @@ def create_app(service: Service) -> Starlette:
         Route("/v1/jobs", submit, methods=["POST"]),
         Route("/v1/jobs/{id}", job_status, methods=["GET", "DELETE"]),
         Route("/v1/jobs/{id}/image", job_image),
+        Route("/web", lambda request: RedirectResponse("/web/")),
+        Route("/web/{path:path}", web_page),
     ]
     handlers = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
