@@ -53,6 +53,13 @@ export function chromiumPath() {
   return null;
 }
 
+/** `promise`, or an Error(message()) after `ms` (the timer does not keep the process alive). */
+function within(promise, ms, message) {
+  let timer;
+  const late = new Promise((_, fail) => { timer = setTimeout(() => fail(new Error(message())), ms); });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 /** Headless Chromium on a DevTools pipe; throws when it cannot start (CI must fail, not skip). */
 export async function launch() {
   const exe = chromiumPath();
@@ -91,8 +98,7 @@ export async function launch() {
     pending.set(msg.id, { ok, fail });
     child.stdio[3].write(`${JSON.stringify(msg)}\0`);
   });
-  const version = await Promise.race([send('Browser.getVersion'),
-    new Promise((_, fail) => setTimeout(() => fail(new Error(`Chromium did not answer in 60 s: ${stderr.slice(-500)}`)), 60_000))]);
+  const version = await within(send('Browser.getVersion'), 60_000, () => `Chromium did not answer in 60 s: ${stderr.slice(-500)}`);
 
   async function open(url) {
     const { targetId } = await send('Target.createTarget', { url: 'about:blank' });
@@ -102,9 +108,8 @@ export async function launch() {
     await send('Page.navigate', { url }, sessionId);
     const page = {
       async evaluate(expression, { timeout = 600_000 } = {}) {
-        const r = await Promise.race([
-          send('Runtime.evaluate', { expression, awaitPromise: true, returnByValue: true }, sessionId),
-          new Promise((_, fail) => setTimeout(() => fail(new Error(`page did not answer in ${timeout / 1000} s`)), timeout))]);
+        const r = await within(send('Runtime.evaluate', { expression, awaitPromise: true, returnByValue: true }, sessionId),
+          timeout, () => `page did not answer in ${timeout / 1000} s`);
         if (r.exceptionDetails) {
           throw new Error(`in the page: ${r.exceptionDetails.exception?.description ?? r.exceptionDetails.text}`);
         }
