@@ -106,3 +106,10 @@ def test_defaults_json_written_by_the_export(model_path):
     assert d["style_weight"] == defaults.STYLE_WEIGHT and d["content_layers"] == defaults.CONTENT_LAYERS
     assert d["style_layers"] == defaults.STYLE_LAYERS and d["lbfgs_memory"] == defaults.LBFGS_MEMORY
     assert d["noise_ratio"] == defaults.NOISE_RATIO and d["size"] == defaults.SIZE
+
+
+def test_js_runtime_speaks_this_layout():
+    """js/src/models.js states the contract version it implements; a bump here needs it updated."""
+    text = (DOC.parents[1] / "js" / "src" / "models.js").read_text()
+    assert f"LAYOUT_VERSION = '{layout.LAYOUT_VERSION}'" in text
+    assert f"LBFGS_VERSION = '{layout.LBFGS_VERSION}'" in text

@@ -4,7 +4,7 @@
 
 // The contract this code speaks (docs/graphs.md); a graph carrying another is refused.
 // tests/test_contract.py checks these against onnxstyle/layout.py.
-export const LAYOUT_VERSION = '5';
+export const LAYOUT_VERSION = '6';
 export const LBFGS_VERSION = '2';
 export const STEP_GRAPHS = ['direction', 'segment', 'trial', 'slope', 'pair'];
 

@@ -2,6 +2,8 @@
 // targets from the features graph, then loss, terms and gradient from the loss graph.
 
 const F32 = Math.fround;
+// The style losses other than gram (layout.STYLE_LOSSES): their gates are fed false here.
+const OTHER_LOSSES = ['covariance', 'scaled', 'histogram', 'sliced'];
 
 /** The layers of a {layer: weight} map, checked against the graph's layers. */
 function layerWeights(kind, map, layers) {
@@ -31,7 +33,7 @@ export class Objective {
   /** `models`: loadModels()'s; content [H*W*3] and styles (each {data, height, width}) float32
    * RGB 0..255; weights and layers as onnxstyle's options (defaults from the defaults file). */
   static async create(models, { content, styles, contentWeight, styleWeight, tvWeight, contentLayers,
-    styleLayers, styleBlend } = {}) {
+    styleLayers, styleBlend, styleLoss, styleLayerWeightExp } = {}) {
     const d = models.defaults;
     const o = new Objective();
     o.models = models;
@@ -41,7 +43,17 @@ export class Objective {
     o.weights = Float32Array.from([contentWeight ?? d.content_weight, styleWeight ?? d.style_weight, tvWeight ?? d.tv_weight]);
     if (![...o.weights].every(Number.isFinite)) throw new Error('content, style and tv weights must be finite');
     o.contentLayers = layerWeights('content', contentLayers ?? d.content_layers, o.layers);
-    o.styleLayers = layerWeights('style', styleLayers ?? d.style_layers, o.layers);
+    const loss = styleLoss ?? d.style_loss ?? 'gram';
+    if (loss !== 'gram') throw new Error(`style loss ${loss}: the JS runtime computes the gram loss only`);
+    // options.py's style_layer_weights (the i-th style layer, shallow to deep, times exp ** i, back
+    // to the same sum), then objective.py's defaults.STYLE_LOSS_SCALE of the loss.
+    const exp = styleLayerWeightExp ?? d.style_layer_weight_exp ?? 1;
+    const scale = d.style_loss_scale?.[loss] ?? 1;
+    const chosen = layerWeights('style', styleLayers ?? d.style_layers, o.layers);
+    const order = Object.keys(o.layers).filter((n) => n in chosen);
+    const raised = order.map((n, i) => chosen[n] * exp ** i);
+    const sum = Object.values(chosen).reduce((a, b) => a + b, 0), now = raised.reduce((a, b) => a + b, 0);
+    o.styleLayers = Object.fromEntries(order.map((n, i) => [n, (now > 0 ? (raised[i] * sum) / now : raised[i]) * scale]));
     if (!styles.length) throw new Error('at least one style image is needed');
     const blend = styleBlend ?? styles.map(() => 1 / styles.length);
     const total = blend.reduce((a, b) => a + b, 0);
@@ -98,6 +110,10 @@ export class Objective {
     for (const [name, n] of Object.entries(this.layers)) {
       feed[`content_${name}`] = new T('float32', new Float32Array(n), [1, n, 1, 1]);
       feed[`gram_${name}`] = new T('float32', new Float32Array(n * n), [1, n, n]);
+      feed[`mean_${name}`] = new T('float32', new Float32Array(n), [1, n, 1]);
+      feed[`sorted_${name}`] = new T('float32', new Float32Array(1), [1, 1, 1, 1]);
+      feed[`proj_${name}`] = new T('float32', new Float32Array(n), [n, 1]);
+      for (const kind of OTHER_LOSSES) feed[`use_${kind}_${name}`] = this.flag(false);
     }
     return feed;
   }

@@ -8,8 +8,10 @@ import { loadModels, STEP_GRAPHS } from './models.js';
 export async function pickBackend(prefer) {
   if (prefer) return prefer;
   if (globalThis.navigator?.gpu) {
+    // Where the GPU is off (e.g. --disable-gpu) requestAdapter may never settle: 3 s, then wasm.
+    const late = new Promise((ok) => setTimeout(() => ok(null), 3000));
     try {
-      if (await navigator.gpu.requestAdapter()) return 'webgpu';
+      if (await Promise.race([navigator.gpu.requestAdapter(), late])) return 'webgpu';
     } catch { /* no adapter */ }
   }
   return 'wasm';

@@ -106,6 +106,7 @@ export async function launch() {
     await send('Page.enable', {}, sessionId);
     await send('Runtime.enable', {}, sessionId);
     await send('Page.navigate', { url }, sessionId);
+    const crashed = () => events.some((e) => e.sessionId === sessionId && e.method === 'Inspector.targetCrashed');
     const page = {
       async evaluate(expression, { timeout = 600_000 } = {}) {
         const r = await within(send('Runtime.evaluate', { expression, awaitPromise: true, returnByValue: true }, sessionId),
@@ -118,7 +119,8 @@ export async function launch() {
       async waitFor(expression, timeout = 120_000) {
         const t0 = Date.now();
         while (Date.now() - t0 < timeout) {
-          if (await page.evaluate(`Boolean(${expression})`).catch(() => false)) return;
+          if (crashed()) throw new Error('the page crashed');
+          if (await page.evaluate(`Boolean(${expression})`, { timeout: 10_000 }).catch(() => false)) return;
           await new Promise((ok) => setTimeout(ok, 200));
         }
         throw new Error(`timed out waiting for ${expression}`);
@@ -138,9 +140,10 @@ export async function launch() {
     version: version.product,
     open,
     async close() {
+      const gone = new Promise((ok) => (exited ? ok() : child.once('exit', ok)));
       await send('Browser.close').catch(() => {});
-      if (!exited) child.kill();
-      rmSync(profile, { recursive: true, force: true });
+      await within(gone, 10_000, () => 'Chromium did not exit').catch(() => child.kill('SIGKILL'));
+      rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
     },
   };
 }
