@@ -185,7 +185,18 @@ def batch_table(prov: dict) -> list[str]:
                     "pictures / min"], body)]
 
 
+def overhead_table(prov: dict) -> list[str]:
+    d = read("bench.json")
+    body = [[r["optimizer"], f"{r['n']:,}", str(r["iterations"]), f"{r['overhead_ms_per_it']:.0f}"]
+            for r in d["overhead"]]
+    body += [[f"{r['optimizer']}: stylize {r['size'][0]}x{r['size'][1]} px, {r['iterations']} iterations",
+              f"{3 * r['size'][0] * r['size'][1]:,}", str(r["iterations"]),
+              f"{r['optimiser_ms_per_it']:.0f} (of {r['optimize_s']:.0f} s in all)"] for r in d["stylize"]]
+    return [caption("bench.json", prov), "", *table(["optimiser", "n", "iterations", "its own ms per iteration"], body)]
+
+
 TABLES: dict[str, Callable[[dict], list[str]]] = {
+    "overhead": overhead_table,
     "winograd": winograd_table,
     "batch": batch_table,
     "time_to_picture_256": time_to_picture_table(256),
