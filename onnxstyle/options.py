@@ -297,9 +297,10 @@ class StyleOptions:
                          "products) | fp32 (strict FP32)")
     cudnn_search: str = opt(defaults.CUDNN_SEARCH, "On CUDA: heuristic | exhaustive (times every cuDNN "
                             "algorithm once per image size)")
-    optimizer: str = opt(defaults.OPTIMIZER, "scipy (L-BFGS-B) | lbfgs (ours: NumPy float32, far less "
-                         "overhead per step) | lbfgs-device (ours, vectors kept on the device) | adam "
-                         "(with --learning-rate)")
+    optimizer: str | None = opt(None, "scipy (L-BFGS-B) | lbfgs (ours: NumPy float32, far less overhead per "
+                                "step) | lbfgs-device (ours, vectors kept on the device) | adam (with "
+                                f"--learning-rate); default: {defaults.OPTIMIZER}, or lbfgs where scipy's "
+                                "float64 state does not fit the memory")
     history: int = opt(defaults.LBFGS_MEMORY, "L-BFGS pairs kept (scipy's maxcor; lbfgs-device keeps "
                        f"{defaults.LBFGS_MEMORY})", cli=int)
     learning_rate: float = opt(defaults.LEARNING_RATE, "Adam's step, in 0..255 pixel units (--optimizer adam)",
@@ -534,7 +535,7 @@ _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "device": lambda v, o: check_choice("device", v, DEVICES),
     "precision": lambda v, o: check_choice("precision", v, PRECISIONS),
     "cudnn_search": lambda v, o: check_choice("cudnn search", v, CUDNN_SEARCHES),
-    "optimizer": lambda v, o: check_choice("optimizer", v, OPTIMIZERS),
+    "optimizer": lambda v, o: None if v is None else check_choice("optimizer", v, OPTIMIZERS),
     "history": _history,
     "learning_rate": _learning_rate,
     "threads": _threads,

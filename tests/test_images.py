@@ -6,9 +6,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from onnxstyle.errors import InputError
-from onnxstyle.runtime import images
+from onnxstyle.runtime import fit, images
 from tests.helpers_reliability import CONTENT, SHARED_SPECIAL, STYLE, png, png_bomb, png_header_bomb
 
 # ------------------------------------------------------------------------ fixtures / makers
@@ -148,7 +145,7 @@ def test_header_only_bomb_refused(tmp_path):
 
 def test_image_over_memory_refused_up_front(tmp_path, photo, monkeypatch):
     p = write(tmp_path, "ok.png", encoded(photo, "PNG"))
-    monkeypatch.setenv(images.ENV_MEMORY, "64K")
+    monkeypatch.setenv(fit.ENV_MEMORY, "64K")
     msg = bad(p, "memory", "available")
     assert "MiB" in msg  # the estimate and the limit are both given
 
@@ -292,53 +289,6 @@ def test_atomic_save_leaves_old_file_on_crash(tmp_path, photo, monkeypatch):
 def test_save_refuses_unknown_extension(tmp_path, photo):
     with pytest.raises(InputError, match="extension"):
         images.save(photo, tmp_path / "out.xyz")
-
-
-# ------------------------------------------------------------------------------ memory
-
-
-PEAK = """
-import sys
-import numpy as np
-from onnxstyle.runtime.objective import Objective
-side = int(sys.argv[1])
-x = np.random.default_rng(0).uniform(0, 255, (side, side, 3)).astype(np.float32)
-obj = Objective(x, x)
-obj(x), obj(x)
-print([int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0] << 10)
-"""
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="VmHWM (peak resident memory) is Linux's")
-def test_memory_estimate_bounds_a_measured_peak(model_path):
-    """The peak resident memory of a fresh process that makes an objective and runs two
-    loss+gradient calls at 384 px, against the estimate's graph share (base + working memory):
-    an upper bound (the estimate refuses runs that would not fit), and not a wild one (at twice
-    the real peak it would refuse runs that fit in half the memory). Measured here: 801 MiB
-    against 957 MiB."""
-    e = [images.estimate_memory((s, s)) for s in (128, 256, 512)]
-    assert e[0] < e[1] < e[2]
-    side = 384
-    out = subprocess.run([sys.executable, "-c", PEAK, str(side)], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    peak = int(out.stdout.split()[-1])
-    est = images.MEMORY_BASE + images.graph_memory((side, side))
-    assert peak <= est <= 2 * peak, (peak >> 20, est >> 20)
-
-
-def test_run_memory_refused_with_estimate_and_limit(monkeypatch):
-    monkeypatch.setenv(images.ENV_MEMORY, "1G")
-    with pytest.raises(InputError) as ei:
-        images.check_run_memory((1024, 1024))
-    msg = str(ei.value)
-    assert "1024x1024" in msg and "1.0 GiB is available" in msg and "GiB of memory" in msg
-    images.check_run_memory((64, 64))  # fits
-
-
-def test_bad_memory_setting(monkeypatch):
-    monkeypatch.setenv(images.ENV_MEMORY, "lots")
-    with pytest.raises(InputError, match=images.ENV_MEMORY):
-        images.available_memory()
 
 
 # ------------------------------------------------------------------- property-based tests

@@ -290,6 +290,8 @@ def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
     r = out.result
     if r.note:
         typer.echo(f"onnxstyle: note: ran on the CPU: {r.note}", err=True)
+    if r.choice:
+        typer.echo(f"onnxstyle: note: {r.choice}", err=True)
     if quiet:
         return
     typer.echo(f"wrote {out.output} ({r.image.shape[1]}x{r.image.shape[0]}, {out.iterations} iterations, "

@@ -28,7 +28,7 @@ import numpy as np
 
 from onnxstyle.errors import InputError
 from onnxstyle.files import atomic_write
-from onnxstyle.options import MAX_HISTORY
+from onnxstyle.options import MAX_HISTORY, StyleOptions
 from onnxstyle.runtime.images import MAX_PIXELS
 from onnxstyle.runtime.lbfgs import LbfgsState
 
@@ -40,6 +40,10 @@ NOTE = ("optimizer lbfgs: its whole state is saved and a resumed run continues e
 MAX_PAIRS = MAX_HISTORY  # history rows a checkpoint may hold (the most --history allows)
 LBFGS_ARRAYS = {"g": np.float32, "S": np.float32, "Y": np.float32, "rho": np.float64}
 LBFGS_SCALARS = ("f", "gamma", "start", "count", "nit", "nfev")
+
+
+# options a resumed run may change
+UNRECORDED = ("device", "threads", "model", "iterations", "until", "cudnn_search", "max_memory", "tile")
 
 
 @dataclass
@@ -185,6 +189,19 @@ def load(path: str | os.PathLike) -> State:
                  options=dict(meta.get("options") or {}), seed=int(meta.get("seed", 0)),
                  inputs=dict(meta.get("inputs") or {}), history=history,
                  optimizer=optimizer, scale=scale, scale_iteration=at_scale)
+
+
+def recorded(options: StyleOptions) -> dict:
+    """The options that change the result, in a form a checkpoint (or a video's frames folder)
+    can store and compare."""
+    out = {}
+    for key, value in options.to_dict().items():
+        if key in UNRECORDED:
+            continue
+        if isinstance(value, np.ndarray):
+            value = digest(value)
+        out[key] = value
+    return out
 
 
 def check_compatible(state: State, options: dict, inputs: dict, where: str | os.PathLike) -> None:

@@ -70,11 +70,9 @@ class RunGuard:
     callback returns False or the cancel token is set, and gives a NumericalError the last good
     image. Not shared between runs."""
 
-    def __init__(self, callback: Callable | None = None, cancel: CancelToken | None = None,
-                 offset: int = 0) -> None:
+    def __init__(self, callback: Callable | None = None, cancel: CancelToken | None = None) -> None:
         self.user_callback = callback
         self.cancel = cancel
-        self.offset = offset  # iterations done before this run (a resumed run)
         self.last = None  # the last Progress seen
 
     def callback(self, progress) -> bool | None:
@@ -87,7 +85,7 @@ class RunGuard:
 
     @property
     def iteration(self) -> int:
-        return self.offset + (self.last.iteration if self.last is not None else 0)
+        return self.last.step if self.last is not None else 0
 
     @contextmanager
     def numerics(self) -> Iterator[None]:

@@ -22,8 +22,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from onnxstyle.errors import InputError
 from onnxstyle.files import atomic_write
-from onnxstyle.layers import ARCH
-from onnxstyle.options import parse_bytes
+from onnxstyle.runtime import fit
 
 # Formats read; others (EPS runs Ghostscript, PDF/ICO/PCX/... are no photos) are refused.
 # JPEG includes MPO, what many phone cameras write.
@@ -33,17 +32,6 @@ MAX_PIXELS = 64_000_000  # refuse bigger images before decoding (decompression b
 MAX_FILE_BYTES = 1 << 30
 DECODE_BYTES_PER_PIXEL = 24  # decoded uint8 RGBA + float32 RGB copy + resize buffers (measured ~20)
 
-# Peak memory of one loss-and-gradient run of the fused graph on the CPU provider, fitted to
-# ru_maxrss of one evaluation at 256..768 px (498, 1052, 1775 MiB; re-fitted for issue 11: base
-# ~320 MB incl. both graphs, slope 2.0..2.55 x activation bytes),
-# rounded up: see docs/reliability.md. Re-fitted for the Winograd products (graph.winograd_conv:
-# their folded U adds ~300 MB, their working memory is below Conv's): two calls peaked at 685,
-# 648, 884 and 2201 MiB at 128, 256, 512 and 1024 px (activations 18, 72, 290, 1160 MB); with
-# conv2_2 and conv3_1 as Winograd products too, at 688, 662, 997 and 2386 MiB, still below it.
-MEMORY_BASE = 680 << 20
-MEMORY_PER_ACTIVATION_BYTE = 1.7
-LBFGS_VECTORS = 2 * 10 + 8  # scipy L-BFGS-B keeps 2 x maxcor history vectors + a few work ones
-ENV_MEMORY = "ONNXSTYLE_MAX_MEMORY"  # cap (bytes, or 512M / 4G) below what the machine has
 _open_lock = threading.Lock()  # warnings.catch_warnings is process-wide: one opener at a time
 
 
@@ -125,7 +113,7 @@ def decode_image(data: bytes, path: str, max_pixels: int = MAX_PIXELS) -> Image.
         if w * h > max_pixels:
             raise ImageTooLarge(f"{path}: {w}x{h} pixels is over the limit of {max_pixels:,} "
                              "(a decompression bomb?); refused before decoding")
-        check_memory(w * h * DECODE_BYTES_PER_PIXEL, f"{path}: decoding {w}x{h} pixels")
+        fit.check_memory(w * h * DECODE_BYTES_PER_PIXEL, f"{path}: decoding {w}x{h} pixels")
         img.load()
     except InputError:
         raise
@@ -287,89 +275,6 @@ def resize_mask(mask, hw: tuple[int, int]) -> np.ndarray:
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(image) + 0.5, 0, 255).astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------- memory
-
-
-def activation_floats(h: int, w: int) -> int:
-    """Floats in the VGG19 activations (conv1_1..conv5_1) of an H x W image."""
-    total = 0
-    for name, _, cout in ARCH:
-        if name.startswith("pool"):
-            h, w = -(-h // 2), -(-w // 2)  # SAME pooling rounds up
-        else:
-            total += cout * h * w
-    return total
-
-
-def estimate_memory(hw: tuple[int, int]) -> int:
-    """Peak bytes a stylize run at H x W needs on the CPU provider (see MEMORY_* above)."""
-    h, w = int(hw[0]), int(hw[1])
-    return int(MEMORY_BASE + graph_memory((h, w)) + LBFGS_VECTORS * h * w * 3 * 8)
-
-
-def graph_memory(hw: tuple[int, int]) -> int:
-    """Working bytes of one run of the fused graph on an H x W picture (CPU provider)."""
-    return int(MEMORY_PER_ACTIVATION_BYTE * activation_floats(int(hw[0]), int(hw[1])) * 4)
-
-
-def _cgroup_free() -> int | None:
-    """Room left under a cgroup v2/v1 memory limit (containers), or None when unlimited."""
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            limit = Path(limit_file).read_text().strip()
-            usage = int(Path(usage_file).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if limit.isdigit() and int(limit) < 1 << 60:
-            return max(0, int(limit) - usage)
-    return None
-
-
-def available_memory() -> int | None:
-    """Bytes this process may still use: MemAvailable, a cgroup limit and ONNXSTYLE_MAX_MEMORY
-    (the smallest of those known), or None if nothing can be read."""
-    known: list[int] = []
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                known.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        try:
-            known.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError, AttributeError):
-            pass
-    cg = _cgroup_free()
-    if cg is not None:
-        known.append(cg)
-    env = os.environ.get(ENV_MEMORY)
-    if env:
-        cap = parse_bytes(env)
-        if cap is None:
-            raise InputError(f"{ENV_MEMORY}={env!r}: expected bytes such as 2000000000, 512M or 4G")
-        known.append(cap)
-    return min(known) if known else None
-
-
-def mb(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def check_memory(need: int, what: str) -> None:
-    """Refuse up front when `need` bytes exceed the memory available (estimate and limit shown)."""
-    have = available_memory()
-    if have is not None and need > have:
-        raise InputError(f"{what} needs about {mb(need)} of memory, but only {mb(have)} is "
-                         "available; use a smaller --size")
-
-
-def check_run_memory(hw: tuple[int, int], what: str = "") -> None:
-    """Refuse a stylize run at H x W that would not fit in memory."""
-    h, w = int(hw[0]), int(hw[1])
-    check_memory(estimate_memory((h, w)), f"{what}stylizing at {w}x{h} px")
 
 
 # -------------------------------------------------------------------------------- writing

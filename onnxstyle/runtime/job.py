@@ -16,10 +16,8 @@ from onnxstyle.errors import InputError, NumericalError
 from onnxstyle.files import atomic_write
 from onnxstyle.options import StyleOptions, check_int
 from onnxstyle.runtime import checkpoint, guard, images, sheet
-from onnxstyle.runtime.stylize import Progress, Result, fit_for, stylize
-
-# options a resumed run may change
-UNRECORDED = ("device", "threads", "model", "iterations", "until", "cudnn_search", "max_memory", "tile")
+from onnxstyle.runtime import prepare as door
+from onnxstyle.runtime.stylize import Progress, Result, stylize
 
 
 @dataclass
@@ -69,18 +67,6 @@ def describe(p: Progress, step: int, total: int, at_most: bool = False) -> str:
             f"{per:.2f} s/it  {'at most ' if at_most else ''}{clock(p.remaining)} left")
 
 
-def recorded_options(options: StyleOptions) -> dict:
-    """The options that change the result, in a form a checkpoint can store and compare."""
-    out = {}
-    for key, value in options.to_dict().items():
-        if key in UNRECORDED:
-            continue
-        if isinstance(value, np.ndarray):
-            value = checkpoint.digest(value)
-        out[key] = value
-    return out
-
-
 def write_json(path: Path, data: dict) -> None:
     def default(obj):
         if isinstance(obj, np.ndarray):
@@ -100,7 +86,7 @@ def resumed_plan(state: checkpoint.State, opts: StyleOptions, shape: tuple[int, 
     if k >= len(sizes):
         raise InputError(f"{where}: the checkpoint is at scale {k + 1}, this run has {len(sizes)}")
     size = sizes[k]
-    want = images.fit_size(shape, size) if size else shape[:2]
+    want = door.hw_at(shape, size)
     if state.image.shape[:2] != want:
         got = f"{state.image.shape[1]}x{state.image.shape[0]}"
         raise InputError(f"{where}: checkpoint image is {got}, this run is {want[1]}x{want[0]} there")
@@ -128,9 +114,10 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
     rgb, alpha = images.load_rgba(job.content)
     styles = [images.load_rgb(s) for s in job.styles]
     masks = None if job.masks is None else [None if m is None else images.open_image(m) for m in job.masks]
-    fit_for(opts, rgb.shape, len(styles), masks is not None)(opts.ladder()[-1])  # refuse up front
+    opts, choice = door.choose(opts, door.hw_at(rgb.shape, opts.ladder(rgb.shape)[-1]), len(styles),
+                               masks is not None)  # refuses up front what cannot fit
 
-    recorded = recorded_options(opts)
+    recorded = checkpoint.recorded(opts)
     inputs = {"content": checkpoint.digest(rgb), "style": [checkpoint.digest(s) for s in styles]}
     state = checkpoint.load(job.resume) if job.resume is not None else None
     run_opts, opt_state = opts, None
@@ -146,13 +133,9 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
     rec = checkpoint.Recorder(checkpoint.path_for(job.output), recorded, opts.seed, inputs,
                               job.checkpoint_every, state)
     shots: list[tuple[np.ndarray, str]] = []
-    done = {"offset": rec.offset, "last": 0}
 
     def progress(p: Progress) -> None:
-        if p.iteration < done["last"]:  # a new scale began
-            done["offset"] += done["last"]
-        done["last"] = p.iteration
-        step = done["offset"] + p.iteration
+        step = rec.offset + p.step
         rec.update(p, step)
         if job.checkpoint_every and step % job.checkpoint_every == 0:
             shot = job.output.with_name(f"{job.output.stem}_{step:05d}{job.output.suffix}")
@@ -172,6 +155,7 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
         raise
     images.save(result.image, job.output, alpha)
     rec.image, rec.optimizer_state = result.iterate, result.optimizer_state  # the state at the result
+    result.choice = result.choice or choice
     out = Outcome(job.output, result, rec.offset + result.iterations, rec.offset)
     if result.stopped:
         out.state = rec.write()
@@ -186,7 +170,8 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
             "size": list(result.image.shape[:2]), "iterations": out.iterations,
             "resumed_from": rec.offset, "evaluations": result.evaluations, "seconds": result.seconds,
             "provider": result.provider, "gpu": result.gpu, "precision": result.precision,
-            "note": result.note, "stop": result.reason, "message": result.message,
+            "note": result.note, "optimizer": result.optimizer, "choice": result.choice,
+            "stop": result.reason, "message": result.message,
             "initial": result.initial, "final": result.final,
             "scales": result.scales, "options": recorded,
         })

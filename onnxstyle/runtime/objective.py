@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -13,7 +12,7 @@ from onnxstyle import defaults, layout
 from onnxstyle.errors import InputError, ModelError, NumericalError
 from onnxstyle.files import circular_path, exported, features_path
 from onnxstyle.layers import CHANNELS, LAYERS, canonical
-from onnxstyle.options import check_number, count, layer_weights, style_losses
+from onnxstyle.options import OptionError, StyleOptions, check_blend, style_losses
 from onnxstyle.runtime import models, session, tiles
 from onnxstyle.runtime.images import as_rgb_array
 
@@ -90,42 +89,33 @@ class Objective:
     stays whole): evaluated as the tiled evaluation over regions that run on across the edges.
     """
 
-    def __init__(
-        self,
-        content,
-        style,
-        content_weight: float = defaults.CONTENT_WEIGHT,
-        style_weight: float = defaults.STYLE_WEIGHT,
-        tv_weight: float = defaults.TV_WEIGHT,
-        model: str | os.PathLike | None = None,
-        device: str = "auto",
-        content_layers: Mapping[str, float] | Sequence[str] | None = None,
-        style_layers: Mapping[str, float] | Sequence[str] | None = None,
-        style_blend: Sequence[float] | None = None,
-        style_masks: Sequence[np.ndarray | None] | None = None,
-        threads: int | None = None,
-        precision: str = defaults.PRECISION,
-        cudnn_search: str = defaults.CUDNN_SEARCH,
-        tile: int | None = None,
-        style_loss: str | Mapping[str, str] = defaults.STYLE_LOSS,
-        seed: int = defaults.SEED,
-        tileable: bool = False,
-    ) -> None:
-        path = models.resolve(model)
-        self.content_layers = layer_weights("content", content_layers, defaults.CONTENT_LAYERS)
-        self.style_layers = layer_weights("style", style_layers, defaults.STYLE_LAYERS)
-        self.style_kinds = style_losses(style_loss, list(self.style_layers))
+    def __init__(self, content, style, options: StyleOptions | None = None, *,
+                 style_masks: Sequence[np.ndarray | None] | None = None, tile: int | None = None,
+                 **changes) -> None:
+        """`options` (default: every default) with `changes` applied, by the options' names
+        (content_weight=..., style_layers=..., style_loss=..., model=..., device=..., threads=...):
+        checked there, once. Of them the weights, layers, losses, blend, seed, tileable, model,
+        pool, device, threads, precision and cudnn_search matter here."""
+        opts = (options or StyleOptions()).replace(**changes)
+        model, device, threads = opts.model, opts.device, opts.threads
+        precision, cudnn_search, seed, tileable = opts.precision, opts.cudnn_search, opts.seed, opts.tileable
+        path = models.resolve(model, pool=opts.pool)
+        self.content_layers, self.style_layers = opts.content_layers, opts.style_layer_weights()
+        self.style_kinds = style_losses(opts.style_loss, list(self.style_layers))
         # each layer's weight in the graph: its loss's scale included
         self._style_w = {n: w * defaults.STYLE_LOSS_SCALE[self.style_kinds[n]] for n, w in self.style_layers.items()}
-        weights = [check_number(n, v) for n, v in (("content weight", content_weight),
-                   ("style weight", style_weight), ("tv weight", tv_weight))]
-        self.weights = np.array(weights, np.float32)
+        self.weights = np.array([opts.content_weight, opts.style_weight, opts.tv_weight], np.float32)
 
         content = as_rgb_array(content)
         styles = [as_rgb_array(s) for s in (style if isinstance(style, list | tuple) else [style])]
         if not styles:
             raise InputError("at least one style image is needed")
-        blend = self._blend(style_blend, len(styles))
+        try:
+            check_blend(opts.style_blend, len(styles))
+        except InputError as e:
+            raise OptionError("style_blend", str(e)) from None
+        blend = np.full(len(styles), 1.0) if opts.style_blend is None else np.asarray(opts.style_blend, np.float64)
+        blend = blend / blend.sum()
         self.shape = content.shape
         for img in (content, *styles):
             if min(img.shape[:2]) < 16:
@@ -149,7 +139,7 @@ class Objective:
         static = self.engine.metadata.get(layout.META_STATIC)  # a static graph: the features graph is its source's
         fpath = features_path(path.with_name(self.engine.metadata.get(layout.META_STATIC_OF, path.name)))
         if self._torus is not None:  # the style's features: zero padding (the painting is no torus)
-            fpath = features_path(models.resolve(model))
+            fpath = features_path(models.resolve(model, pool=opts.pool))
         if not fpath.is_file():
             raise ModelError(f"{path}: its features graph {fpath.name} is missing beside it (re-export)")
         self.features_engine = session.load(fpath, device, threads, "features", precision, cudnn_search)
@@ -307,17 +297,6 @@ class Objective:
             m = tiles.pool_same(m)
             out[s] = m
         return out
-
-    @staticmethod
-    def _blend(blend: Sequence[float] | None, n: int) -> np.ndarray:
-        if blend is None:
-            return np.full(n, 1.0 / n)
-        b = np.asarray([float(v) for v in blend], np.float64)
-        if b.shape != (n,):
-            raise InputError(f"style blend has {count(b.size, 'weight')} for {count(n, 'style image')}")
-        if not np.isfinite(b).all() or (b < 0).any() or b.sum() <= 0:
-            raise InputError("style blend weights must be finite, >= 0 and not all zero")
-        return b / b.sum()
 
     @staticmethod
     def _masks(masks, n: int, hw: tuple[int, int]) -> np.ndarray | None:

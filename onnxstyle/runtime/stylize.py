@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,8 +13,8 @@ from scipy.optimize import Bounds, minimize
 
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
-from onnxstyle.options import INITS, OPTIMIZERS, OptionError, StyleOptions, check_blend, check_choice, check_int
-from onnxstyle.runtime import fit, guard, images, lbfgs, tiles
+from onnxstyle.options import INITS, OPTIMIZERS, OptionError, StyleOptions, check_choice, check_int
+from onnxstyle.runtime import guard, images, lbfgs
 from onnxstyle.runtime.objective import Objective
 
 
@@ -38,6 +37,8 @@ class Progress:
     evaluations: int = 0  # loss+gradient evaluations at this scale so far
     scale: int = 0  # which size of the ladder (0-based) of `scales`
     scales: int = 1
+    step: int = 0  # iterations done in this run, all scales so far (of `steps`, the most planned)
+    steps: int = 0
     # seconds left for the whole run (all scales), from the measured time per iteration and the
     # schedule (Clock); None until measured. With until="converged" it is the most left.
     remaining: float | None = None
@@ -133,7 +134,9 @@ class Result:
     # "stopped" (the callback or cancel) or "optimizer" (it could not go on: see message)
     reason: str = ""
     message: str = ""
-    scales: list[dict] = field(default_factory=list)  # per scale: size, iterations, seconds
+    scales: list[dict] = field(default_factory=list)  # per scale: size, iterations, seconds, memory fit
+    optimizer: str = ""  # the optimiser that ran
+    choice: str = ""  # why it is not the default (no optimiser named, and scipy's state does not fit)
     # optimizer="lbfgs": the L-BFGS state at the result, to continue the run exactly
     # (stylize(..., optimizer_state=...)); None for the other optimisers
     optimizer_state: lbfgs.LbfgsState | None = None
@@ -284,18 +287,6 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     )
 
 
-def fit_for(opts: StyleOptions, shape: tuple[int, ...], n_styles: int,
-            masked: bool) -> Callable[[int | None], fit.Fit]:
-    """size -> how a run at that size of the ladder fits in memory (fit.plan)."""
-
-    def fitting(size: int | None) -> fit.Fit:
-        hw = images.fit_size(shape, size) if size else tuple(shape[:2])
-        return fit.plan(hw, opts.optimizer, opts.max_memory, opts.tile, opts.content_layers, n_styles, masked,
-                        opts.device, opts.history)
-
-    return fitting
-
-
 def _styles(style) -> list[np.ndarray]:
     styles = [images.as_rgb_array(s) for s in (style if isinstance(style, list | tuple) else [style])]
     if not styles:
@@ -332,65 +323,35 @@ def stylize(
     only its image and restart their memory there.
     The default graph must have been exported (onnxstyle.export_models(), or `onnxstyle export`).
     """
-    from onnxstyle.runtime import color
-    from onnxstyle.runtime.models import resolve
+    from onnxstyle.runtime import prepare as door
 
     opts = (options or StyleOptions()).replace(**changes)
-    n_styles = len(style) if isinstance(style, list | tuple) else 1
-    try:
-        check_blend(opts.style_blend, n_styles)
-    except InputError as e:
-        raise OptionError("style_blend", str(e)) from None
-    style_scales = opts.style_scales(n_styles)
     c = images.as_rgb_array(content)
     sizes, iters = opts.ladder(c.shape), opts.iteration_list(c.shape)
     styles = _styles(style)
+    n_styles = len(styles)
+    style_scales = opts.style_scales(n_styles)
     if opts.style_per_scale:  # one per square content's rung, of which a narrower one keeps the finer
         rungs = len(opts.ladder())
         if n_styles != rungs or style_masks is not None or opts.style_blend is not None:
             raise OptionError("style_per_scale", f"style per scale: {n_styles} style images for {rungs} scales"
                               if n_styles != rungs else "style per scale takes no style masks or blend")
-    fitting = fit_for(opts, c.shape, 1 if opts.style_per_scale else n_styles, style_masks is not None)
-    fitting(sizes[-1])  # refuse up front when even tiles cannot fit
-    init = opts.init
-    if isinstance(init, str | os.PathLike) and str(init) not in INITS:
-        init = images.as_rgb_array(init)  # an image file
-
-    original = c
-    if opts.preserve_colors == "match":
-        styles = [color.match_colors(s, c, opts.color_match) for s in styles]
-    elif opts.preserve_colors == "luminance":
-        cy = color.luminance(c)
-        styles = [color.match_luminance(color.luminance(s), cy) for s in styles]
-        c = cy
-
-    model_path = resolve(opts.model, pool=opts.pool)
-    hws = [images.fit_size(c.shape, sz) if sz else c.shape[:2] for sz in sizes]
-    if opts.tileable:
-        hws = [tiles.on_grid(hw) for hw in hws]
+    hws = [door.hw_at(c.shape, sz, opts.tileable) for sz in sizes]
+    opts, choice = door.choose(opts, hws[-1], 1 if opts.style_per_scale else n_styles,
+                               style_masks is not None)  # refuses up front what cannot fit
+    styles = door.colours(opts, c, styles)
+    seen = door.space(opts, c)
     clock = Clock([h * w for h, w in hws], iters)
     run = guard.RunGuard(callback, cancel)  # cancel token, stop, last good image for NaN faults
     result: Result | None = None
     stats: list[dict] = []
     start = time.perf_counter()
     for k, (sz, hw, n_iter) in enumerate(zip(sizes, hws, iters, strict=True)):
-        cz = images.resize(c, hw)
         rung = list(zip(styles, style_scales, strict=True))
         if opts.style_per_scale:
             rung = [rung[k + len(rung) - len(sizes)]]
-        sts = [images.resize(s, images.fit_size(s.shape, max(16, round((sz or max(s.shape[:2])) * scale))))
-               for s, scale in rung]
-        masks = None if style_masks is None else [
-            None if m is None else images.resize_mask(m, hw) for m in style_masks]
-        fitted = fitting(sz)
-        objective = Objective(
-            cz, sts, content_weight=opts.content_weight, style_weight=opts.style_weight,
-            tv_weight=opts.tv_weight, model=model_path, device=opts.device,
-            content_layers=opts.content_layers, style_layers=opts.style_layer_weights(),
-            style_blend=opts.style_blend, style_masks=masks, threads=opts.threads, tile=fitted.tile,
-            precision=opts.precision, cudnn_search=opts.cudnn_search, style_loss=opts.style_loss,
-            seed=opts.seed, tileable=opts.tileable,
-        )
+        prep = door.prepare(opts, seen, [s for s, _ in rung], sz, style_masks, [x for _, x in rung])
+        cz = prep.content
         cold = False
         if optimizer_state is not None and k == 0:  # it continues the first scale
             if optimizer_state.x.size != cz.size:
@@ -398,26 +359,21 @@ def stylize(
                                  f"pixels, this run has {hw[0]}x{hw[1]}")
             x0 = optimizer_state.x.reshape(cz.shape)
         elif result is None:
-            x0, cold = initial_canvas(cz, init, opts.seed, opts.noise_ratio), is_cold(init)
+            x0, cold = door.start(opts, cz)
         else:
             x0 = images.resize(result.image.astype(np.float32), hw)
-        full = images.resize(original, hw) if opts.preserve_colors == "luminance" else None
+        before = result.iterations if result is not None else 0
 
-        def shown(p: Progress, full=full, k=k) -> bool | None:
-            p = replace(p, scale=k, scales=len(sizes))
+        def shown(p: Progress, k=k, before=before) -> bool | None:
+            p = replace(p, scale=k, scales=len(sizes), step=before + p.iteration, steps=sum(iters))
             p = replace(p, remaining=clock.remaining(p))
-            if full is not None:
-                p = replace(p, read_image=lambda p=p: color.with_chroma(p.image, full))
+            if opts.preserve_colors == "luminance":
+                p = replace(p, read_image=lambda p=p: door.recolour(opts, p.image, c))
             return run.callback(p)
 
-        run.offset = result.iterations if result is not None else 0
         with run.numerics():  # a NaN/Inf fault carries the last good image
-            r = optimize(objective, x0, n_iter, shown, opts.optimizer,
-                         optimizer_state if opts.optimizer == "lbfgs" and k == 0 else None, fitted.pairs,
-                         Convergence() if opts.until == "converged" else None, cold, opts.learning_rate)
-        stats.append({"size": list(hw), "iterations": r.iterations, "stop": r.reason, "evaluations": r.evaluations,
-                      "seconds": r.seconds, "final": r.final, "memory": fitted.to_dict(),
-                      "tiled": fitted.describe()})
+            r = prep.run(x0, n_iter, shown, optimizer_state if opts.optimizer == "lbfgs" and k == 0 else None, cold)
+        stats.append(prep.record(r))
         if result is not None:
             r.initial = result.initial
             r.history = result.history + r.history
@@ -427,9 +383,7 @@ def stylize(
         if r.stopped:
             break
     assert result is not None
-    if opts.preserve_colors == "luminance":
-        full = images.resize(original, result.image.shape[:2])
-        result.image = images.to_uint8(color.with_chroma(result.image, full))
+    result.image = images.to_uint8(door.recolour(opts, result.image, c))
     result.seconds = time.perf_counter() - start
-    result.scales = stats
+    result.scales, result.optimizer, result.choice = stats, opts.optimizer, choice
     return result

@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,9 +22,10 @@ import numpy as np
 
 from onnxstyle.errors import InputError
 from onnxstyle.options import StyleOptions, check_int, check_number
-from onnxstyle.runtime import checkpoint, color, guard, images
+from onnxstyle.runtime import checkpoint, fit, guard, images
+from onnxstyle.runtime import prepare as door
 from onnxstyle.runtime.objective import Objective
-from onnxstyle.runtime.stylize import Result, initial_canvas, optimize
+from onnxstyle.runtime.stylize import Result
 from onnxstyle.video import flow as flows
 from onnxstyle.video import io, is_clip, work_folder
 
@@ -101,58 +102,43 @@ class TemporalObjective:
 
 
 class FrameStylizer:
-    """Stylizes the frames of one clip at one size; the styles are prepared once (resized, and
-    colour-matched to the first frame with preserve_colors)."""
+    """Stylizes the frames of one clip at one size through the one door (runtime/prepare.py):
+    the styles are prepared once (colour-matched to the first frame with preserve_colors)."""
 
     def __init__(self, styles: Sequence[np.ndarray], options: StyleOptions, first: np.ndarray) -> None:
-        if options.scales != "auto" and len(options.ladder()) > 1:  # auto: a stills default
-            raise InputError("video runs at one size: drop --scales (use --size)")
-        if options.optimizer == "lbfgs-device":
-            raise InputError("--optimizer lbfgs-device cannot take the temporal term yet: use scipy or lbfgs for video")
-        self.options = options
-        side = max(first.shape[:2])
-        styles = [images.resize(images.as_rgb_array(s), images.fit_size(s.shape, max(16, round(side * scale))))
-                  for s, scale in zip(styles, options.style_scales(len(styles)), strict=True)]
-        if options.preserve_colors == "match":
-            styles = [color.match_colors(s, first, options.color_match) for s in styles]
-        elif options.preserve_colors == "luminance":
-            fy = color.luminance(first)
-            styles = [color.match_luminance(color.luminance(s), fy) for s in styles]
-        self.styles = styles
-        from onnxstyle.runtime.models import resolve
-
-        self.model = resolve(options.model, pool=options.pool)
-
-    def space(self, image: np.ndarray) -> np.ndarray:
-        """What the network sees: the luminance with preserve_colors luminance, else the image."""
-        image = np.asarray(image, np.float32)
-        return color.luminance(image) if self.options.preserve_colors == "luminance" else image
+        self.options = check(options, first.shape[:2], len(styles))[0]
+        self.styles = door.colours(self.options, first, styles)
+        self.fit: fit.Fit | None = None  # the last frame's
 
     def __call__(self, content: np.ndarray, iterations: int, previous: tuple[np.ndarray, np.ndarray] | None = None,
                  weight: float = 0.0, callback=None) -> tuple[np.ndarray, Result]:
         """(uint8 frame, Result). `previous`: (the previous output warped onto this frame, its
         reliability mask): the start, and with weight > 0 the temporal target."""
         o = self.options
-        c = self.space(content)
-        objective = Objective(c, self.styles, content_weight=o.content_weight, style_weight=o.style_weight,
-                              tv_weight=o.tv_weight, model=self.model, device=o.device,
-                              content_layers=o.content_layers, style_layers=o.style_layer_weights(),
-                              style_blend=o.style_blend, threads=o.threads)
+        prep = door.prepare(o, door.space(o, content), self.styles, max(content.shape[:2]))
         if previous is None:
-            x0 = initial_canvas(c, o.init, o.seed, o.noise_ratio)
+            x0 = door.start(o, prep.content)[0]
         else:
-            x0 = self.space(previous[0])
+            x0 = door.space(o, previous[0])
             if weight > 0:
-                objective = TemporalObjective(objective, x0, previous[1], weight)
+                prep = replace(prep, objective=TemporalObjective(prep.objective, x0, previous[1], weight))
         # Every frame's lbfgs starts with the probe, even from noise (cold=False): with L-BFGS-B's
         # full first step on the first frame, the known-motion test clip's temporal error rose
         # from 106 to 115 (tests/test_video.py, 64 px).
-        result = optimize(objective, x0, iterations, callback, o.optimizer, pairs=o.history,
-                          learning_rate=o.learning_rate)
-        out = result.image
-        if o.preserve_colors == "luminance":
-            out = images.to_uint8(color.with_chroma(out, content))
-        return out, result
+        result = prep.run(x0, iterations, callback)
+        self.fit = prep.fit
+        return images.to_uint8(door.recolour(o, result.image, content)), result
+
+
+def check(options: StyleOptions, hw: tuple[int, int], styles: int) -> tuple[StyleOptions, str]:
+    """The options as a clip at H x W runs them (prepare.choose), or an InputError naming what
+    video cannot take."""
+    if options.scales != "auto" and len(options.ladder()) > 1:  # auto: a stills default
+        raise InputError("video runs at one size: drop --scales (use --size)")
+    options, choice = door.choose(options, hw, styles)
+    if options.optimizer == "lbfgs-device":
+        raise InputError("--optimizer lbfgs-device cannot take the temporal term yet: use scipy or lbfgs for video")
+    return options, choice
 
 
 @dataclass
@@ -175,13 +161,15 @@ class ClipResult:
     seconds: float
     seconds_per_frame: list[float]
     stopped: bool = False
+    optimizer: str = ""  # the optimiser that ran, and why where it is not the default (choice)
+    choice: str = ""
+    memory: dict = field(default_factory=dict)  # the memory fit of the frames (tile, L-BFGS pairs)
 
 
 def _run_identity(source: io.Source, styles: Sequence[np.ndarray], options: StyleOptions,
                   temporal: TemporalOptions, span: tuple[int, int], hw: tuple[int, int]) -> dict:
     """What must match for a run to continue another's frames."""
-    opts = {k: (checkpoint.digest(v) if isinstance(v, np.ndarray) else v)
-            for k, v in options.to_dict().items() if k not in ("device", "threads")}
+    opts = checkpoint.recorded(options)
     tmp = {k: str(v) for k, v in asdict(temporal).items()}
     return json.loads(json.dumps({"input": str(source.path.resolve()), "frames": list(span), "size": list(hw),
                                   "styles": [checkpoint.digest(s) for s in styles], "options": opts,
@@ -219,7 +207,7 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
     else:
         guard.check_writable_dir(output, "output ")
     hw = _frame_size(source, options.size, video_out)
-    images.check_run_memory(hw)
+    options, choice = check(options, hw, len(style_arrays))  # refuses up front what cannot fit
     work = work_folder(output) if video_out else output
     identity = _run_identity(source, style_arrays, options, temporal, (start, stop), hw)
     done = _prepare(work, identity, overwrite)
@@ -267,7 +255,9 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
         files = [work / frame_name(i) for i in range(n)]
         io.write_video(output, files, temporal.fps or source.fps, source, start)
         shutil.rmtree(work)
-    return ClipResult(output, n, done, temporal.fps or source.fps, time.perf_counter() - t0, per_frame, stopped)
+    return ClipResult(output, n, done, temporal.fps or source.fps, time.perf_counter() - t0, per_frame, stopped,
+                      options.optimizer, choice,
+                      stylizer.fit.to_dict() if stylizer and stylizer.fit else {})
 
 
 def _prepare(work: Path, identity: dict, overwrite: bool) -> int:

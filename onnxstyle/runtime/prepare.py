@@ -1,0 +1,111 @@
+"""The one door from the options to a run. `stylize` (each size of its ladder), the job runner
+behind the CLI, batch and the service, and each video frame turn their StyleOptions, content,
+styles and masks into a prepared run here: the optimiser chosen, the colours prepared, the
+styles and masks sized, the memory fitted (tile, L-BFGS pairs), the Objective built. So every
+option takes effect in one place, and the BLAS threads are pinned for all of it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxstyle.options import INITS, StyleOptions
+from onnxstyle.runtime import color, fit, guard, images, tiles
+from onnxstyle.runtime.objective import Objective
+from onnxstyle.runtime.stylize import Convergence, Result, initial_canvas, is_cold, optimize
+
+
+def hw_at(shape: tuple[int, ...], size: int | None, tileable: bool = False) -> tuple[int, int]:
+    """(height, width) of a picture of `shape` at `size` (its longer side; None: as it is), on
+    the pooling grid when `tileable`."""
+    hw = images.fit_size(shape, size) if size else (int(shape[0]), int(shape[1]))
+    return tiles.on_grid(hw) if tileable else hw
+
+
+def choose(opts: StyleOptions, hw: tuple[int, int], styles: int, masked: bool = False) -> tuple[StyleOptions, str]:
+    """The options as they run at H x W, the run's largest size: the optimiser chosen where none
+    was named (fit.choose), and a one-line note when that is not the default. Raises an
+    InputError when nothing fits the memory."""
+    optimizer, _, note = fit.choose(hw, opts.optimizer, opts.max_memory, opts.tile, opts.content_layers,
+                                    styles, masked, opts.device, opts.history)
+    return (opts if optimizer == opts.optimizer else opts.replace(optimizer=optimizer)), note
+
+
+def start(opts: StyleOptions, content: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The first iterate at `content`'s size from `init` (noise, content, random or an image
+    file or array), and whether it is a cold start (stylize.is_cold)."""
+    init = opts.init
+    if isinstance(init, str | os.PathLike) and str(init) not in INITS:
+        init = images.as_rgb_array(init)  # an image file
+    return initial_canvas(content, init, opts.seed, opts.noise_ratio), is_cold(init)
+
+
+def space(opts: StyleOptions, image: np.ndarray) -> np.ndarray:
+    """What the network sees: the luminance with preserve_colors luminance, else the image."""
+    image = np.asarray(image, np.float32)
+    return color.luminance(image) if opts.preserve_colors == "luminance" else image
+
+
+def colours(opts: StyleOptions, reference: np.ndarray, styles: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The styles with preserve_colors: matched to the colours (match) or the luminance
+    (luminance) of `reference`, the content; as given otherwise."""
+    styles = [images.as_rgb_array(s) for s in styles]
+    with guard.blas_single_thread():
+        if opts.preserve_colors == "match":
+            return [color.match_colors(s, reference, opts.color_match) for s in styles]
+        if opts.preserve_colors == "luminance":
+            ry = color.luminance(reference)
+            return [color.match_luminance(color.luminance(s), ry) for s in styles]
+    return styles
+
+
+def recolour(opts: StyleOptions, image: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """With preserve_colors luminance: the result's luminance with the original's chroma."""
+    if opts.preserve_colors != "luminance":
+        return image
+    return color.with_chroma(image, images.resize(original, image.shape[:2]))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One size of a run (or one frame) ready to optimise."""
+
+    options: StyleOptions  # as chosen (choose)
+    objective: Objective
+    fit: fit.Fit
+    content: np.ndarray  # float32 H x W x 3, as the network sees it
+
+    def run(self, x0: np.ndarray, iterations: int, callback=None, state=None, cold: bool = False) -> Result:
+        """optimize() with this run's optimiser, pairs, learning rate and stopping rule."""
+        until = Convergence() if self.options.until == "converged" else None
+        return optimize(self.objective, x0, iterations, callback, self.options.optimizer, state, self.fit.pairs,
+                        until, cold, self.options.learning_rate)
+
+    def record(self, result: Result) -> dict:
+        """What the report keeps of this size: size, iterations, stop, time and the memory fit."""
+        return {"size": list(self.content.shape[:2]), "iterations": result.iterations, "stop": result.reason,
+                "evaluations": result.evaluations, "seconds": result.seconds, "final": result.final,
+                "optimizer": self.options.optimizer, "memory": self.fit.to_dict(), "tiled": self.fit.describe()}
+
+
+def prepare(opts: StyleOptions, content: np.ndarray, styles: Sequence[np.ndarray], size: int | None,
+            masks: Sequence[np.ndarray | None] | None = None, style_scales: Sequence[float] | None = None) -> Prepared:
+    """One size of a run: `content` (as space() gives it) resized to `size` (None: as it is),
+    the styles (as colours() gives them) to their style scale times that (None: their own size
+    times it; `style_scales`: one per style, default opts.style_scales), the masks to the
+    picture; the fit of that size in the memory; the Objective."""
+    hw = hw_at(content.shape, size, opts.tileable)
+    optimizer, fitted, _ = fit.choose(hw, opts.optimizer, opts.max_memory, opts.tile, opts.content_layers,
+                                      len(styles), masks is not None, opts.device, opts.history)
+    if optimizer != opts.optimizer:
+        opts = opts.replace(optimizer=optimizer)
+    c = images.resize(content, hw)
+    sts = [images.resize(s, images.fit_size(s.shape, max(16, round((size or max(s.shape[:2])) * scale))))
+           for s, scale in zip(styles, style_scales or opts.style_scales(len(styles)), strict=True)]
+    ms = None if masks is None else [None if m is None else images.resize_mask(m, hw) for m in masks]
+    with guard.blas_single_thread():  # the style targets' products: the same bits whatever the env's threads
+        objective = Objective(c, sts, opts, style_masks=ms, tile=fitted.tile)
+    return Prepared(opts, objective, fitted, c)
