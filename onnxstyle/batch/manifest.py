@@ -16,7 +16,6 @@ import csv
 import difflib
 import json
 import os
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,7 +91,9 @@ class Task:
         if out is not None:
             rec.update(iterations=out.iterations, resumed_from=out.resumed_from)
             if out.result is not None:
-                rec.update(final_loss=out.result.final.get("total"), provider=out.result.provider)
+                r = out.result
+                rec.update(final_loss=r.final.get("total"), provider=r.provider, optimizer=r.optimizer,
+                           choice=r.choice, memory=r.scales[-1]["memory"] if r.scales else None)
         return rec
 
 
@@ -105,7 +106,8 @@ class Task:
             r = stylize_clip(self.content, self.output, self.styles, self.options, overwrite=True, cancel=cancel)
         except Exception as e:  # recorded, and the batch goes on
             return self._finish(rec, "failed", one_line(e), started)
-        rec.update(frames=r.frames, resumed_from=r.resumed_at)
+        rec.update(frames=r.frames, resumed_from=r.resumed_at, optimizer=r.optimizer, choice=r.choice,
+                   memory=r.records[-1]["memory"] if r.records else None)
         return self._finish(rec, "interrupted" if r.stopped else "ok", None, started)
 
     @staticmethod
@@ -118,10 +120,6 @@ class Task:
 
 def _stamp(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def read_rows(path: Path) -> list[tuple[int, dict]]:

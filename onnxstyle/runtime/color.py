@@ -9,7 +9,6 @@ import numpy as np
 
 from onnxstyle.errors import InputError
 
-MODES = ("none", "luminance", "match")
 MATCH = ("chol", "pca", "sym")
 
 # ITU-R BT.601 full-range YCbCr (JPEG), images in 0..255.

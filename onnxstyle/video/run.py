@@ -22,7 +22,7 @@ import numpy as np
 
 from onnxstyle.errors import InputError
 from onnxstyle.options import StyleOptions, check_int, check_number
-from onnxstyle.runtime import checkpoint, fit, guard, images
+from onnxstyle.runtime import checkpoint, guard, images
 from onnxstyle.runtime import prepare as door
 from onnxstyle.runtime.objective import Objective
 from onnxstyle.runtime.stylize import Result
@@ -108,7 +108,7 @@ class FrameStylizer:
     def __init__(self, styles: Sequence[np.ndarray], options: StyleOptions, first: np.ndarray) -> None:
         self.options = check(options, first.shape[:2], len(styles))[0]
         self.styles = door.colours(self.options, first, styles)
-        self.fit: fit.Fit | None = None  # the last frame's
+        self.records: list[dict] = []  # prepare.Prepared.record of each frame run
 
     def __call__(self, content: np.ndarray, iterations: int, previous: tuple[np.ndarray, np.ndarray] | None = None,
                  weight: float = 0.0, callback=None) -> tuple[np.ndarray, Result]:
@@ -126,7 +126,7 @@ class FrameStylizer:
         # full first step on the first frame, the known-motion test clip's temporal error rose
         # from 106 to 115 (tests/test_video.py, 64 px).
         result = prep.run(x0, iterations, callback)
-        self.fit = prep.fit
+        self.records.append(prep.record(result))
         return images.to_uint8(door.recolour(o, result.image, content)), result
 
 
@@ -163,7 +163,7 @@ class ClipResult:
     stopped: bool = False
     optimizer: str = ""  # the optimiser that ran, and why where it is not the default (choice)
     choice: str = ""
-    memory: dict = field(default_factory=dict)  # the memory fit of the frames (tile, L-BFGS pairs)
+    records: list[dict] = field(default_factory=list)  # per frame run: iterations, stop, memory fit (prepare)
 
 
 def _run_identity(source: io.Source, styles: Sequence[np.ndarray], options: StyleOptions,
@@ -218,10 +218,12 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
     t0 = time.perf_counter()
     per_frame: list[float] = []
     stopped = False
+    records: list[dict] = []
     for i, frame in enumerate(io.read(source, start, stop)):
         content = images.resize(frame.astype(np.float32), hw)
         if stylizer is None:
             stylizer = FrameStylizer(style_arrays, options, content)
+            records = stylizer.records
         if i < done:  # finished by an earlier run: only its result is needed, for the next frame
             if i == done - 1:
                 prev_out = images.load_rgb(work / frame_name(i)).astype(np.float32)
@@ -256,8 +258,7 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
         io.write_video(output, files, temporal.fps or source.fps, source, start)
         shutil.rmtree(work)
     return ClipResult(output, n, done, temporal.fps or source.fps, time.perf_counter() - t0, per_frame, stopped,
-                      options.optimizer, choice,
-                      stylizer.fit.to_dict() if stylizer and stylizer.fit else {})
+                      options.optimizer, choice, records)
 
 
 def _prepare(work: Path, identity: dict, overwrite: bool) -> int:
