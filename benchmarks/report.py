@@ -195,7 +195,24 @@ def overhead_table(prov: dict) -> list[str]:
     return [caption("bench.json", prov), "", *table(["optimiser", "n", "iterations", "its own ms per iteration"], body)]
 
 
+def serve_table(prov: dict) -> list[str]:
+    d = read("serve.json")
+    rows = [("workers idle", d["idle"]), ("two jobs running", d["busy"]), ("workers idle again", d["idle_after"])]
+    body = [[how, str(r["requests"]), f"{r['requests_per_s']:.1f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+             f"{r['max_ms']:.2f}"] for how, r in rows]
+    codes = ", ".join(f"{n} x {code}" for code, n in sorted(d["codes"].items()))
+    rss = d["rss_mb"]
+    return [caption("serve.json", prov), "",
+            *table(["GET /v1/jobs/{id}", "requests", "req/s", "p50 ms", "p99 ms", "max ms"], body), "",
+            "- the latency the running jobs add (busy minus the mean of the idle rows): "
+            f"p50 {d['added_ms']['p50']:.2f} ms, p99 {d['added_ms']['p99']:.2f} ms",
+            f"- status codes over the benchmark: {codes}; {d['server_errors']} server errors",
+            f"- the server's memory (RSS): {rss['after_5']:.1f} MB after 5 finished jobs, {rss['after_50']:.1f} MB "
+            f"after 50 ({rss['change_pct']:+.2f}%)"]
+
+
 TABLES: dict[str, Callable[[dict], list[str]]] = {
+    "serve": serve_table,
     "overhead": overhead_table,
     "winograd": winograd_table,
     "batch": batch_table,
