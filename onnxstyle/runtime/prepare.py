@@ -81,8 +81,9 @@ class Prepared:
     def run(self, x0: np.ndarray, iterations: int, callback=None, state=None, cold: bool = False) -> Result:
         """optimize() with this run's optimiser, pairs, learning rate and stopping rule."""
         until = Convergence() if self.options.until == "converged" else None
-        return optimize(self.objective, x0, iterations, callback, self.options.optimizer, state, self.fit.pairs,
-                        until, cold, self.options.learning_rate)
+        with guard.blas_single_thread():  # the starting point's terms too (tiled: NumPy products)
+            return optimize(self.objective, x0, iterations, callback, self.options.optimizer, state, self.fit.pairs,
+                            until, cold, self.options.learning_rate)
 
     def record(self, result: Result) -> dict:
         """What the report keeps of this size: size, iterations, stop, time and the memory fit."""
