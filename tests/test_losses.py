@@ -186,7 +186,8 @@ def test_full_graph_terms_match_oracle(images, weights, kind):
             loss = {"covariance": cov_loss, "scaled": scaled_loss}[kind](f, a)
         want += lw * defaults.STYLE_LOSS_SCALE[kind] * loss
     got = obj.terms(x)["style"]
-    assert rel(got, want) < 1e-4, (got, want)  # float32 VGG features: test_graph's tolerance
+    # float32 features and sums against float64: measured 1e-7 to 1.1e-6 (scaled) at 41 x 35
+    assert rel(got, want) < TERM_RTOL, (got, want)
 
 
 @pytest.mark.parametrize("kind", KINDS[1:])
