@@ -18,8 +18,9 @@ STYLE_LOSS = "gram"  # Gatys et al. 2015 (the other losses: export/graph.py)
 # Each loss's style term times its scale, so that the default style weight gives about gram's
 # balance: with every scale 1, the norm of the style gradient at the initial canvas (128 px,
 # default layers, four pairs: astronaut, chelsea x The Starry Night, The Scream) was, over gram's,
-# covariance 0.37, scaled 3.1, histogram 2.1, sliced 1.4 (geometric means; per pair 0.25-0.51,
-# 2.0-5.6, 1.2-3.7, 0.75-2.7: benchmarks/results/losses.md); each scale is 1 / that ratio.
+# covariance 0.37, scaled 3.1, histogram 2.1, sliced 1.4 (geometric means); each scale is 1 / that
+# ratio. With these scales the geometric means are 0.99-1.00, per pair 0.52-1.89
+# (benchmarks/results/losses.md; the ratio there over the scale is the unscaled one).
 STYLE_LOSS_SCALE: dict[str, float] = {"gram": 1.0, "covariance": 2.7, "scaled": 0.32, "histogram": 0.47,
                                       "sliced": 0.70}
 CONTENT_WEIGHT = 1.0  # the seed's alpha = 1

@@ -86,7 +86,7 @@ def resumed_plan(state: checkpoint.State, opts: StyleOptions, shape: tuple[int, 
     if k >= len(sizes):
         raise InputError(f"{where}: the checkpoint is at scale {k + 1}, this run has {len(sizes)}")
     size = sizes[k]
-    want = door.hw_at(shape, size)
+    want = door.hw_at(shape, size, opts.tileable)
     if state.image.shape[:2] != want:
         got = f"{state.image.shape[1]}x{state.image.shape[0]}"
         raise InputError(f"{where}: checkpoint image is {got}, this run is {want[1]}x{want[0]} there")
