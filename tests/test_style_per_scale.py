@@ -8,16 +8,16 @@ from conftest import load
 
 from onnxstyle import stylize
 from onnxstyle.options import OptionError
-from onnxstyle.runtime import stylize as module
+from onnxstyle.runtime import prepare as module  # where each rung's Objective is made
 
 
 def test_each_rung_gets_its_painting(monkeypatch):
     seen = []
     real = module.Objective
 
-    def spy(content, styles, **kw):
+    def spy(content, styles, *args, **kw):
         seen.append((content.shape[:2], [float(s.mean()) for s in styles]))
-        return real(content, styles, **kw)
+        return real(content, styles, *args, **kw)
 
     monkeypatch.setattr(module, "Objective", spy)
     c = load("chelsea.png")

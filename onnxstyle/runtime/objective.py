@@ -86,7 +86,8 @@ class Objective:
     {layer: loss}); each loss's term is scaled by defaults.STYLE_LOSS_SCALE. `seed`: the sliced
     loss's random directions (fixed for this objective). `tileable`: the picture is a torus
     (circular padding in every convolution; H and W multiples of 16, so that every pooling window
-    stays whole): evaluated as the tiled evaluation over regions that run on across the edges.
+    stays whole, and at least 32): untiled through the circular graphs (files.circular_path),
+    tiled through the ordinary ones over regions that run on across the edges (tiles.take).
     """
 
     def __init__(self, content, style, options: StyleOptions | None = None, *,
