@@ -225,18 +225,15 @@ def test_cli_controls_and_contact_sheet(tmp_path, model_path):
     assert bad.returncode != 0 and "conv9_1" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_cli_total_follows_the_contents_aspect(tmp_path):
-    # the progress bar's total: the auto ladder of the content's aspect, read from its header
+def test_progress_carries_the_whole_runs_steps(tmp_path):
+    # the run-wide step and steps (what the CLI's bar and the service show): the auto ladder of
+    # the content's aspect, all scales counted
     from onnxstyle import defaults
-    from onnxstyle.cli.app import header_shape
-    from onnxstyle.options import StyleOptions
 
     wide = tmp_path / "wide.png"
-    Image.new("RGB", (400, 200)).save(wide)
-    assert header_shape(wide) == (200, 400)
-    assert header_shape(tmp_path / "missing.png") is None
-    (tmp_path / "junk.png").write_bytes(b"not an image")
-    assert header_shape(tmp_path / "junk.png") is None
-    opts = StyleOptions(size=4 * defaults.LADDER_START, iterations=10)
-    assert sum(opts.iteration_list(header_shape(wide))) == 20  # 2:1: the first rung left out
-    assert sum(opts.iteration_list(header_shape(DATA / "astronaut.png"))) == 30  # square: all three
+    Image.fromarray(np.asarray(Image.open(DATA / "astronaut.png").convert("RGB").resize((128, 64)))).save(wide)
+    for content, rungs in ((wide, 1), (DATA / "astronaut.png", 2)):  # 2:1: the first rung left out
+        seen = []
+        onnxstyle.stylize(content, DATA / "starry_night.jpg", size=2 * defaults.LADDER_START, iterations=1,
+                style_layers=["conv1_1"], callback=lambda p, seen=seen: seen.append((p.step, p.steps, p.scale)))
+        assert seen == [(k + 1, rungs, k) for k in range(rungs)], seen

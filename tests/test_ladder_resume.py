@@ -29,8 +29,8 @@ def test_interrupted_ladder_resumes_to_the_uninterrupted_picture(tmp_path, stop_
 
     cancel = threading.Event()
 
-    def stop(p, step):
-        if step == stop_at:
+    def stop(p):
+        if p.step == stop_at:
             cancel.set()
 
     cut = job.run(make(tmp_path, "out.png"), on_progress=stop, cancel=cancel)
@@ -41,8 +41,8 @@ def test_interrupted_ladder_resumes_to_the_uninterrupted_picture(tmp_path, stop_
     assert state.image.shape[:2] == images.fit_size((64, 96, 3), (32, 48)[scale])  # chelsea.png is 96x64
 
     steps = []
-    done = job.run(make(tmp_path, "out.png", resume=cut.state), on_progress=lambda p, s: steps.append(s))
-    assert done.iterations == 11 and steps == list(range(stop_at + 1, 12))
+    done = job.run(make(tmp_path, "out.png", resume=cut.state), on_progress=lambda p: steps.append((p.step, p.steps)))
+    assert done.iterations == 11 and steps == [(s, 11) for s in range(stop_at + 1, 12)]
     assert [s["iterations"] for s in done.result.scales] == ([6 - stop_at, 5] if scale == 0 else [5 - at])
     a, b = images.load_rgb(tmp_path / "out.png"), images.load_rgb(tmp_path / "ref.png")
     assert np.array_equal(a, b)
@@ -50,7 +50,7 @@ def test_interrupted_ladder_resumes_to_the_uninterrupted_picture(tmp_path, stop_
 
 def test_a_checkpoint_past_the_ladder_or_of_another_size_is_refused(tmp_path):
     cancel = threading.Event()
-    cut = job.run(make(tmp_path, "out.png"), on_progress=lambda p, s: s == 8 and cancel.set(), cancel=cancel)
+    cut = job.run(make(tmp_path, "out.png"), on_progress=lambda p: p.step == 8 and cancel.set(), cancel=cancel)
     state = checkpoint.load(cut.state)
     state.scale = 0  # a 48 px image claimed for the 32 px scale
     bad = checkpoint.save(tmp_path / "bad.ckpt.npz", state)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import onnxstyle
 from onnxstyle.cli.app import app
-from onnxstyle.runtime.job import clock
+from onnxstyle.cli.progress import clock
 from onnxstyle.runtime.stylize import Clock, Progress
 
 

@@ -226,18 +226,6 @@ def ensure_models(options: StyleOptions) -> None:
         onnxstyle.export_models(options.pool)
 
 
-def header_shape(path: Path) -> tuple[int, int] | None:
-    """(height, width) from the image's header, for the progress bar's total (the auto ladder
-    depends on the aspect); None when it cannot be read (the run itself then says why)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-
-
 def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
     """Run a job with progress on stdout: a bar on a terminal, else whole log lines (about
     LOG_LINES per run: CI and log files get lines nothing cuts); `print_every` N: a line every N
@@ -246,35 +234,41 @@ def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from onnxstyle.cli import progress
     from onnxstyle.runtime import guard
     from onnxstyle.runtime import job as jobs
 
     opts = job.options
-    total = sum(opts.iteration_list(header_shape(job.content)))
     at_most = opts.until == "converged"  # the time left is for the cap; the run may stop sooner
     console = Console()
+    seen = {"steps": 0, "every": print_every}  # the run's steps (from its Progress) and the log interval
+
+    def track(p) -> None:
+        seen["steps"] = p.steps
+        seen["every"] = seen["every"] or max(1, round(p.steps / LOG_LINES))
+
     if quiet:
         shown = contextlib.nullcontext()
-
-        def on_progress(p, step: int) -> None:
-            pass
+        on_progress = track
     elif console.is_terminal and not print_every:
         left = TextColumn(("≤ " if at_most else "") + "{task.fields[left]} left")
         columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), left,
                    TextColumn("{task.fields[losses]}"))
         shown = Progress(*columns, console=console, transient=False)
-        task = shown.add_task("run", total=total, losses="loading...", left="?")
+        task = shown.add_task("run", total=None, losses="loading...", left="?")
 
-        def on_progress(p, step: int) -> None:
-            line = jobs.describe(p, step, total)
-            shown.update(task, completed=step, left=jobs.clock(p.remaining), losses=line.split("  ")[1])
+        def on_progress(p) -> None:
+            track(p)
+            line = progress.describe(p)
+            shown.update(task, total=p.steps, completed=p.step, left=progress.clock(p.remaining),
+                         losses=line.split("  ")[1])
     else:
         shown = contextlib.nullcontext()
-        every = print_every or max(1, round(total / LOG_LINES))
 
-        def on_progress(p, step: int) -> None:
-            if step % every == 0 or (not print_every and (step == 1 or p.iteration == 1)):
-                print(f"stylize {jobs.describe(p, step, total, at_most)}", flush=True)
+        def on_progress(p) -> None:
+            track(p)
+            if p.step % seen["every"] == 0 or (not print_every and (p.step == 1 or p.iteration == 1)):
+                print(f"stylize {progress.describe(p, at_most)}", flush=True)
 
     with shown, guard.interruptible() as stop:
         out = jobs.run(job, on_progress, stop.token)
@@ -283,7 +277,7 @@ def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
             typer.echo(f"wrote {out.output} (the checkpoint had {out.iterations} of {opts.iterations} iterations)")
         return
     if stop.signum:  # Ctrl-C / SIGTERM: the work is kept; say where, exit 130 / 143
-        typer.echo(f"onnxstyle: interrupted by {stop.name} after iteration {out.iterations}/{total}: "
+        typer.echo(f"onnxstyle: interrupted by {stop.name} after iteration {out.iterations}/{seen['steps']}: "
                    f"wrote the best image so far to {out.output} and the run state to {out.state} "
                    "(continue with --resume)", err=True)
         raise typer.Exit(stop.code)

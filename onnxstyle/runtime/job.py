@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,26 +47,6 @@ class Outcome:
     extras: list[Path] = field(default_factory=list)  # contact sheet, loss plot
 
 
-def clock(seconds: float | None) -> str:
-    """1:02:03 / 4:05 (h:mm:ss or m:ss); "?" when unknown."""
-    if seconds is None:
-        return "?"
-    m, sec = divmod(round(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-def describe(p: Progress, step: int, total: int, at_most: bool = False) -> str:
-    """One whole progress line: where the run is, the loss as its weighted parts (they add up to
-    the total), time per iteration and time left (`at_most`: until="converged" may stop sooner)."""
-    h, w = p.image.shape[:2]
-    scale = f" scale {p.scale + 1}/{p.scales}" if p.scales > 1 else ""
-    parts = " + ".join(f"{k} {v:.4g}" for k, v in p.parts.items() if v)
-    per = p.elapsed / p.iteration if p.iteration else 0.0
-    return (f"{w}x{h}{scale} it {step}/{total}  loss {p.terms['total']:.4g} = {parts or '0'}  "
-            f"{per:.2f} s/it  {'at most ' if at_most else ''}{clock(p.remaining)} left")
-
-
 def write_json(path: Path, data: dict) -> None:
     def default(obj):
         if isinstance(obj, np.ndarray):
@@ -101,10 +81,10 @@ def resumed_plan(state: checkpoint.State, opts: StyleOptions, shape: tuple[int, 
                         iterations=tuple(rest) if many else rest[0], init=state.image), same
 
 
-def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
+def run(job: Job, on_progress: Callable[[Progress], None] | None = None,
         cancel: guard.CancelToken | None = None) -> Outcome:
-    """Run `job`; `on_progress(progress, step)` gets every iteration (step counts across scales
-    and a resumed run). Raises InputError & co. before any work for bad inputs; a NumericalError
+    """Run `job`; `on_progress(progress)` gets every iteration (its step and steps count across
+    scales and a resumed run). Raises InputError & co. before any work for bad inputs; a NumericalError
     after writing the last good image; a cancelled run writes its best image and its state."""
     opts = job.options
     check_int("checkpoint every", job.checkpoint_every, 0)
@@ -135,14 +115,15 @@ def run(job: Job, on_progress: Callable[[Progress, int], None] | None = None,
     shots: list[tuple[np.ndarray, str]] = []
 
     def progress(p: Progress) -> None:
-        step = rec.offset + p.step
+        p = replace(p, step=rec.offset + p.step, steps=rec.offset + p.steps)  # a resumed run's too
+        step = p.step
         rec.update(p, step)
         if job.checkpoint_every and step % job.checkpoint_every == 0:
             shot = job.output.with_name(f"{job.output.stem}_{step:05d}{job.output.suffix}")
             images.save(p.image, shot, alpha)
             shots.append((p.image, f"it {step}  loss {p.terms['total']:.3g}"))
         if on_progress is not None:
-            on_progress(p, step)
+            on_progress(p)
 
     try:
         result = stylize(rgb, styles, run_opts, callback=progress, cancel=cancel, style_masks=masks,

@@ -70,7 +70,8 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
-    iteration: int = 0
+    iteration: int = 0  # iterations done over all scales (the run's Progress.step)
+    remaining: float | None = None  # seconds left (the run's Progress.remaining)
     terms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     image: np.ndarray | None = None  # the latest picture (uint8) while running
@@ -81,13 +82,8 @@ class Job:
 
     def view(self) -> dict:
         """The JSON status."""
-        left = None
         now = self.finished or time.time()
-        if self.status == "running" and self.iteration:
-            per = (now - (self.started or now)) / self.iteration
-            left = round(per * (self.iterations - self.iteration), 1)
-        elif self.status in FINISHED:
-            left = 0.0
+        left = 0.0 if self.status in FINISHED else None if self.remaining is None else round(self.remaining, 1)
         return {"id": self.id, "status": self.status, "iteration": self.iteration,
                 "iterations": self.iterations, "terms": self.terms, "seconds_left": left,
                 "seconds": round(now - self.started, 3) if self.started else None,
@@ -273,17 +269,14 @@ class Service:
                     self.busy -= 1
 
     def _run(self, job: Job) -> None:
-        done = {"offset": 0, "last": 0, "t": time.perf_counter()}
+        done = {"t": time.perf_counter()}
 
         def on_progress(p) -> None:
-            if p.iteration < done["last"]:  # a new scale began
-                done["offset"] += done["last"]
-            done["last"] = p.iteration
             image = np.clip(p.image + 0.5, 0, 255).astype(np.uint8)
             now = time.perf_counter()
             with self.lock:
                 job.image, job.terms, job.version = image, dict(p.terms), job.version + 1
-                job.iteration = done["offset"] + p.iteration
+                job.iteration, job.iterations, job.remaining = p.step, p.steps, p.remaining
                 self.iteration_seconds[0] += now - done["t"]
                 self.iteration_seconds[1] += 1
             done["t"] = now
