@@ -34,12 +34,13 @@ GRAM_CHUNK = 1 << 16  # positions per float32 product, summed in float64
 
 
 def _gram(f: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
-    """sum over positions of F F^T ([1, N, N]) or of F diag(m_k) F^T ([K, N, N]), float64, for
-    F [N, M] and masks [K, M]; float32 products over chunks of GRAM_CHUNK positions."""
+    """sum over positions of F F^T ([1, N, N]) or of F diag(m_k) F^T ([K, N, N]) for F [N, M]
+    and masks [K, M], in float64 over chunks of GRAM_CHUNK positions: exact to float32's
+    rounding once cast, so every runtime that sums in float64 (js/) gets the same targets."""
     k = 1 if masks is None else masks.shape[0]
     out = np.zeros((k, f.shape[0], f.shape[0]))
     for c in range(0, f.shape[1], GRAM_CHUNK):
-        fc = np.ascontiguousarray(f[:, c:c + GRAM_CHUNK])
+        fc = f[:, c:c + GRAM_CHUNK].astype(np.float64)
         if masks is None:
             out[0] += fc @ fc.T
         else:
