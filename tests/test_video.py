@@ -20,7 +20,7 @@ from onnxstyle.options import StyleOptions  # noqa: E402
 from onnxstyle.runtime import images  # noqa: E402
 from onnxstyle.video import flow as flows  # noqa: E402
 from onnxstyle.video import io  # noqa: E402
-from onnxstyle.video.run import TemporalObjective, TemporalOptions, frame_name, stylize_clip  # noqa: E402
+from onnxstyle.video.run import TemporalObjective, TemporalOptions, carried, frame_name, stylize_clip  # noqa: E402
 from onnxstyle.video.synthetic import PanZoom, temporal_error  # noqa: E402
 from tests.helpers_video import make_clip  # noqa: E402
 
@@ -77,6 +77,38 @@ def test_reliability_drops_occlusions_and_keeps_smooth_motion():
     assert c[20:40, 10:17].max() == 0  # background uncovered behind the block: disoccluded
     assert c[:10].min() == 1 and c[50:].min() == 1  # static background away from the block
     assert c[25:35, 22:34].min() == 1  # inside the block, consistent motion
+
+
+def test_a_carried_frame_keeps_its_contents_detail_and_fills_what_came_from_outside():
+    # content with detail at the finest scale (columns alternating 0 / 200), panned half a pixel
+    h, w = 24, 32
+    content = np.zeros((h, w, 3), np.float32)
+    content[:, ::2] = 200.0
+    backward = np.zeros((h, w, 2), np.float32)
+    backward[..., 0] = 0.5  # frame t's pixel x came from x + 0.5 in frame t-1 (the last column from outside)
+    fill = np.full((h, w, 3), 77.0, np.float32)
+    # an output equal to its content: the whole-output bilinear warp (before) averaged each pair of
+    # columns into a flat 100 (a half-pixel shift has no response at the finest scale) and
+    # replicated the edge into the last column; the carried frame is the content itself, and fill
+    # where frame t-1 had nothing
+    before = flows.warp(content, backward)
+    assert np.abs(before[:, :-1] - 100.0).max() < 1e-3
+    start = carried(content, content, content, backward, fill)
+    assert np.array_equal(start[:, :-1], content[:, :-1]) and (start[:, -1] == 77.0).all()
+    # the style (output minus content) goes through a Lanczos warp: a half-pixel shift keeps a
+    # wave of period 4 px at >= 0.9 of its amplitude, where bilinear keeps cos(pi / 4) = 0.71
+    x = np.arange(w, dtype=np.float32)
+    wave = np.broadcast_to((40.0 * np.sin(np.pi / 2 * x))[None, :, None], (h, w, 3)).astype(np.float32)
+    flat = np.full((h, w, 3), 100.0, np.float32)
+    inner = slice(8, w - 8)  # away from the edges, whole periods
+
+    def amplitude(v: np.ndarray) -> float:  # of the period-4 wave along a row
+        row = v[h // 2, inner, 0]
+        return float(2 * np.abs((row * np.exp(-1j * np.pi / 2 * x[inner])).sum()) / row.size)
+
+    assert amplitude(wave) == pytest.approx(40.0, rel=1e-4)
+    assert amplitude(carried(flat + wave, flat, flat, backward, fill) - flat) >= 0.9 * 40.0
+    assert amplitude(flows.warp(wave, backward)) == pytest.approx(40.0 * np.cos(np.pi / 4), rel=1e-3)
 
 
 class Quadratic:

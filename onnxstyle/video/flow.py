@@ -34,14 +34,31 @@ def flow(a: np.ndarray, b: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarr
     return out.astype(np.float32)
 
 
-def warp(image: np.ndarray, flow_to_source: np.ndarray) -> np.ndarray:
-    """Backward warp: out[y, x] = image[(x, y) + flow_to_source[y, x]] (bilinear, edges replicated).
-    With the backward flow t -> t-1 this carries frame t-1's content onto frame t."""
+BILINEAR, LANCZOS = cv2.INTER_LINEAR, cv2.INTER_LANCZOS4  # the latter: an 8 x 8 windowed sinc
+
+
+def warp(image: np.ndarray, flow_to_source: np.ndarray, interpolation: int = BILINEAR,
+         fill: np.ndarray | None = None) -> np.ndarray:
+    """Backward warp: out[y, x] = image[(x, y) + flow_to_source[y, x]], bilinear unless
+    `interpolation` (BILINEAR, LANCZOS) says otherwise. A pixel whose source lies outside the
+    image takes `fill`'s value there (an array of the output's shape), or the nearest edge
+    pixel's when `fill` is None. With the backward flow t -> t-1 this carries frame t-1 onto t."""
     h, w = flow_to_source.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     mx, my = gx + flow_to_source[..., 0], gy + flow_to_source[..., 1]
-    return cv2.remap(np.ascontiguousarray(image, np.float32), mx, my, cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(np.ascontiguousarray(image, np.float32), mx, my, interpolation, borderMode=cv2.BORDER_REPLICATE)
+    if fill is not None:
+        outside = outside_source(flow_to_source)
+        out[outside] = np.asarray(fill, np.float32)[outside]
+    return out
+
+
+def outside_source(flow_to_source: np.ndarray) -> np.ndarray:
+    """H x W bool: where (x, y) + flow_to_source lies outside the image (nothing to carry over)."""
+    h, w = flow_to_source.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w), np.arange(h))
+    sx, sy = gx + flow_to_source[..., 0], gy + flow_to_source[..., 1]
+    return (sx < 0) | (sx > w - 1) | (sy < 0) | (sy > h - 1)
 
 
 def reliability(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
@@ -55,10 +72,7 @@ def reliability(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     dv = np.gradient(backward[..., 1])
     grad2 = du[0] ** 2 + du[1] ** 2 + dv[0] ** 2 + dv[1] ** 2
     boundary = grad2 > 0.01 * (backward**2).sum(-1) + 0.002
-    h, w = backward.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w), np.arange(h))
-    sx, sy = gx + backward[..., 0], gy + backward[..., 1]
-    outside = (sx < 0) | (sx > w - 1) | (sy < 0) | (sy > h - 1)  # came from outside frame t-1
+    outside = outside_source(backward)  # came from outside frame t-1
     return (~(disoccluded | boundary | outside)).astype(np.float32)
 
 

@@ -1,6 +1,7 @@
 """The frame loop (Ruder, Dosovitskiy & Brox 2016): the first frame from the usual canvas, each
-later one from the previous stylized frame warped by the optical flow, with a temporal term
-W * sum(c * (x - warp(prev))^2) / D pulling it toward that warp where the flow is reliable (c).
+later one from its content plus the previous frame's style warped by the optical flow (`carried`),
+with a temporal term W * sum(c * (x - carried)^2) / D pulling it toward that where the flow is
+reliable (c).
 
 Every finished frame is written at once (atomically) as a numbered PNG beside a run.json naming
 the run: the folder is the checkpoint, and the same command run again continues at the next frame.
@@ -35,6 +36,18 @@ from onnxstyle.video import io, is_clip, work_folder
 TEMPORAL_WEIGHT = 1e3
 LATER_SHARE = 0.5  # later-frame iterations as a share of the first frame's (when not given)
 RUN_FILE = "run.json"
+
+
+def carried(prev_out: np.ndarray, prev_content: np.ndarray, content: np.ndarray, backward: np.ndarray,
+            fill: np.ndarray) -> np.ndarray:
+    """Frame t's start and temporal target: its own content plus the previous frame's style (its
+    output minus its content) warped by the backward flow (Lanczos), and `fill` (the first
+    frame's kind of canvas) where that flow comes from outside frame t-1. Warping the whole output
+    with bilinear resampling blurred every frame a little more, and replicated the edge pixels
+    into streaks (docs/video.md, "Sharpness"); here the content's detail never goes through the
+    warp and the style's loses far less."""
+    style = flows.warp(prev_out - prev_content, backward, flows.LANCZOS, fill=fill - content)
+    return np.clip(content + style, 0, 255)
 
 
 def frame_name(i: int) -> str:
@@ -234,7 +247,8 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
         if prev_out is not None and not temporal.independent:
             backward = flows.flow(content, prev_content, temporal.flow)
             forward = flows.flow(prev_content, content, temporal.flow)
-            previous = (flows.warp(prev_out, backward), flows.reliability(forward, backward))
+            fill = initial_canvas(content, options.init, options.seed, options.noise_ratio)
+            previous = (carried(prev_out, prev_content, content, backward, fill), flows.reliability(forward, backward))
 
         def on_iter(p, _cancel=cancel) -> bool:
             return not (_cancel is not None and _cancel.is_set())
