@@ -107,7 +107,9 @@ def measure(folder: Path) -> dict:
     content = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]
     s = [sharpness(o) for o in outs]
     ratio = {key: [x[key] / s[0][key] for x in s] for key in s[0]}
+    sc = [sharpness(c) for c in content]
     return {**meta, "per_frame": s, "ratio_to_first": ratio,
+            "content_ratio_to_first": {key: [x[key] / sc[0][key] for x in sc] for key in sc[0]},
             "temporal_error": te(outs, 1.0), "temporal_error_half": te(outs, 0.5),
             "content_temporal_error": te(content, 1.0), "content_temporal_error_half": te(content, 0.5)}
 
@@ -123,12 +125,17 @@ def report(args) -> None:
              "content frames' own in brackets).", "",
              "| clip | run (commit) | gradient min / f8 | Laplacian var min / f8 | right band f8 | bottom band f8 "
              "| temporal error | at half res |", "|---|---|---|---|---|---|---|---|"]
+    def cells(q: dict) -> str:
+        return (f"{min(q['gradient'][1:]):.2f} / {q['gradient'][7]:.2f} | {min(q['laplacian_var'][1:]):.2f} / "
+                f"{q['laplacian_var'][7]:.2f} | {q['right_band'][7]:.2f} | {q['bottom_band'][7]:.2f}")
+
     for r in rows:
-        q = r["ratio_to_first"]
+        if r["tag"] == rows[[x["clip"] for x in rows].index(r["clip"])]["tag"]:  # the clip's first row
+            lines.append(f"| {r['clip']} | the content frames | {cells(r['content_ratio_to_first'])} | "
+                         f"{r['content_temporal_error']:.1f} | {r['content_temporal_error_half']:.1f} |")
         commit = r["commit"] + ("+" if r["dirty"] else "")
-        lines.append(f"| {r['clip']} | {r['tag']} ({commit}) | {min(q['gradient'][1:]):.2f} / {q['gradient'][7]:.2f} | "
-                     f"{min(q['laplacian_var'][1:]):.2f} / {q['laplacian_var'][7]:.2f} | {q['right_band'][7]:.2f} | "
-                     f"{q['bottom_band'][7]:.2f} | {r['temporal_error']:.1f} ({r['content_temporal_error']:.1f}) | "
+        lines.append(f"| {r['clip']} | {r['tag']} ({commit}) | {cells(r['ratio_to_first'])} | "
+                     f"{r['temporal_error']:.1f} ({r['content_temporal_error']:.1f}) | "
                      f"{r['temporal_error_half']:.1f} ({r['content_temporal_error_half']:.1f}) |")
     (res / "video_sharpness.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -202,7 +202,12 @@ def test_temporal_error_is_a_fraction_of_independent_frames(tmp_path, photo):
         stylize_clip(src, tmp_path / name, [STYLE], options, temporal)
         out = [images.load_rgb(tmp_path / name / frame_name(i)) for i in range(n)]
         errors[name] = temporal_error(out, truth, vis)
-    assert errors["temporal"] <= 0.3 * errors["independent"], errors
+    # The content frames, consistent by construction, score `floor` (resampling a sharp frame by
+    # the true flow costs that much): a video as sharp as its content cannot score below it, and
+    # one that did (the whole output warped bilinearly each frame) was blurred (docs/video.md,
+    # "Sharpness"). Flicker is what lies above the floor.
+    floor = temporal_error(frames, truth, vis)
+    assert errors["temporal"] - floor <= 0.3 * (errors["independent"] - floor), (errors, floor)
 
 
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
