@@ -247,7 +247,7 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
         if prev_out is not None and not temporal.independent:
             backward = flows.flow(content, prev_content, temporal.flow)
             forward = flows.flow(prev_content, content, temporal.flow)
-            fill = initial_canvas(content, options.init, options.seed, options.noise_ratio)
+            fill = door.start(stylizer.options, content)[0]  # the first frame's kind of canvas
             previous = (carried(prev_out, prev_content, content, backward, fill), flows.reliability(forward, backward))
 
         def on_iter(p, _cancel=cancel) -> bool:
