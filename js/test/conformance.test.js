@@ -81,6 +81,12 @@ test('onnxruntime-web (wasm) in headless Chromium gives the same', async () => {
     results.runtimes.web = { runtime: `onnxruntime-web ${version}`, browser: browser.version, ...out };
     assert.ok(out.isolated, 'the page is not cross-origin isolated (no wasm threads)');
     judge(out.cases, `onnxruntime-web (${out.backend}, ${browser.version})`);
+    // The page itself: it loads, says its backend, and refuses a size the browser cannot hold.
+    const app = await browser.open(`${server.url}/`);
+    await app.waitFor("document.getElementById('iterations').value");
+    assert.match(await app.evaluate("document.getElementById('backend').textContent"), /Running on WebAssembly with \d+ thread/);
+    const refusal = await app.evaluate("window.onnxstyle.run({ size: 2000, iterations: 1 }).then(() => 'ran', (e) => e.message)");
+    assert.match(refusal, /^2000x2000 px is more than the browser can hold/);
   } finally {
     await browser.close();
     await server.close();
