@@ -46,11 +46,10 @@ export async function serve(roots) {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((ok) => server.close(ok)) };
 }
 
+/** $CHROMIUM (as given), else Debian's chromium or another on the usual paths; null: none. */
 export function chromiumPath() {
-  for (const c of [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome']) {
-    if (c && existsSync(c)) return c;
-  }
-  return null;
+  if (process.env.CHROMIUM) return process.env.CHROMIUM;
+  return ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((c) => existsSync(c)) ?? null;
 }
 
 /** `promise`, or an Error(message()) after `ms` (the timer does not keep the process alive). */
@@ -87,8 +86,15 @@ export async function launch() {
       } else events.push(msg);
     }
   });
+  const broken = (e) => {
+    exited ??= `Chromium (${exe}) cannot start: ${e.message}`;
+    for (const { fail } of pending.values()) fail(new Error(exited));
+    pending.clear();
+  };
+  child.on('error', broken); // e.g. not executable
+  child.stdio[3].on('error', broken); // EPIPE: it is gone
   child.on('exit', (code, signal) => {
-    exited = `Chromium exited (${code ?? signal}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`;
+    exited ??= `Chromium exited (${code ?? signal}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`;
     for (const { fail } of pending.values()) fail(new Error(exited));
     pending.clear();
   });
