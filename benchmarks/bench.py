@@ -202,7 +202,7 @@ class Timers:
 
 
 def bench_stylize(args: argparse.Namespace) -> list[dict]:
-    from onnxstyle.runtime import device_lbfgs, lbfgs
+    from onnxstyle.runtime import device_lbfgs, host_lbfgs
     from onnxstyle.runtime import stylize as st
     from onnxstyle.runtime.objective import Objective
 
@@ -218,10 +218,10 @@ def bench_stylize(args: argparse.Namespace) -> list[dict]:
         obj = Objective(c, styles, model=args.model, device=args.device, threads=args.threads)
         setup = time.perf_counter() - t0
         sess = obj.engine.session
-        orig_scipy, orig_ours, orig_dev = st.minimize, lbfgs.minimize, device_lbfgs.minimize
+        orig_scipy, orig_ours, orig_dev = st.minimize, host_lbfgs.minimize, device_lbfgs.minimize
         sess.run = timers.timed("ort", sess.run)
         sess.run_with_iobinding = timers.timed("ort", sess.run_with_iobinding)  # lbfgs-device
-        st.minimize, lbfgs.minimize = timers.minimizer(orig_scipy), timers.minimizer(orig_ours)
+        st.minimize, host_lbfgs.minimize = timers.minimizer(orig_scipy), timers.minimizer(orig_ours)
         device_lbfgs.minimize = timers.minimizer(orig_dev)
         if opt == "lbfgs-device":  # load its step graphs outside the timing
             device_lbfgs.step_sessions(*obj.ort_device, args.threads)
@@ -230,7 +230,7 @@ def bench_stylize(args: argparse.Namespace) -> list[dict]:
             res = st.optimize(obj, x0, args.stylize_iterations, callback=read, optimizer=opt)
             total = time.perf_counter() - t1
         finally:
-            st.minimize, lbfgs.minimize, device_lbfgs.minimize = orig_scipy, orig_ours, orig_dev
+            st.minimize, host_lbfgs.minimize, device_lbfgs.minimize = orig_scipy, orig_ours, orig_dev
             del sess.run, sess.run_with_iobinding
         t = timers.t
         optimiser = t["minimize"] - t["fun"] - t["callback"]
@@ -254,7 +254,7 @@ def bench_overhead(args: argparse.Namespace) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
     from onnxstyle import defaults
-    from onnxstyle.runtime import device_lbfgs, lbfgs
+    from onnxstyle.runtime import device_lbfgs, host_lbfgs
 
     n = 3 * args.overhead_size**2
     rng = np.random.default_rng(0)
@@ -280,9 +280,9 @@ def bench_overhead(args: argparse.Namespace) -> list[dict]:
             f, x0, jac=True, method="L-BFGS-B", options=opts),
         "scipy L-BFGS-B, bounds [0, 255]": lambda f: minimize(
             f, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 255.0), options=opts),
-        "onnxstyle lbfgs, bounds [0, 255]": lambda f: lbfgs.minimize(
+        "onnxstyle lbfgs, bounds [0, 255]": lambda f: host_lbfgs.minimize(
             f, x0.astype(np.float32), its, bounds=(0.0, 255.0)),
-        "onnxstyle lbfgs, segment end point, bounds [0, 255]": lambda f: lbfgs.minimize(
+        "onnxstyle lbfgs, segment end point, bounds [0, 255]": lambda f: host_lbfgs.minimize(
             f, x0.astype(np.float32), its, bounds=(0.0, 255.0), rule="segment"),
     }
     opts = {"maxiter": its, "maxfun": 4 * its + 20, "ftol": 0.0, "gtol": 0.0,

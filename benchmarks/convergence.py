@@ -149,9 +149,9 @@ def main() -> None:
     if args.rule != "gcp":  # what stylize's optimizer="lbfgs" calls
         from functools import partial
 
-        from onnxstyle.runtime import lbfgs
+        from onnxstyle.runtime import host_lbfgs
 
-        lbfgs.minimize = partial(lbfgs.minimize, rule=args.rule)
+        host_lbfgs.minimize = partial(host_lbfgs.minimize, rule=args.rule)
     path = args.out / f"convergence_{args.optimizer}_{args.size}.json"
     rows = json.loads(path.read_text()) if path.exists() else {}
     for pair in args.pairs.split(","):

@@ -8,6 +8,7 @@ Downloaded weights: `$ONNXSTYLE_WEIGHTS_CACHE`, else `weights/` in that cache fo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -110,3 +111,11 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     return path
 
 
+def hash_file(path: Path) -> tuple[str, str]:
+    """(sha256, md5) hex digests in one pass."""
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+            md5.update(chunk)
+    return sha.hexdigest(), md5.hexdigest()

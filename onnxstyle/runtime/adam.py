@@ -3,7 +3,7 @@
 The optimiser of anishathalye/neural-style (and jcjohnson's -optimizer adam): one loss+gradient
 evaluation per iteration, no line search. Iteration k steps from x_(k-1) to x_k and evaluates
 there, so the callback sees the loss of the iterate it gets and the run makes iterations + 1
-evaluations. Same calling convention as lbfgs.minimize: fun(x) -> (loss, grad).
+evaluations. Same calling convention as host_lbfgs.minimize: fun(x) -> (loss, grad).
 """
 
 from __future__ import annotations

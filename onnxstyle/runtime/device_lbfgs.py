@@ -264,11 +264,11 @@ def minimize(
     callback_every: int = 1,
     cold: bool = False,
 ) -> LbfgsResult:
-    """lbfgs.minimize on the device (see the module docstring for fun): minimise over the box
+    """host_lbfgs.minimize on the device (see the module docstring for fun): minimise over the box
     `bounds` from x0 for at most `maxiter` iterations, with the same stops and results.
     `device`: onnxruntime's (type, id) of the buffers fun takes, e.g. Objective.ort_device;
     `m`: the history length, which must be the shipped graph's (None: that one); the callback
-    runs after every `callback_every`-th iteration; `cold` as lbfgs.minimize."""
+    runs after every `callback_every`-th iteration; `cold` as host_lbfgs.minimize."""
     lo, hi = limits(bounds, maxiter, callback_every)
     sessions = step_sessions(*device, threads)
     if m is not None and m != memory(sessions):

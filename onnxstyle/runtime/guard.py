@@ -1,59 +1,17 @@
-"""Guards around a run: output-path checks before any work, cancellation,
-signal handling for the CLI, NaN/Inf faults that keep the last good image, and a BLAS thread
-limit that is safe when many threads run stylize at once."""
+"""The run guard: cancellation (a token any thread can set) and NaN/Inf faults that keep the last
+good image. Output checks are in outputs.py, BLAS threads in blas.py, the CLI's signals in
+cli/signals.py."""
 
 from __future__ import annotations
 
-import os
-import signal
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from onnxstyle.errors import InputError, NumericalError
-
-# ------------------------------------------------------------------------------ output path
-
-
-def check_writable_dir(path: Path, what: str = "") -> None:
-    """Refuse when the directory of `path` is missing or cannot take a new file. Probes with a
-    real temporary file, so read-only mounts are caught even for root."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise InputError(f"{what}{path}: directory {parent} does not exist")
-    if not parent.is_dir():
-        raise InputError(f"{what}{path}: {parent} is not a directory")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-    except OSError as e:
-        raise InputError(f"{what}{path}: directory {parent} is not writable "
-                         f"({e.strerror or e})") from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Refuse a bad output image path before any work starts."""
-    from PIL import Image
-
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; give an image file name")
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise InputError(f"{path}: unknown image extension {path.suffix!r} (use .png or .jpg)")
-    check_writable_dir(path, "output ")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists (use --overwrite to replace it)")
-    return path
-
-
-# ---------------------------------------------------------------------- cancellation, faults
+from onnxstyle.errors import NumericalError
 
 
 class CancelToken(Protocol):
@@ -102,74 +60,3 @@ class RunGuard:
             what = e.args[0] if e.args else "NaN or Inf"
             e.args = (f"{what} after iteration {e.iteration}{kept}",)
             raise
-
-
-# ---------------------------------------------------------------------------- CLI signals
-
-
-class Interrupt:
-    """Set by the first SIGINT/SIGTERM: the run stops at its next iteration. `code` is the exit
-    status (128 + the signal: 130 for Ctrl-C, 143 for SIGTERM)."""
-
-    def __init__(self) -> None:
-        self.token = threading.Event()
-        self.signum: int | None = None
-
-    @property
-    def code(self) -> int:
-        return 128 + (self.signum or 0)
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else ""
-
-
-@contextmanager
-def interruptible(signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[Interrupt]:
-    """Catch SIGINT/SIGTERM (main thread only) so a run ends cleanly; a second signal stops at
-    once with KeyboardInterrupt. Elsewhere this does nothing."""
-    state = Interrupt()
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-
-    def handler(signum, frame) -> None:
-        if state.token.is_set():  # the second one: give up waiting
-            raise KeyboardInterrupt
-        state.signum = signum
-        state.token.set()
-
-    previous = {s: signal.signal(s, handler) for s in signals}
-    try:
-        yield state
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-# ---------------------------------------------------------------------------- BLAS threads
-
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_limiter = None
-
-
-@contextmanager
-def blas_single_thread() -> Iterator[None]:
-    """threadpoolctl's limit is process-wide: with several runs in threads, the first to finish
-    would lift it under the others. This counts users; the last one out restores it."""
-    global _blas_users, _blas_limiter
-    from threadpoolctl import threadpool_limits
-
-    with _blas_lock:
-        if _blas_users == 0:
-            _blas_limiter = threadpool_limits(limits=1, user_api="blas")
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0 and _blas_limiter is not None:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None

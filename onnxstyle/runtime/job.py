@@ -15,7 +15,7 @@ import numpy as np
 from onnxstyle.errors import InputError, NumericalError
 from onnxstyle.files import atomic_write
 from onnxstyle.options import StyleOptions, check_int
-from onnxstyle.runtime import checkpoint, guard, images, sheet
+from onnxstyle.runtime import checkpoint, guard, images, outputs, sheet
 from onnxstyle.runtime import prepare as door
 from onnxstyle.runtime.stylize import Progress, Result, stylize
 
@@ -88,9 +88,9 @@ def run(job: Job, on_progress: Callable[[Progress], None] | None = None,
     after writing the last good image; a cancelled run writes its best image and its state."""
     opts = job.options
     check_int("checkpoint every", job.checkpoint_every, 0)
-    guard.check_output(job.output, job.overwrite or job.resume is not None)
+    outputs.check_output(job.output, job.overwrite or job.resume is not None)
     if job.report is not None:
-        guard.check_writable_dir(job.report, "report ")
+        outputs.check_writable_dir(job.report, "report ")
     rgb, alpha = images.load_rgba(job.content)
     styles = [images.load_rgb(s) for s in job.styles]
     masks = None if job.masks is None else [None if m is None else images.open_image(m) for m in job.masks]

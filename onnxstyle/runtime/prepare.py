@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnxstyle.options import INITS, StyleOptions
-from onnxstyle.runtime import color, fit, guard, images, tiles
+from onnxstyle.runtime import blas, color, fit, images, tiles
 from onnxstyle.runtime.objective import Objective
 from onnxstyle.runtime.stylize import Convergence, Result, initial_canvas, is_cold, optimize
 
@@ -53,7 +53,7 @@ def colours(opts: StyleOptions, reference: np.ndarray, styles: Sequence[np.ndarr
     """The styles with preserve_colors: matched to the colours (match) or the luminance
     (luminance) of `reference`, the content; as given otherwise."""
     styles = [images.as_rgb_array(s) for s in styles]
-    with guard.blas_single_thread():
+    with blas.single_thread():
         if opts.preserve_colors == "match":
             return [color.match_colors(s, reference, opts.color_match) for s in styles]
         if opts.preserve_colors == "luminance":
@@ -81,7 +81,7 @@ class Prepared:
     def run(self, x0: np.ndarray, iterations: int, callback=None, state=None, cold: bool = False) -> Result:
         """optimize() with this run's optimiser, pairs, learning rate and stopping rule."""
         until = Convergence() if self.options.until == "converged" else None
-        with guard.blas_single_thread():  # the starting point's terms too (tiled: NumPy products)
+        with blas.single_thread():  # the starting point's terms too (tiled: NumPy products)
             return optimize(self.objective, x0, iterations, callback, self.options.optimizer, state, self.fit.pairs,
                             until, cold, self.options.learning_rate)
 
@@ -107,6 +107,6 @@ def prepare(opts: StyleOptions, content: np.ndarray, styles: Sequence[np.ndarray
     sts = [images.resize(s, images.fit_size(s.shape, max(16, round((size or max(s.shape[:2])) * scale))))
            for s, scale in zip(styles, style_scales or opts.style_scales(len(styles)), strict=True)]
     ms = None if masks is None else [None if m is None else images.resize_mask(m, hw) for m in masks]
-    with guard.blas_single_thread():  # the style targets' products: the same bits whatever the env's threads
+    with blas.single_thread():  # the style targets' products: the same bits whatever the env's threads
         objective = Objective(c, sts, opts, style_masks=ms, tile=fitted.tile)
     return Prepared(opts, objective, fitted, c)

@@ -13,8 +13,8 @@ from scipy.optimize import Bounds, minimize
 
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
-from onnxstyle.options import INITS, OPTIMIZERS, OptionError, StyleOptions, check_choice, check_int
-from onnxstyle.runtime import guard, images, lbfgs
+from onnxstyle.options import INITS, OPTIMIZERS, OptionError, StyleOptions, check_blend, check_choice, check_int
+from onnxstyle.runtime import blas, guard, host_lbfgs, images, lbfgs
 from onnxstyle.runtime.objective import Objective
 
 
@@ -223,7 +223,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
     # REL_REDUCTION_OF_F stops); maxfun leaves room for line searches.
     options = {"maxiter": iterations, "maxfun": iterations * 4 + 20, "ftol": 0.0, "gtol": 0.0,
                "maxcor": pairs}
-    with guard.blas_single_thread():  # keep OpenBLAS off onnxruntime's cores (thread-safe)
+    with blas.single_thread():  # keep OpenBLAS off onnxruntime's cores (thread-safe)
         if optimizer == "lbfgs-device":  # x, g and the history stay on the device
             from onnxstyle.runtime import device_lbfgs
 
@@ -248,7 +248,7 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
                     raise InputError(str(e)) from None
                 if not np.array_equal(state.x, x0.ravel()):
                     raise InputError("the L-BFGS state is not at the starting image")
-            res = lbfgs.minimize(fun, x0.ravel(), iterations, bounds=(0.0, 255.0), m=pairs,
+            res = host_lbfgs.minimize(fun, x0.ravel(), iterations, bounds=(0.0, 255.0), m=pairs,
                                  callback=on_iter, maxfun=options["maxfun"], state=state, cold=cold)
         else:
             res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
@@ -326,6 +326,10 @@ def stylize(
     from onnxstyle.runtime import prepare as door
 
     opts = (options or StyleOptions()).replace(**changes)
+    try:  # before any work (the Objective checks it again for its direct callers)
+        check_blend(opts.style_blend, len(style) if isinstance(style, list | tuple) else 1)
+    except InputError as e:
+        raise OptionError("style_blend", str(e)) from None
     c = images.as_rgb_array(content)
     sizes, iters = opts.ladder(c.shape), opts.iteration_list(c.shape)
     styles = _styles(style)

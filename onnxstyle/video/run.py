@@ -23,7 +23,7 @@ import numpy as np
 
 from onnxstyle.errors import InputError
 from onnxstyle.options import StyleOptions, check_int, check_number
-from onnxstyle.runtime import checkpoint, guard, images
+from onnxstyle.runtime import checkpoint, guard, images, outputs
 from onnxstyle.runtime import prepare as door
 from onnxstyle.runtime.objective import Objective
 from onnxstyle.runtime.stylize import Result
@@ -214,11 +214,11 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
     if video_out:
         if output.is_dir():
             raise InputError(f"{output}: is a folder; give a video file name")
-        guard.check_writable_dir(output, "output ")
+        outputs.check_writable_dir(output, "output ")
         if output.exists() and not overwrite:
             raise InputError(f"{output}: already exists (use --overwrite to replace it)")
     else:
-        guard.check_writable_dir(output, "output ")
+        outputs.check_writable_dir(output, "output ")
     hw = _frame_size(source, options.size, video_out)
     options, choice = check(options, hw, len(style_arrays))  # refuses up front what cannot fit
     work = work_folder(output) if video_out else output
