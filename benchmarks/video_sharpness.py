@@ -58,11 +58,13 @@ def run(args) -> None:
             images.save(f, src / f"f{i:03d}.png")
         t = time.perf_counter()
         stylize_clip(src, args.frames, [DATA / "style" / "starry_night.jpg"],
-                     StyleOptions(size=args.size, iterations=args.iterations, threads=args.threads), TemporalOptions(),
+                     StyleOptions(size=args.size, iterations=args.iterations, threads=args.threads),
+                     TemporalOptions() if args.weight is None else TemporalOptions(weight=args.weight),
                      overwrite=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(sys.modules["onnxstyle"].__file__).parent).stdout.strip()
-    meta = {"clip": args.clip, "tag": args.tag, "frames": args.n, "size": args.size, "iterations": args.iterations,
+    meta = {"clip": args.clip, "tag": args.tag, "weight": args.weight,
+            "frames": args.n, "size": args.size, "iterations": args.iterations,
             "commit": commit, "dirty": bool(subprocess.run(["git", "status", "--porcelain", "onnxstyle"],
                                                            capture_output=True, text=True,
                                                            cwd=Path(sys.modules["onnxstyle"].__file__).parent).stdout),
@@ -99,10 +101,10 @@ def measure(folder: Path) -> dict:
                 & (gy + f[..., 1] <= hw[0] - 1)).astype(np.float32) for f in out]
         return hw, out, vis
 
-    def te(seq, scale):
+    def te(seq, scale, interpolation=cv2.INTER_LINEAR):
         hw, fl, vis = flows_at(scale)
         seq = [cv2.resize(np.asarray(s, np.float32), (hw[1], hw[0]), interpolation=cv2.INTER_AREA) for s in seq]
-        return temporal_error(seq, fl, vis)
+        return temporal_error(seq, fl, vis, interpolation)
 
     content = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]
     s = [sharpness(o) for o in outs]
@@ -111,7 +113,9 @@ def measure(folder: Path) -> dict:
     return {**meta, "per_frame": s, "ratio_to_first": ratio,
             "content_ratio_to_first": {key: [x[key] / sc[0][key] for x in sc] for key in sc[0]},
             "temporal_error": te(outs, 1.0), "temporal_error_half": te(outs, 0.5),
-            "content_temporal_error": te(content, 1.0), "content_temporal_error_half": te(content, 0.5)}
+            "content_temporal_error": te(content, 1.0), "content_temporal_error_half": te(content, 0.5),
+            "temporal_error_lanczos": te(outs, 1.0, cv2.INTER_LANCZOS4),
+            "content_temporal_error_lanczos": te(content, 1.0, cv2.INTER_LANCZOS4)}
 
 
 def report(args) -> None:
@@ -122,9 +126,10 @@ def report(args) -> None:
              "Starry Night, `--size 128 --iterations 60` (later frames 30), scipy, 12 frames; each "
              "later frame's sharpness as a multiple of the first frame's (min over frames 2-12, and "
              "frame 8); temporal error against the true flow at full and half resolution (the "
-             "content frames' own in brackets).", "",
+             "content frames' own in brackets); the previous frame warped bilinearly as docs/video.md, and "
+             "with Lanczos, which blurs a sharp frame far less.", "",
              "| clip | run (commit) | gradient min / f8 | Laplacian var min / f8 | right band f8 | bottom band f8 "
-             "| temporal error | at half res |", "|---|---|---|---|---|---|---|---|"]
+             "| temporal error | at half res | Lanczos-warped |", "|---|---|---|---|---|---|---|---|---|"]
     def cells(q: dict) -> str:
         return (f"{min(q['gradient'][1:]):.2f} / {q['gradient'][7]:.2f} | {min(q['laplacian_var'][1:]):.2f} / "
                 f"{q['laplacian_var'][7]:.2f} | {q['right_band'][7]:.2f} | {q['bottom_band'][7]:.2f}")
@@ -132,11 +137,13 @@ def report(args) -> None:
     for r in rows:
         if r["tag"] == rows[[x["clip"] for x in rows].index(r["clip"])]["tag"]:  # the clip's first row
             lines.append(f"| {r['clip']} | the content frames | {cells(r['content_ratio_to_first'])} | "
-                         f"{r['content_temporal_error']:.1f} | {r['content_temporal_error_half']:.1f} |")
+                         f"{r['content_temporal_error']:.1f} | {r['content_temporal_error_half']:.1f} | "
+                         f"{r['content_temporal_error_lanczos']:.1f} |")
         commit = r["commit"] + ("+" if r["dirty"] else "")
         lines.append(f"| {r['clip']} | {r['tag']} ({commit}) | {cells(r['ratio_to_first'])} | "
                      f"{r['temporal_error']:.1f} ({r['content_temporal_error']:.1f}) | "
-                     f"{r['temporal_error_half']:.1f} ({r['content_temporal_error_half']:.1f}) |")
+                     f"{r['temporal_error_half']:.1f} ({r['content_temporal_error_half']:.1f}) | "
+                     f"{r['temporal_error_lanczos']:.1f} ({r['content_temporal_error_lanczos']:.1f}) |")
     (res / "video_sharpness.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if args.picture:  # frame 1 and frame 8 side by side, one row per folder
@@ -162,6 +169,7 @@ def main() -> None:
     r.add_argument("--size", type=int, default=128)
     r.add_argument("--iterations", type=int, default=60)
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--weight", type=float, help="the temporal weight (default: TemporalOptions')")
     p = sub.add_parser("report")
     p.add_argument("folders", nargs="+")
     p.add_argument("--picture", type=Path)

@@ -57,14 +57,16 @@ class PanZoom:
         return ((sx >= 0) & (sx <= self.width - 1) & (sy >= 0) & (sy <= self.height - 1)).astype(np.float32)
 
 
-def temporal_error(frames: list[np.ndarray], backward_flows: list[np.ndarray], masks: list[np.ndarray]) -> float:
+def temporal_error(frames: list[np.ndarray], backward_flows: list[np.ndarray], masks: list[np.ndarray],
+                   interpolation: int = cv2.INTER_LINEAR) -> float:
     """Mean over t >= 1 of the mean squared difference (per value, 0..255 units) between frame t
-    and frame t-1 warped by the true backward flow t -> t-1, on pixels visible in both."""
+    and frame t-1 warped by the true backward flow t -> t-1 (bilinear unless `interpolation`
+    says otherwise), on pixels visible in both."""
     from onnxstyle.video.flow import warp
 
     errs = []
     for t in range(1, len(frames)):
-        d = (frames[t].astype(np.float32) - warp(frames[t - 1], backward_flows[t - 1])) ** 2
+        d = (frames[t].astype(np.float32) - warp(frames[t - 1], backward_flows[t - 1], interpolation)) ** 2
         m = masks[t - 1] > 0
         errs.append(float(d[m].mean()))
     return float(np.mean(errs))
