@@ -506,7 +506,7 @@ def video(
     vid.require()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from onnxstyle.cli import signals
+    from onnxstyle.cli import progress, signals
     from onnxstyle.video.run import TemporalOptions, stylize_clip
 
     ensure_models(options)
@@ -518,10 +518,12 @@ def video(
         task = bar.add_task("frames", total=None, left="reading...")
 
         def on_frame(p) -> None:
-            bar.update(task, total=p.frames, completed=p.frame, left=f"~{p.remaining:.0f} s left")
+            bar.update(task, total=p.frames, completed=p.frame, left=f"{progress.clock(p.remaining)} left")
 
         result = stylize_clip(input, output, styles, options, temporal, overwrite=overwrite,
                               progress=on_frame, cancel=stop.token)
+    if result.choice:
+        typer.echo(f"onnxstyle: note: {result.choice}", err=True)
     if result.stopped or stop.signum:
         typer.echo(f"onnxstyle: interrupted by {stop.name}: {result.resumed_at + len(result.seconds_per_frame)} "
                    f"of {result.frames} frames are done; run the same command to continue", err=True)
