@@ -31,7 +31,9 @@ mkdir -p "$STAGE/src/models" "$STAGE/dev" "$STAGE/cache"
 copy_tree "$STAGE/src"
 (cd "$STAGE/src" && git init -q && git add -A && git -c user.name=dryrun -c user.email=dryrun@localhost \
    commit -qm "dry run" --no-verify)
+shopt -s nullglob  # a fresh clone (CI) has none: gpu_prepare.sh exports them
 for f in models/vgg19_gatys.*; do [[ $f == *.static-* ]] || cp -P "$f" "$STAGE/src/models/"; done
+shopt -u nullglob
 ver=$("$PY" -c "import onnxruntime as o; print(o.__version__)")
 site=$("$PY" -c "import onnxruntime as o, os; print(os.path.dirname(os.path.dirname(o.__file__)))")
 say "packing this machine's onnxruntime $ver (CPU parts) under the GPU build's name"
