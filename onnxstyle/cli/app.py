@@ -364,13 +364,6 @@ def batch_engine(engine: str, workers: int | None, address: str | None, cpus_per
     return RayEngine(address, workers, retries, cpus_per_job, gpus_per_job, device)
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    m, s = divmod(int(seconds + 0.5), 60)
-    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s" if m else f"{s}s"
-
-
 @app.command(cls=Command)
 @friendly
 @style_options
@@ -397,7 +390,7 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from onnxstyle import batch as batches
-    from onnxstyle.cli import signals
+    from onnxstyle.cli import progress, signals
 
     tasks = batches.read(jobs, out, options, checkpoint_every)
     runner = batch_engine(engine, workers, address, cpus_per_job, gpus_per_job, retries, options.device)
@@ -417,12 +410,12 @@ def batch(
             if event.kind == "finished" and event.record.get("status") == "failed":
                 bar.console.print(f"failed: {event.item.where}: {event.record.get('error')}", markup=False)
             bar.update(row, completed=s.done, status=f"{s.ok} ok, {s.failed} failed, {s.skipped} skipped, "
-                       f"{len(s.running)} running, {duration(s.left_s())} left")
+                       f"{len(s.running)} running, {progress.clock(s.left_s())} left")
 
         with signals.interruptible() as stop:
             s = batches.run(tasks, runner, log, on_event, stop.token)
     typer.echo(f"batch: {s.ok} ok, {s.failed} failed, {s.skipped} skipped (finished before), "
-               f"{s.interrupted} interrupted in {duration(time.monotonic() - s.started)}; log {log}")
+               f"{s.interrupted} interrupted in {progress.clock(time.monotonic() - s.started)}; log {log}")
     if stop.signum:
         raise fail(f"interrupted by {stop.name}: {s.interrupted} running jobs wrote their best image and run "
                    "state; run the same command again to resume them", stop.code)
