@@ -251,7 +251,7 @@ def test_a_non_finite_trial_point_is_backtracked():
 
 def test_real_stylize_matches_lbfgs(model_path, monkeypatch):
     """At 64 px and 30 iterations on two real pairs and two seeds, the final loss of
-    lbfgs-device is within 2% of lbfgs's on average. Same math, but float32 rounding differs
+    lbfgs-device is at most 2% above lbfgs's on average. Same math, but float32 rounding differs
     (dot products summed in another order), and on this non-convex loss the paths part slowly:
     one run's ratio swings by a few percent either way (measured 0.973..1.023 with the
     projected-path line search, 0.986..1.059 with the segment one, whose paths agree to 2e-3
@@ -279,11 +279,18 @@ def test_real_stylize_matches_lbfgs(model_path, monkeypatch):
             assert res.final == res.history[-1] == progress[-1].terms
             assert obj.terms(progress[-1].image)["total"] == pytest.approx(res.final["total"], rel=1e-5)
             assert res.evaluations <= 1.3 * iterations  # ~1 per iteration, as lbfgs (33..36 here)
-            early = [b["total"] / a["total"] - 1 for a, b in zip(ref.history[:10], res.history[:10],
-                                                                 strict=True)]
-            assert max(map(abs, early)) < 2e-3, early
+            # The first three iterations are the same float32 arithmetic summed in another order:
+            # they agree to rounding (measured <= 4e-6 on AVX2 and AVX-512 boxes). From the fourth
+            # on, a line search can take another branch at a near-tie and the paths part (5e-4 at
+            # iteration 4 and 1.4e-2 by iteration 10 on an AVX-512 box), so no later iteration is
+            # compared one to one.
+            early = [b["total"] / a["total"] - 1 for a, b in zip(ref.history[:3], res.history[:3], strict=True)]
+            assert max(map(abs, early)) < 1e-4, early
             ratios.append(res.final["total"] / ref.final["total"])
-    assert abs(np.mean(ratios) - 1) <= 0.02 and max(abs(r - 1) for r in ratios) <= 0.08, ratios
+    # After the paths part, one run's ratio swings by several percent either way (0.96..1.06
+    # measured on two machines); what the device optimiser promises is to end no worse than
+    # lbfgs on average (a mean of 0.977 on the AVX-512 box, 1.00 on the AVX2 one).
+    assert np.mean(ratios) <= 1.02 and max(abs(r - 1) for r in ratios) <= 0.08, ratios
 
 
 def test_only_scalars_cross_per_iteration(model_path, monkeypatch):
