@@ -294,21 +294,31 @@ def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
         typer.echo(f"wrote {' and '.join(map(str, out.extras))}")
 
 
+# The one run's options, shared by stylize and texture.
+Output = Annotated[Path, typer.Option("-o", "--output", help="Output image (.png/.jpg)")]
+CheckpointEvery = Annotated[int, typer.Option(help="Write an image every K iterations (0: off)")]
+Report = Annotated[Path | None, typer.Option(help="Write a JSON report here")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing output")]
+Resume = Annotated[Path | None, typer.Option(help="Continue a run from its .ckpt.npz")]
+PrintEvery = Annotated[int, typer.Option(min=0, help="A progress line every N iterations instead of the bar "
+                                                     "(0: the bar, or about 20 lines when piped)")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stdout; errors still on stderr")]
+
+
 @app.command(cls=Command)
 @friendly
 @style_options
 def stylize(
     content: Annotated[Path, typer.Argument(help="Content image")],
     styles: Annotated[list[Path], typer.Argument(help="Style image(s): one or more paintings")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output image (.png/.jpg)")],
+    output: Output,
     style_mask: Annotated[list[str] | None, typer.Option(help="STYLE=MASK.png, repeatable")] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="Write an image every K iterations (0: off)")] = 0,
-    report: Annotated[Path | None, typer.Option(help="Write a JSON report here")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
-    resume: Annotated[Path | None, typer.Option(help="Continue a run from its .ckpt.npz")] = None,
-    print_every: Annotated[int, typer.Option(min=0, help="A progress line every N iterations instead of the "
-                                                         "bar (0: the bar, or about 20 lines when piped)")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stdout; errors still on stderr")] = False,
+    checkpoint_every: CheckpointEvery = 0,
+    report: Report = None,
+    overwrite: Overwrite = False,
+    resume: Resume = None,
+    print_every: PrintEvery = 0,
+    quiet: Quiet = False,
     options: StyleOptions = None,
 ) -> None:
     """Stylize CONTENT with the style of one or more STYLE images."""
@@ -325,14 +335,13 @@ def stylize(
 @style_options
 def texture(
     painting: Annotated[Path, typer.Argument(help="The painting whose texture to make")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output image (.png/.jpg)")],
-    checkpoint_every: Annotated[int, typer.Option(help="Write an image every K iterations (0: off)")] = 0,
-    report: Annotated[Path | None, typer.Option(help="Write a JSON report here")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
-    resume: Annotated[Path | None, typer.Option(help="Continue a run from its .ckpt.npz")] = None,
-    print_every: Annotated[int, typer.Option(min=0, help="A progress line every N iterations instead of the "
-                                                         "bar (0: the bar, or about 20 lines when piped)")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stdout; errors still on stderr")] = False,
+    output: Output,
+    checkpoint_every: CheckpointEvery = 0,
+    report: Report = None,
+    overwrite: Overwrite = False,
+    resume: Resume = None,
+    print_every: PrintEvery = 0,
+    quiet: Quiet = False,
     options: StyleOptions = None,
 ) -> None:
     """Texture synthesis (Gatys, Ecker & Bethge 2015): PAINTING's style alone, from noise in its
