@@ -27,6 +27,7 @@ class Summary:
     failed: int = 0
     interrupted: int = 0
     skipped: int = 0
+    redone: int = 0  # finished before, run again: their inputs or options changed (also counted as they end)
     running: set[int] = field(default_factory=set)
     seconds: list[float] = field(default_factory=list)  # of the jobs that ran to the end
     workers: int = 1  # the most jobs seen running at once
@@ -43,12 +44,32 @@ class Summary:
         return sum(self.seconds) / len(self.seconds) * (self.total - self.done) / max(1, self.workers)
 
 
+def fingerprints(log: Path) -> dict[str, str]:
+    """The fingerprint of each output's newest ok record in `log` (none: made by an older version)."""
+    found: dict[str, str] = {}
+    if not log.is_file():
+        return found
+    with open(log, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            if isinstance(rec, dict) and rec.get("status") == "ok" and "output" in rec:
+                found[str(rec["output"])] = rec.get("fingerprint", "")
+    return found
+
+
 def run(tasks: Sequence[Task], engine, log: Path, on_event: Callable[[Event, Summary], None] | None = None,
         cancel: CancelToken | None = None) -> Summary:
     """Run `tasks` on `engine` (LocalEngine, RayEngine): rows with an error are recorded as
-    failed, finished jobs as skipped, and the rest run; every job appends one line to `log`."""
+    failed, finished jobs made from the same inputs and options (the fingerprint of their newest ok
+    record) as skipped, and the rest run, a changed finished job as redone; every job appends one
+    line to `log`."""
     summary = Summary(total=len(tasks))
     log.parent.mkdir(parents=True, exist_ok=True)
+    made = fingerprints(log)
+    redo: set[int] = set()
     with open(log, "a", encoding="utf-8") as f:
 
         def write(record: dict) -> None:
@@ -60,10 +81,13 @@ def run(tasks: Sequence[Task], engine, log: Path, on_event: Callable[[Event, Sum
             if t.error is not None:
                 summary.failed += 1
                 write(t.record(status="failed", error=t.error))
-            elif t.finished():
+            elif t.finished() and made.get(str(t.output)) == _fingerprint(t):
                 summary.skipped += 1
                 write(t.record(status="skipped"))
             else:
+                if t.finished():
+                    summary.redone += 1
+                    redo.add(t.index)
                 todo.append(t)
 
         retried: dict[int, list[str]] = {}  # item -> why its workers died
@@ -80,6 +104,8 @@ def run(tasks: Sequence[Task], engine, log: Path, on_event: Callable[[Event, Sum
                 record = {**event.item.record(), **event.record, "attempt": event.attempt}
                 if event.item.index in retried:
                     record["retried_after"] = retried[event.item.index]
+                if event.item.index in redo:
+                    record["redone"] = "inputs or options changed"
                 status = record["status"]
                 setattr(summary, status, getattr(summary, status) + 1)
                 if status == "ok":
@@ -90,6 +116,13 @@ def run(tasks: Sequence[Task], engine, log: Path, on_event: Callable[[Event, Sum
 
         engine.run(todo, handle, cancel or threading.Event())
     return summary
+
+
+def _fingerprint(task: Task) -> str | None:
+    try:
+        return task.fingerprint()
+    except OSError:
+        return None  # an input gone: run it, and its record says why it fails
 
 
 __all__ = ["Task", "read", "run", "Summary", "LocalEngine", "LOG_NAME"]

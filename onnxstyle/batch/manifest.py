@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import json
 import os
 import time
@@ -59,6 +60,23 @@ class Task:
         job leaves no run state (an interrupted one does, beside its best image)."""
         return self.output.is_file() and not self.state.exists()
 
+    def fingerprint(self) -> str:
+        """sha256 over what makes the output: the content's, each style's bytes and the options
+        that change the result (checkpoint.recorded, as a resume or a clip's frames compare them, and
+        the stopping rule and graph)."""
+        from onnxstyle.runtime import checkpoint
+
+        h = hashlib.sha256()
+        for path in [self.content, *self.styles]:
+            with open(path, "rb") as f:
+                h.update(f"{os.fstat(f.fileno()).st_size}:".encode())  # each file's length: no bytes shift across
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        # a resume may change these (UNRECORDED), but a finished picture is what they made
+        made = {k: v for k, v in self.options.to_dict().items() if k in ("iterations", "until", "model")}
+        h.update(json.dumps({**checkpoint.recorded(self.options), **made}, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
     def record(self, **fields) -> dict:
         """A batch.jsonl line for this task."""
         return {"row": self.where, "content": str(self.content), "style": [str(s) for s in self.styles],
@@ -71,12 +89,16 @@ class Task:
 
         started = time.time()
         rec = self.record(worker=worker, started=_stamp(started))
+        try:
+            rec["fingerprint"] = self.fingerprint()  # of the inputs as this run reads them
+        except OSError:
+            pass  # a missing file: the run below says so
         if self.clip:
             return self._execute_clip(cancel, rec, started)
         try:
             resume = self.state if self.state.is_file() else None
             job = jobs.Job(self.content, self.styles, self.output, self.options, checkpoint_every=self.checkpoint_every,
-                           overwrite=self.state.exists(), resume=resume)
+                           overwrite=True, resume=resume)  # dispatched: unfinished or changed
             out = jobs.run(job, cancel=cancel)
         except Exception as e:  # recorded, and the batch goes on
             status, error, out = "failed", one_line(e), None

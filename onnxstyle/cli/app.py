@@ -424,7 +424,8 @@ def batch(
         with signals.interruptible() as stop:
             s = batches.run(tasks, runner, log, on_event, stop.token)
     typer.echo(f"batch: {s.ok} ok, {s.failed} failed, {s.skipped} skipped (finished before), "
-               f"{s.interrupted} interrupted in {progress.clock(time.monotonic() - s.started)}; log {log}")
+               f"{s.redone} redone (inputs or options changed), {s.interrupted} interrupted "
+               f"in {progress.clock(time.monotonic() - s.started)}; log {log}")
     if stop.signum:
         raise fail(f"interrupted by {stop.name}: {s.interrupted} running jobs wrote their best image and run "
                    "state; run the same command again to resume them", stop.code)
