@@ -1,9 +1,12 @@
-"""Where batch work runs. An engine takes work items, anything with an `index` and
-`execute(cancel, worker) -> record dict` (a manifest `Task` today; a video clip can be one later),
-and runs each on a worker that keeps its loaded model across items. It reports `Event`s:
-"started", "retry" (the worker died; the item goes to the front of the queue) and "finished"
-(with the item's record). When `cancel` is set it dispatches nothing more, asks running items to
-stop (they write their best image and run state) and returns once they have.
+"""Where batch and service work runs. An engine takes work items, anything with an `index` and
+`execute(cancel, worker, progress) -> record dict` (a manifest `Task`, a service job), and runs
+each on a worker that keeps its loaded model across items. It reports `Event`s: "started",
+"progress" (what the item passed to `progress`, in `record`), "retry" (the worker died; the item
+goes to the front of the queue) and "finished" (with the item's record). When `cancel` is set it
+dispatches nothing more, asks running items to stop (they write their best image and run state)
+and returns once they have. An item may carry its own `cancel` event (a service job's): when it
+is set, the worker running that item is asked to stop it. Items come as a sequence (a batch), or
+through an `Inbox` that a long-lived caller (the service) fills until it closes it.
 
 `LocalEngine` runs worker processes on this box (spawned, one pipe each, so a dead worker's item
 is known and retried); `onnxstyle.batch.rayengine.RayEngine` runs Ray actors.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue as queues
 import signal
 import socket
 from collections import deque
@@ -29,20 +33,40 @@ POLL_S = 0.2  # how often the driver looks at a cancel request while it waits
 class Work(Protocol):
     index: int
 
-    def execute(self, cancel: CancelToken, worker: str) -> dict: ...
+    def execute(self, cancel: CancelToken, worker: str, progress: Callable[[Any], None] | None = None) -> dict: ...
 
 
 @dataclass
 class Event:
-    kind: str  # started | retry | finished
+    kind: str  # started | progress | retry | finished
     item: Any  # the Work
     worker: str = ""
     pid: int | None = None
-    record: dict | None = None  # finished: the item's record; retry: why
+    record: Any = None  # finished: the item's record; progress: what the item reported; retry: why
     attempt: int = 1
 
 
 OnEvent = Callable[[Event], None]
+
+
+class Inbox:
+    """Items for a running engine, from any thread; `close()` ends `run` once the running items are done."""
+
+    def __init__(self) -> None:
+        self.items: queues.Queue = queues.Queue()
+        self.closed = False
+
+    def put(self, item: Work) -> None:
+        self.items.put(item)
+
+    def take(self) -> Work | None:
+        try:
+            return self.items.get_nowait()
+        except queues.Empty:
+            return None
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def worker_name(pid: int | None = None) -> str:
@@ -76,13 +100,14 @@ def _serve(conn, cancel, threads: int) -> None:
             return
         if item is None:
             return
-        conn.send(item.execute(cancel, name))
+        conn.send(("finished", item.execute(cancel, name, lambda report: conn.send(("progress", report)))))
 
 
 @dataclass
 class _Slot:
     process: Any  # a spawned multiprocessing.Process
     conn: Any  # its end of the pipe
+    stop: Any  # its cancel event (set: stop the item it runs)
     item: Any = None  # the Work it runs now
     attempt: int = 0
 
@@ -97,50 +122,64 @@ class LocalEngine:
         self.workers, self.retries = max(1, workers), retries
         self.threads = threads or default_threads(self.workers)
 
-    def _spawn(self, ctx, stop) -> _Slot:
+    def _spawn(self, ctx) -> _Slot:
         parent, child = ctx.Pipe()
+        stop = ctx.Event()
         process = ctx.Process(target=_serve, args=(child, stop, self.threads), daemon=True, name="onnxstyle-worker")
         process.start()
         child.close()
-        return _Slot(process, parent)
+        return _Slot(process, parent, stop)
 
-    def run(self, items: Sequence[Work], on_event: OnEvent, cancel: CancelToken) -> None:
+    def run(self, items: Sequence[Work] | Inbox, on_event: OnEvent, cancel: CancelToken) -> None:
         ctx = mp.get_context("spawn")  # no fork of a process holding onnxruntime threads
-        stop = ctx.Event()
-        queue: deque = deque((item, 1) for item in items)
-        slots = [self._spawn(ctx, stop) for _ in range(min(self.workers, len(queue)))]
+        inbox = items if isinstance(items, Inbox) else None
+        queue: deque = deque() if inbox else deque((item, 1) for item in items)
+        slots = [self._spawn(ctx) for _ in range(self.workers if inbox else min(self.workers, len(queue)))]
         try:
             while True:
-                if cancel.is_set():
-                    stop.set()
+                for s in slots:
+                    own = getattr(s.item, "cancel", None)
+                    if s.item is not None and (cancel.is_set() or (own is not None and own.is_set())):
+                        s.stop.set()
+                while inbox and not cancel.is_set() and sum(s.item is None for s in slots) > len(queue):
+                    item = inbox.take()
+                    if item is None:
+                        break
+                    queue.append((item, 1))
                 for s in slots:
                     if s.item is None and queue and not cancel.is_set():
                         s.item, s.attempt = queue.popleft()
+                        s.stop.clear()
                         on_event(Event("started", s.item, worker_name(s.process.pid), s.process.pid, None, s.attempt))
                         try:
                             s.conn.send(s.item)
                         except OSError:
                             pass  # it died while idle: seen below
                 busy = [s for s in slots if s.item is not None]
-                if not busy:
+                if not busy and (inbox is None or inbox.closed or cancel.is_set()):
                     return
                 wait([s.conn for s in busy] + [s.process.sentinel for s in busy], timeout=POLL_S)
                 for i, s in enumerate(slots):
                     if s.item is not None:
-                        slots[i] = self._collect(s, queue, on_event, ctx, stop, cancel)
+                        slots[i] = self._collect(s, queue, on_event, ctx, cancel)
         finally:
             self._close(slots)
 
-    def _collect(self, s: _Slot, queue: deque, on_event: OnEvent, ctx, stop, cancel) -> _Slot:
-        """The slot after looking at its worker: the item's record, or a replaced worker."""
-        try:
-            record = s.conn.recv() if s.conn.poll() else None
-        except (EOFError, OSError):
-            record = None
-        if record is not None:
-            item, s.item = s.item, None
-            on_event(Event("finished", item, record.get("worker", ""), s.process.pid, record, s.attempt))
-            return s
+    def _collect(self, s: _Slot, queue: deque, on_event: OnEvent, ctx, cancel) -> _Slot:
+        """The slot after looking at its worker: its progress, the item's record, or a replaced worker."""
+        while True:
+            try:
+                kind, record = s.conn.recv() if s.conn.poll() else (None, None)
+            except (EOFError, OSError):
+                kind = None
+            if kind == "progress":
+                on_event(Event("progress", s.item, worker_name(s.process.pid), s.process.pid, record, s.attempt))
+                continue
+            if kind == "finished":
+                item, s.item = s.item, None
+                on_event(Event("finished", item, record.get("worker", ""), s.process.pid, record, s.attempt))
+                return s
+            break
         if s.process.is_alive():
             return s
         s.process.join()
@@ -148,7 +187,7 @@ class LocalEngine:
         why = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         on_event(lost(s.item, s.attempt, self.retries, worker_name(s.process.pid), s.process.pid, why, queue))
         s.conn.close()
-        return _Slot(s.process, s.conn) if cancel.is_set() else self._spawn(ctx, stop)
+        return _Slot(s.process, s.conn, s.stop) if cancel.is_set() else self._spawn(ctx)
 
     @staticmethod
     def _close(slots: list[_Slot]) -> None:

@@ -82,9 +82,9 @@ class Task:
         return {"row": self.where, "content": str(self.content), "style": [str(s) for s in self.styles],
                 "output": str(self.output), **fields}
 
-    def execute(self, cancel, worker: str) -> dict:
+    def execute(self, cancel, worker: str, progress=None) -> dict:
         """Run on a worker (its sessions cached across tasks); never raises for a bad job: the
-        record says `status` ok | failed | interrupted, with a one-line `error`."""
+        record says `status` ok | failed | interrupted, with a one-line `error`. Reports no progress."""
         from onnxstyle.runtime import job as jobs
 
         started = time.time()

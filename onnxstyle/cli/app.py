@@ -540,7 +540,7 @@ def video(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one)")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Jobs run at once (one shared model)")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Jobs run at once (worker processes, each with its model)")] = 1,
     max_queue: Annotated[int, typer.Option(min=1, help="Jobs waiting before 429")] = 8,
     token: Annotated[str | None, typer.Option(envvar="ONNXSTYLE_TOKEN",
                                               help="Require Authorization: Bearer TOKEN on /v1/jobs")] = None,
@@ -554,9 +554,14 @@ def serve(
     model: Annotated[str | None, typer.Option(help="An exported .onnx (default: the models folder)")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = defaults.DEVICE,
     threads: Annotated[int | None, typer.Option(help="onnxruntime threads per job")] = None,
+    engine: Annotated[str, typer.Option(help="Where jobs run: local (worker processes, as batch)")] = "local",
 ) -> None:
     """Serve stylize jobs over HTTP, with a page at / (needs the serve extra; see docs/serve.md)."""
     settings = dict(locals())  # exactly the Settings fields, by name
+    if engine == "ray":
+        raise fail("--engine ray is not yet supported by serve; use --engine local")
+    if engine != "local":
+        raise fail(f"--engine {engine!r}: expected local")
     from onnxstyle import serve as service
 
     service.serve(service.Settings(**settings))

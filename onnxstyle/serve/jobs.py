@@ -1,14 +1,13 @@
-"""The job side of the service, free of any web framework: a bounded queue, N worker threads that
-share one loaded model through the thread-safe `stylize`, progress and the best picture so far,
-cancellation, expiry, and the figures /metrics shows. The event loop only reads what is here."""
+"""The job side of the service, free of any web framework: a bounded queue whose jobs run on an
+engine (`onnxstyle.batch.engines`, as `batch` runs its tasks: workers that keep their loaded
+model, a dead worker's job retried once), progress and the best picture so far, cancellation,
+expiry, and the figures /metrics shows. The event loop only reads what is here."""
 
 from __future__ import annotations
 
 import io
 import logging
 import math
-import os
-import queue
 import secrets
 import threading
 import time
@@ -17,14 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxstyle.errors import NumericalError, OnnxStyleError
+from onnxstyle.errors import OnnxStyleError
 from onnxstyle.files import atomic_write
 from onnxstyle.options import StyleOptions
 
 log = logging.getLogger("onnxstyle.serve")
-# Workers run at a lower CPU priority than the event loop, so status reads stay fast while every
-# core is busy; onnxruntime's pool threads, made by these threads, inherit it.
-WORKER_NICE = 10
+RETRIES = 1  # a job whose worker died runs once more, then fails with the reason
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 
@@ -46,7 +43,8 @@ class Settings:
     workdir: Path = Path("onnxstyle-serve")  # the only folder the server writes to
     model: str | None = None
     device: str = "auto"
-    threads: int | None = None  # onnxruntime intra-op threads per run (None: physical cores)
+    threads: int | None = None  # onnxruntime intra-op threads per run (None: the CPUs shared out among workers)
+    engine: str = "local"  # where jobs run: local (worker processes); ray is not supported yet
 
 
 class QueueFull(Exception):
@@ -98,33 +96,19 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def run_stylize(content, styles, options: StyleOptions, callback, cancel):
-    from onnxstyle.runtime.stylize import stylize
-
-    return stylize(content, styles, options, callback=callback, cancel=cancel)
-
-
-def lower_priority() -> None:
-    """Give this thread (and the threads it starts) WORKER_NICE, where the OS allows."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
-    except (AttributeError, OSError):  # not Linux, or not permitted: run at the same priority
-        pass
-
-
 class Service:
     """Jobs, workers, expiry and metrics. Every method is safe from any thread."""
 
     def __init__(self, settings: Settings) -> None:
+        from onnxstyle.batch.engines import Inbox, LocalEngine
+
         self.settings = settings
-        threads = settings.threads
-        if threads is None and settings.workers > 1:  # share the cores rather than oversubscribe
-            threads = max(1, (os.cpu_count() or 1) // settings.workers)
-        self.base = StyleOptions(model=settings.model, device=settings.device, threads=threads)
+        self.engine = LocalEngine(settings.workers, RETRIES, settings.threads)
+        self.inbox = Inbox()
+        self.base = StyleOptions(model=settings.model, device=settings.device, threads=settings.threads)
         self.base = self.base.replace(size=min(self.base.size, settings.max_size))  # a job's default
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
-        self.queue: queue.Queue[Job | None] = queue.Queue()
         self.ready = threading.Event()
         self.load_error: str | None = None
         self.draining = False
@@ -134,32 +118,43 @@ class Service:
         self.iteration_seconds = [0.0, 0]  # sum, count: seconds per iteration
         self.job_seconds = [0.0, 0]  # sum, count: seconds per finished job (Retry-After)
         self._stop = threading.Event()
+        self._last: dict[str, float] = {}  # job id -> when its latest iteration ended
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         self.settings.workdir.mkdir(parents=True, exist_ok=True)
-        targets = [self._load, self._expire] + [self._work] * self.settings.workers
-        for i, target in enumerate(targets):
+        for i, target in enumerate([self._engine, self._expire]):
             t = threading.Thread(target=target, name=f"onnxstyle-{target.__name__[1:]}-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        self._load()
 
     def _load(self) -> None:
-        """Load the model (both graphs) with a one-iteration run, so /healthz means ready."""
+        """Check the graphs and load the model on a worker with a one-iteration run, so /healthz means ready."""
         from onnxstyle.runtime import models
+        from onnxstyle.serve.work import Run
 
-        lower_priority()
         try:
             models.resolve(self.base.model, pool=self.base.pool)  # the graphs are there (never exported here)
-            tiny = np.full((32, 32, 3), 128, np.uint8)
-            run_stylize(tiny, [tiny], self.base.replace(size=32, iterations=1, scales=None), None, None)
-            self.ready.set()
-            log.info("model loaded; ready")
         except Exception as e:  # /healthz and every submission say why, in one line
-            self.load_error = str(e) if isinstance(e, OnnxStyleError) else f"unexpected {type(e).__name__}: {e}"
-            log.error("cannot load the model: %s", self.load_error)
+            self._load_failed(e)
+            return
+        tiny = np.full((32, 32, 3), 128, np.uint8)
+        self.inbox.put(Run(-1, "", self.base.replace(size=32, iterations=1, scales=None), tiny, [tiny]))
+
+    def _load_failed(self, e: Exception | str) -> None:
+        self.load_error = e if isinstance(e, str) else str(e) if isinstance(e, OnnxStyleError) \
+            else f"unexpected {type(e).__name__}: {e}"
+        log.error("cannot load the model: %s", self.load_error)
+
+    def _engine(self) -> None:
+        try:
+            self.engine.run(self.inbox, self._on_event, self._stop)
+        except Exception as e:  # the engine itself broke (no worker could start): say why
+            log.exception("engine")
+            self._load_failed(e)
 
     def drain(self) -> None:
         """Stop taking jobs; cancel the queued and running ones (each keeps its best picture)."""
@@ -177,11 +172,10 @@ class Service:
             return self.busy == 0
 
     def stop(self, timeout: float = 2.0) -> None:
-        """End the threads; a run still going after `timeout` keeps its latest picture."""
+        """End the engine; a run still going after `timeout` keeps its latest picture."""
         self.drain()
         self._stop.set()
-        for _ in range(self.settings.workers):
-            self.queue.put(None)
+        self.inbox.close()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -214,7 +208,9 @@ class Service:
             self._admit()  # again: others may have filled the queue meanwhile
             job = Job(secrets.token_urlsafe(12), options, content, styles, iterations)
             self.jobs[job.id] = job
-        self.queue.put(job)
+        from onnxstyle.serve.work import Run
+
+        self.inbox.put(Run(len(self.jobs), job.id, options, content, styles, job.cancel))
         return job
 
     def _retry_after(self, waiting: int) -> int:
@@ -251,48 +247,45 @@ class Service:
             job.png = (version, png)
         return None, png
 
-    def _work(self) -> None:
-        lower_priority()
-        while True:
-            job = self.queue.get()
-            if job is None:
-                return
+    def _on_event(self, event) -> None:
+        """The engine's events (on its thread) into the job's status."""
+        run, record = event.item, event.record
+        if not run.job:  # the warm-up run
+            if event.kind == "finished":
+                if record.get("status") == "done":
+                    self.ready.set()
+                    log.info("model loaded; ready")
+                else:
+                    self._load_failed(record.get("error") or "the warm-up run did not finish")
+            return
+        job = self.get(run.job)
+        if job is None:
+            return
+        now = time.perf_counter()
+        if event.kind == "started":
             with self.lock:
-                if job.status != "queued":  # cancelled while waiting
-                    continue
-                job.status, job.started = "running", time.time()
+                if job.status == "queued":  # not cancelled while waiting (then the worker stops it at once)
+                    job.status, job.started = "running", time.time()
                 self.busy += 1
-            try:
-                self._run(job)
-            finally:
-                with self.lock:
-                    self.busy -= 1
-
-    def _run(self, job: Job) -> None:
-        done = {"t": time.perf_counter()}
-
-        def on_progress(p) -> None:
-            image = np.clip(p.image + 0.5, 0, 255).astype(np.uint8)
-            now = time.perf_counter()
+            self._last[job.id] = now
+        elif event.kind == "progress":
             with self.lock:
-                job.image, job.terms, job.version = image, dict(p.terms), job.version + 1
-                job.iteration, job.iterations, job.remaining = p.step, p.steps, p.remaining
-                self.iteration_seconds[0] += now - done["t"]
+                job.image, job.terms, job.version = record["image"], record["terms"], job.version + 1
+                job.iteration, job.iterations, job.remaining = record["step"], record["steps"], record["remaining"]
+                self.iteration_seconds[0] += now - self._last.get(job.id, now)
                 self.iteration_seconds[1] += 1
-            done["t"] = now
-
-        try:
-            result = run_stylize(job.content, job.styles, job.options, on_progress, job.cancel)
-            self._finish(job, "cancelled" if result.stopped else "done", result.image, result.final, None)
-        except NumericalError as e:
-            self._finish(job, "failed", e.image, None, str(e))
-        except OnnxStyleError as e:
-            self._finish(job, "failed", job.image, None, str(e))
-        except MemoryError:
-            self._finish(job, "failed", job.image, None, "out of memory: try a smaller size")
-        except Exception as e:  # a bug: the job fails with one line, the worker lives on
-            log.exception("job %s", job.id)
-            self._finish(job, "failed", job.image, None, f"unexpected {type(e).__name__}: {e}")
+            self._last[job.id] = now
+        elif event.kind == "retry":
+            log.warning("job %s: %s; retrying", job.id, record["error"])
+            with self.lock:
+                self.busy -= 1
+        elif event.kind == "finished":
+            self._last.pop(job.id, None)
+            with self.lock:
+                self.busy -= 1
+            image = record.get("image")
+            self._finish(job, record["status"], job.image if image is None else image, record.get("terms"),
+                         record.get("error"))
 
     def _finish(self, job: Job, status: str, image: np.ndarray | None, terms: dict | None,
                 error: str | None) -> None:
