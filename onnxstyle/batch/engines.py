@@ -137,10 +137,6 @@ class LocalEngine:
         slots = [self._spawn(ctx) for _ in range(self.workers if inbox else min(self.workers, len(queue)))]
         try:
             while True:
-                for s in slots:
-                    own = getattr(s.item, "cancel", None)
-                    if s.item is not None and (cancel.is_set() or (own is not None and own.is_set())):
-                        s.stop.set()
                 while inbox and not cancel.is_set() and sum(s.item is None for s in slots) > len(queue):
                     item = inbox.take()
                     if item is None:
@@ -155,6 +151,10 @@ class LocalEngine:
                             s.conn.send(s.item)
                         except OSError:
                             pass  # it died while idle: seen below
+                for s in slots:  # after dispatch: an item cancelled while queued stops at once
+                    own = getattr(s.item, "cancel", None)
+                    if s.item is not None and (cancel.is_set() or (own is not None and own.is_set())):
+                        s.stop.set()
                 busy = [s for s in slots if s.item is not None]
                 if not busy and (inbox is None or inbox.closed or cancel.is_set()):
                     return

@@ -558,10 +558,6 @@ def serve(
 ) -> None:
     """Serve stylize jobs over HTTP, with a page at / (needs the serve extra; see docs/serve.md)."""
     settings = dict(locals())  # exactly the Settings fields, by name
-    if engine == "ray":
-        raise fail("--engine ray is not yet supported by serve; use --engine local")
-    if engine != "local":
-        raise fail(f"--engine {engine!r}: expected local")
     from onnxstyle import serve as service
 
     service.serve(service.Settings(**settings))

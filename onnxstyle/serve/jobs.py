@@ -102,6 +102,9 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         from onnxstyle.batch.engines import Inbox, LocalEngine
 
+        if settings.engine != "local":
+            raise OnnxStyleError(f"--engine {settings.engine} is not yet supported by serve; use --engine local"
+                                 if settings.engine == "ray" else f"--engine {settings.engine!r}: expected local")
         self.settings = settings
         self.engine = LocalEngine(settings.workers, RETRIES, settings.threads)
         self.inbox = Inbox()
