@@ -84,9 +84,9 @@ def test_a_job_whose_worker_dies_twice_fails_with_the_reason_and_the_next_runs(s
     assert server.wait(after["id"])["status"] == "done"
 
 
-def test_serve_engine_ray_is_refused_in_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "onnxstyle", "serve", "--engine", "ray", "--workdir", str(tmp_path)],
+def test_serve_address_without_ray_engine_is_refused_in_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "onnxstyle", "serve", "--address", "auto", "--workdir", str(tmp_path)],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "--engine ray is not yet supported by serve" in r.stderr + r.stdout
+    assert "--address is for --engine ray" in r.stderr + r.stdout

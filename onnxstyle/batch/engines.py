@@ -201,3 +201,20 @@ class LocalEngine:
             if s.process.is_alive():
                 s.process.kill()
                 s.process.join()
+
+
+def make(kind: str, workers: int | None, retries: int, threads: int | None = None, address: str | None = None,
+         cpus_per_job: float = 1.0, gpus_per_job: float | None = None, device: str = "auto"):
+    """The engine `--engine KIND` names (batch and serve): local needs `workers`; ray's None fits the cluster."""
+    from onnxstyle.errors import InputError
+
+    if kind == "local":
+        if address is not None:
+            raise InputError("--address is for --engine ray")
+        return LocalEngine(workers or 1, retries, threads)
+    if kind != "ray":
+        raise InputError(f"--engine {kind!r}: expected local or ray")
+    from onnxstyle.batch.rayengine import RayEngine, import_ray
+
+    import_ray()  # says how to install it when it is missing
+    return RayEngine(address, workers, retries, cpus_per_job, gpus_per_job, device)

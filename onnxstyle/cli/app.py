@@ -357,20 +357,13 @@ def texture(
     run_job(job, print_every, quiet)
 
 
-def batch_engine(engine: str, workers: int | None, address: str | None, cpus_per_job: float,
-                 gpus_per_job: float | None, retries: int, device: str):
-    from onnxstyle.batch import engines
-
-    if engine == "local":
-        if address is not None:
-            raise fail("--address is for --engine ray")
-        return engines.LocalEngine(workers or engines.default_threads(2), retries)
-    if engine != "ray":
-        raise fail(f"--engine {engine!r}: expected local or ray")
-    from onnxstyle.batch.rayengine import RayEngine, import_ray
-
-    import_ray()  # says how to install it when it is missing
-    return RayEngine(address, workers, retries, cpus_per_job, gpus_per_job, device)
+# The engine options, declared once for batch and serve.
+Address = Annotated[str | None, typer.Option(
+    help="Ray cluster: auto | ray://head:10001 (default: a local Ray instance)")]
+CpusPerJob = Annotated[float, typer.Option(help="Ray: CPUs each job declares")]
+GpusPerJob = Annotated[float | None, typer.Option(
+    help="Ray: GPUs each job declares, e.g. 0.25 packs four a GPU (default: 1 where the cluster has "
+         "GPUs, unless --device cpu)")]
 
 
 @app.command(cls=Command)
@@ -383,13 +376,9 @@ def batch(
     engine: Annotated[str, typer.Option(help="local (worker processes) | ray (Ray actors)")] = "local",
     workers: Annotated[int | None, typer.Option(
         help="Workers (default: local one per 2 CPUs; ray as many as the cluster fits)")] = None,
-    address: Annotated[str | None, typer.Option(
-        help="Ray cluster: auto | ray://head:10001 (default: a local Ray instance)")] = None,
-    cpus_per_job: Annotated[float, typer.Option(help="Ray: CPUs each job declares")] = 1.0,
-    gpus_per_job: Annotated[float | None, typer.Option(
-        help="Ray: GPUs each job declares, e.g. 0.25 packs four a GPU (default: 1 where the cluster has "
-             "GPUs, unless --device cpu)")
-    ] = None,
+    address: Address = None,
+    cpus_per_job: CpusPerJob = 1.0,
+    gpus_per_job: GpusPerJob = None,
     retries: Annotated[int, typer.Option(help="Times a job whose worker died is retried")] = 2,
     checkpoint_every: Annotated[int, typer.Option(help="Keep each job's run state every K iterations")] = 0,
     options: StyleOptions = None,
@@ -402,7 +391,11 @@ def batch(
     from onnxstyle.cli import progress, signals
 
     tasks = batches.read(jobs, out, options, checkpoint_every)
-    runner = batch_engine(engine, workers, address, cpus_per_job, gpus_per_job, retries, options.device)
+    from onnxstyle.batch.engines import default_threads, make
+
+    local = engine == "local" and not workers
+    runner = make(engine, default_threads(2) if local else workers, retries, None, address, cpus_per_job,
+                  gpus_per_job, options.device)
     out.mkdir(parents=True, exist_ok=True)
     for pool_options in {t.options.pool: t.options for t in tasks if t.error is None}.values():
         ensure_models(pool_options)
@@ -554,7 +547,11 @@ def serve(
     model: Annotated[str | None, typer.Option(help="An exported .onnx (default: the models folder)")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = defaults.DEVICE,
     threads: Annotated[int | None, typer.Option(help="onnxruntime threads per job")] = None,
-    engine: Annotated[str, typer.Option(help="Where jobs run: local (worker processes, as batch)")] = "local",
+    engine: Annotated[str, typer.Option(help="Where jobs run: local (worker processes) | ray (Ray actors), "
+                                             "as batch")] = "local",
+    address: Address = None,
+    cpus_per_job: CpusPerJob = 1.0,
+    gpus_per_job: GpusPerJob = None,
 ) -> None:
     """Serve stylize jobs over HTTP, with a page at / (needs the serve extra; see docs/serve.md)."""
     settings = dict(locals())  # exactly the Settings fields, by name

@@ -51,6 +51,7 @@ def serve(settings: Settings) -> None:
     from onnxstyle.serve.app import create_app  # loads onnxruntime: after contain()
 
     service = Service(settings)
+    service.connect()
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame) -> None:  # the signal handler (main thread)

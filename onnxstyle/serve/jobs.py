@@ -44,7 +44,10 @@ class Settings:
     model: str | None = None
     device: str = "auto"
     threads: int | None = None  # onnxruntime intra-op threads per run (None: the CPUs shared out among workers)
-    engine: str = "local"  # where jobs run: local (worker processes); ray is not supported yet
+    engine: str = "local"  # where jobs run: local (worker processes) | ray (Ray actors)
+    address: str | None = None  # ray: the cluster (None: a local Ray instance)
+    cpus_per_job: float = 1.0  # ray: CPUs each job declares
+    gpus_per_job: float | None = None  # ray: GPUs each job declares (None: 1 where the cluster has GPUs)
 
 
 class QueueFull(Exception):
@@ -100,13 +103,11 @@ class Service:
     """Jobs, workers, expiry and metrics. Every method is safe from any thread."""
 
     def __init__(self, settings: Settings) -> None:
-        from onnxstyle.batch.engines import Inbox, LocalEngine
+        from onnxstyle.batch.engines import Inbox, make
 
-        if settings.engine != "local":
-            raise OnnxStyleError(f"--engine {settings.engine} is not yet supported by serve; use --engine local"
-                                 if settings.engine == "ray" else f"--engine {settings.engine!r}: expected local")
         self.settings = settings
-        self.engine = LocalEngine(settings.workers, RETRIES, settings.threads)
+        self.engine = make(settings.engine, settings.workers, RETRIES, settings.threads, settings.address,
+                           settings.cpus_per_job, settings.gpus_per_job, settings.device)
         self.inbox = Inbox()
         self.base = StyleOptions(model=settings.model, device=settings.device, threads=settings.threads)
         self.base = self.base.replace(size=min(self.base.size, settings.max_size))  # a job's default
@@ -125,6 +126,12 @@ class Service:
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------------- lifecycle
+
+    def connect(self) -> None:
+        """Start or reach Ray (--engine ray) now, on the main thread; a failure is one line."""
+        connect = getattr(self.engine, "connect", None)
+        if connect is not None:
+            connect()
 
     def start(self) -> None:
         self.settings.workdir.mkdir(parents=True, exist_ok=True)
