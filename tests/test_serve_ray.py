@@ -92,6 +92,19 @@ def test_a_killed_actor_s_job_is_retried_once_and_completes(server):
     assert actors(server) == [fresh]
 
 
+def test_a_job_whose_actor_dies_twice_fails_with_the_reason(server):
+    job = server.submit(size=64, iterations=1000).json()
+    for _ in range(2):
+        pid = one_actor(server)
+        server.wait(job["id"], until=("running",), min_iteration=1)
+        time.sleep(0.5)  # the engine has handed the job to this actor
+        os.kill(pid, signal.SIGKILL)
+        one_actor(server, other_than=pid)
+    view = server.wait(job["id"])
+    assert view["status"] == "failed", view
+    assert "died (ActorDiedError) on each of 2 attempts" in view["error"]
+
+
 def test_sigterm_exits_0_within_10_s(server):
     job = server.submit(size=64, iterations=1000).json()
     server.wait(job["id"], until=("running",), min_iteration=2)
