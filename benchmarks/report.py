@@ -59,7 +59,7 @@ BENCHES: dict[str, Bench] = {
     "big": Bench("tiled evaluation at 1024 px: time and peak memory", [["big.py", "eval", "1024"],
                                                                       ["big.py", "eval", "1024", "--tile", "512"]],
                  ["big.json"]),
-    "batch": Bench("onnxstyle batch: 1 and 2 workers, overhead per job", [["batch.py", "--no-ray"]],
+    "batch": Bench("onnxstyle batch: 1 and 2 workers against one process, interleaved, medians of 3", [["batch.py"]],
                    ["batch.json", "batch.md"]),
     "serve": Bench("onnxstyle serve: requests per second, latency, memory", [["serve.py"]], ["serve.json", "serve.md"]),
     "losses": Bench("the style losses' balance and time", [["losses.py"]], ["losses.json", "losses.md"]),
@@ -179,10 +179,13 @@ def time_to_picture_table(size: int) -> Callable[[dict], list[str]]:
 
 def batch_table(prov: dict) -> list[str]:
     d = read("batch.json")
-    body = [[how, f"{sec:.1f}", f"{d['pictures_per_min'][how]:.2f}"] for how, sec in d["seconds"].items()]
+    body = [[how, str(d["threads"][how]), ", ".join(f"{x['seconds']:.1f}" for x in d["runs"] if x["how"] == how),
+             f"{sec:.1f}", f"{d['pictures_per_min'][how]:.2f}", f"**{d['ratio_to_one_process'][how]:.3f}**"]
+            for how, sec in d["median_s"].items()]
     return [caption("batch.json", prov), "",
-            *table([f"{d['jobs']} jobs at {d['size']} px, {d['iterations']} iterations each", "seconds",
-                    "pictures / min"], body)]
+            *table([f"{d['jobs']} jobs at {d['size']} px, {d['iterations']} iterations each", "threads each",
+                    "seconds, by round", "median s", "pictures / min", "/ one process"], body), "",
+            f"- the engine's overhead per job, 1 worker against one process: {d['overhead_s_per_job']:+.3f} s"]
 
 
 def overhead_table(prov: dict) -> list[str]:
