@@ -65,6 +65,21 @@ def test_stylize_cli_options_reach_the_run(tmp_path):
     assert p.returncode == 1 and "needs about" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_report_records_the_tile_and_pairs_of_each_scale(tmp_path):
+    """--tile 32 and a --max-memory that leaves 5 pairs at 48 px (all 10 untiled at 32 px): the
+    report says what ran at each scale, and at the top the largest scale's (the 2048 px run's
+    report had no top-level tile and pairs)."""
+    big = prepare.hw_at(images.load_rgb(CONTENT).shape, SIZE)
+    limit = fit.estimate(big, 32, 5, "lbfgs")
+    report = tmp_path / "r.json"
+    p = cli("stylize", CONTENT, STYLE, "-o", tmp_path / "o.png", "--scales", f"32,{SIZE}", "--iterations", 1,
+            "--optimizer", "lbfgs", "--tile", 32, "--max-memory", limit, "--report", report)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(report.read_text())
+    assert [(s["memory"]["tile"], s["memory"]["lbfgs_pairs"]) for s in r["scales"]] == [(None, 10), (32, 5)]
+    assert (r["tile"], r["pairs"]) == (32, 5)
+
+
 def test_api_precision_search_and_until_reach_the_run(spy):
     from onnxstyle import stylize
 

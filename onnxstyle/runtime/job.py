@@ -152,6 +152,8 @@ def run(job: Job, on_progress: Callable[[Progress], None] | None = None,
             "resumed_from": rec.offset, "evaluations": result.evaluations, "seconds": result.seconds,
             "provider": result.provider, "gpu": result.gpu, "precision": result.precision,
             "note": result.note, "optimizer": result.optimizer, "choice": result.choice,
+            # the largest scale's memory fit (each scale's in scales[].memory)
+            "tile": result.scales[-1]["memory"]["tile"], "pairs": result.scales[-1]["memory"]["lbfgs_pairs"],
             "stop": result.reason, "message": result.message,
             "initial": result.initial, "final": result.final,
             "scales": result.scales, "options": recorded,
