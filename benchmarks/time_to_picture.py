@@ -1,22 +1,26 @@
-"""Time to a finished picture: onnxstyle's default command against the peers' recipe.
+"""Time to a finished picture: onnxstyle's default command against 500 scipy iterations and
+the peers' recipe, all in one run (issue 23 items 2-3; issue 25's time-left proof).
 
-For each content/style pair at --size px, in one process, side by side:
+For each content/style pair at --size px, in one process, one after the other, same threads:
   onnxstyle  `onnxstyle.stylize(content, style, size=SIZE)` with every default (the default
-             command, its schedule of scales included): wall time to the finished picture and
-             its final total loss;
-  scipy500   500 scipy L-BFGS-B iterations, single scale, the same start (the loss target:
-             the default's final loss must be <= 1.05x this);
+             command, its schedule of scales included): wall time to the finished picture, its
+             final total loss, the cost split (loss+gradient evaluations, the optimiser and the
+             stopping rule, elsewhere: targets, resizing, sessions), and its Progress trace
+             (each iteration's scale, evaluations, elapsed time and the time left it showed);
+  scipy500   500 scipy L-BFGS-B iterations, single scale, from the same start (the default
+             start at the output size): the default earns its name when it is faster and its
+             final loss is at most 1.05x this one's;
   torch      the peers' recipe: torch autograd of the same math (torch_ref.TorchObjective) with
              torch.optim.LBFGS (history 100, no line search, lr 1, tolerances off), as
              jcjohnson/neural-style runs it for 1000 iterations, from the same start: the wall
              time until its finished picture (its pixels clamped to [0, 255], as it saves them)
-             first reaches the default run's final loss (or its 1000), and the time its
+             first reaches the default run's final loss (or its budget), and the time its
              unclamped pixels first reached it.
 All losses are the same objective at the output size. PyTorch is benchmark-only:
-pip install torch==2.13.0.
+pip install torch==2.13.0 (without it the torch column is left out).
 
-    python benchmarks/time_to_picture.py --size 512          # three pairs
-    python benchmarks/time_to_picture.py --size 128 --pairs astronaut:starry_night --no-scipy
+    python benchmarks/time_to_picture.py --size 256 --torch-minutes 4
+    python benchmarks/time_to_picture.py --size 128 --pairs astronaut:starry_night --no-torch
 
 Writes benchmarks/results/time_to_picture_{size}.{json,md}.
 """
@@ -24,6 +28,7 @@ Writes benchmarks/results/time_to_picture_{size}.{json,md}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -38,7 +43,8 @@ import numpy as np  # noqa: E402
 from convergence import CONTENTS, DATA, STYLES  # noqa: E402
 
 import onnxstyle  # noqa: E402
-from onnxstyle.runtime import images  # noqa: E402
+from onnxstyle.runtime import images, prepare  # noqa: E402
+from onnxstyle.runtime.objective import Objective  # noqa: E402
 from onnxstyle.runtime.stylize import initial_canvas  # noqa: E402
 
 PAIRS = "astronaut:starry_night,chelsea:the_scream,camera:the_scream"
@@ -121,89 +127,157 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
             "outside_box": float(((v < 0) | (v > 255)).mean()), "range": [float(v.min()), float(v.max())]}
 
 
+@contextlib.contextmanager
+def cost_split(into: dict):
+    """Seconds in the loss+gradient graph (Objective._run) and in the optimiser's runs
+    (Prepared.run: the optimiser, its evaluations and the stopping rule) while the block runs;
+    `into` gets evaluations, optimiser (the runs less their evaluations) and elsewhere (the rest
+    of the wall time: targets, resizing, sessions) once the block ends."""
+    spent = {"eval": 0.0, "runs": 0.0}
+    graph, run = Objective._run, prepare.Prepared.run
+
+    def timed_graph(self, *a, **k):
+        t = time.perf_counter()
+        try:
+            return graph(self, *a, **k)
+        finally:
+            spent["eval"] += time.perf_counter() - t
+
+    def timed_run(self, *a, **k):
+        t = time.perf_counter()
+        try:
+            return run(self, *a, **k)
+        finally:
+            spent["runs"] += time.perf_counter() - t
+
+    Objective._run, prepare.Prepared.run = timed_graph, timed_run
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        Objective._run, prepare.Prepared.run = graph, run
+        wall = time.perf_counter() - t0
+        into.update(evaluations_s=spent["eval"], optimizer_s=spent["runs"] - spent["eval"],
+                    elsewhere_s=wall - spent["runs"])
+
+
+def time_left(trace: list[list[float]], total: float, at: int = 20) -> list[dict]:
+    """Per scale: the time left shown after its `at`-th iteration against the real remainder
+    (the run's wall time then to its end). trace rows: scale, iteration, evaluations, the
+    callback's wall time since the run's start, the time left shown (None: not yet measured)."""
+    rows = []
+    for scale, iteration, _, wall, shown in trace:
+        if iteration == at and shown is not None:
+            real = total - wall
+            rows.append({"scale": int(scale), "shown": shown, "real": real, "ratio": shown / real if real else None})
+    return rows
+
+
+def torch_cells(tr: dict | None, seconds: float) -> list[str]:
+    """The peers' recipe: its finished picture's time to the default's loss (a lower bound
+    when it never got there), the ratio default / torch (an upper bound then), its unclamped time."""
+    if tr is None:
+        return ["not run", "", ""]
+    bound = "" if tr["reached"] else "> "
+    cell = f"{bound}{tr['seconds']:.0f} s, {bound}{tr['evaluations']} ev"
+    if not tr["reached"]:
+        best = tr["best_clamped"] if tr["best_clamped"] < math.inf else tr["best"]
+        cell += f" (best {best:.4g})"
+    un = tr.get("unclamped")
+    return [cell, ("" if tr["reached"] else "<= ") + f"{seconds / tr['seconds']:.2f}",
+            f"{un['seconds']:.0f} s ({seconds / un['seconds']:.2f})" if un else f"not reached (best {tr['best']:.4g})"]
+
+
 def markdown(rows: list[dict], size: int, threads: int) -> str:
-    """The results as a table. Where torch never reaches the loss, its time is a lower bound and
-    the ratio an upper bound (<=)."""
+    """The comparison table and the time-left table."""
     lines = [f"# Time to a finished picture at {size} px", "",
-             f"`python benchmarks/time_to_picture.py --size {size}`, {threads} thread(s) each, one process. The "
-             "machine is a 2-core CPU shared with other work: the load average (1 min) at each pair's start is in "
-             "the table, and the evaluation counts compare the two without the load. torch's recipe optimises "
-             "unconstrained pixels and clamps them to [0, 255] when it saves the picture: 'finished' is the time "
-             "its clamped picture first reached onnxstyle's final loss, 'unclamped' the time its unclamped "
-             "pixels did (runs before the clamped check measured only that).", "",
-             "| pair | load | onnxstyle default: s, evaluations | its stop | final loss | scipy 500 it loss "
-             "(ratio) | torch LBFGS, finished picture to that loss: s, evaluations | time ratio "
-             "onnxstyle/torch | torch unclamped: s, evaluations (ratio) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        o, tr = row["onnxstyle"], row["torch"]
-        ref = row.get("scipy500")
-        refs = f"{ref['final']:.4g} ({o['final'] / ref['final']:.3f})" if ref else "-"
-        stop = "; ".join(f"{s['size'][1]}x{s['size'][0]}: {s['iterations']} it ({s['stop']})" for s in o["scales"])
-        evals = sum(s["evaluations"] for s in o["scales"])
-        bound = "" if tr["reached"] else "> "
-        tt = f"{bound}{tr['seconds']:.0f} s, " + (f"{bound}{tr['evaluations']}" if tr["evaluations"] else "?")
-        if not tr["reached"]:
-            best = tr.get("best_clamped", tr["best"])
-            if best == math.inf:  # its unclamped loss never reached the target: clamped never checked
-                tt += f" (not reached: unclamped best {tr['best']:.4g})"
-            else:
-                tt += f" (not reached: best {best:.4g})" if best else f" (stopped {tr['stopped']})"
-        ratio = ("" if tr["reached"] else "<= ") + f"{o['seconds'] / tr['seconds']:.2f}"
-        un = tr.get("unclamped")
-        if "unclamped" not in tr:  # an earlier run: the unclamped time is the only one
-            un = {"seconds": tr["seconds"], "evaluations": tr["evaluations"]} if tr["reached"] else None
-            tt, ratio = "not measured", "-"
-        uns = (f"{un['seconds']:.0f} s, {un['evaluations']} ({o['seconds'] / un['seconds']:.2f})" if un
-               else "not reached" + (f" (best {tr['best']:.4g})" if tr["best"] else ""))
-        pair = row["pair"] + (f" ({row['note']})" if row.get("note") else "")
-        lines.append(f"| {pair} | {row['load']:.1f} | {o['seconds']:.0f} s, {evals} | {stop} | "
-                     f"{o['final']:.4g} | {refs} | {tt} | {ratio} | {uns} |")
+             f"`python benchmarks/time_to_picture.py --size {size}`, {threads} thread(s) for every run, one process; "
+             "per pair the default command, then 500 scipy iterations, then the peers' recipe. Split: seconds in "
+             "the loss+gradient graph / in the optimiser and stopping rule / elsewhere (targets, resizing, "
+             "sessions). The default wins when it is faster and its loss at most 1.05x scipy's.", "",
+             "| pair | px | load | default: s, evaluations | its stop | final loss | 500 scipy: s, evaluations, loss "
+             "| loss ratio | time ratio | wins | split default | split scipy | torch finished picture | "
+             "default/torch | torch unclamped |",
+             "|" + "---|" * 15]
+    for r in rows:
+        o, s = r["onnxstyle"], r["scipy500"]
+        stop = "; ".join(f"{c['size'][1]}x{c['size'][0]}: {c['iterations']} it ({c['stop']})" for c in o["scales"])
+        split = [f"{d['evaluations_s']:.0f} / {d['optimizer_s']:.0f} / {d['elsewhere_s']:.0f}" for d in (o, s)]
+        lines.append(f"| {r['pair']} | {r['size'][1]}x{r['size'][0]} | {r['load']:.1f}-{r['load_after']:.1f} | "
+                     f"{o['seconds']:.0f} s, {o['evaluations']} | {stop} | {o['final']:.4g} | "
+                     f"{s['seconds']:.0f} s, {s['evaluations']}, {s['final']:.4g} | {o['final'] / s['final']:.3f} | "
+                     f"{o['seconds'] / s['seconds']:.2f} | {'yes' if r['wins'] else '**no**'} | {split[0]} | "
+                     f"{split[1]} | " + " | ".join(torch_cells(r.get("torch"), o["seconds"])) + " |")
+    lines += ["", "Time left shown after the 20th iteration of each scale against the real remainder:", "",
+              "| pair | scale | shown s | real s | ratio |", "|---|---|---|---|---|"]
+    for r in rows:
+        for t in r["onnxstyle"]["time_left"]:
+            c = r["onnxstyle"]["scales"][t["scale"]]
+            lines.append(f"| {r['pair']} | {c['size'][1]}x{c['size'][0]} | {t['shown']:.0f} | {t['real']:.0f} | "
+                         f"{t['ratio']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def default_run(pair: str, size: int, threads: int) -> dict:
+    """The default command, timed, with its cost split and its progress trace."""
+    trace: list[list[float]] = []
+    t0 = time.perf_counter()
+
+    def record(p) -> None:
+        trace.append([p.scale, p.iteration, p.evaluations, time.perf_counter() - t0, p.remaining])
+
+    split: dict = {}
+    with cost_split(split):
+        r = onnxstyle.stylize(*originals(pair), size=size, threads=threads, callback=record)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "final": r.final["total"], "iterations": r.iterations,
+            "evaluations": r.evaluations, "scales": r.scales, "stop": r.reason, **split,
+            "time_left": time_left(trace, seconds), "trace": trace}
+
+
+def scipy500(content: np.ndarray, style: np.ndarray, threads: int) -> dict:
+    """500 single-scale scipy iterations of the same objective from the same start."""
+    split: dict = {}
+    t = time.perf_counter()
+    with cost_split(split):
+        r = onnxstyle.stylize(content, style, size=None, iterations=500, until="iterations", optimizer="scipy",
+                              scales="none", threads=threads)
+    return {"seconds": time.perf_counter() - t, "final": r.final["total"], "evaluations": r.evaluations, **split}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--pairs", default=PAIRS)
-    ap.add_argument("--no-scipy", action="store_true", help="skip the 500-iteration scipy reference")
-    ap.add_argument("--scipy-from", type=Path, help="take the scipy reference from a convergence.py JSON "
-                    "(500 recorded iterations of the same pair and size) instead of running it")
-    ap.add_argument("--threads", type=int, default=None, help="both frameworks (default: physical cores)")
-    ap.add_argument("--torch-minutes", type=float, default=math.inf, help="stop torch's run after this long")
+    ap.add_argument("--no-torch", action="store_true", help="leave the peers' recipe out")
+    ap.add_argument("--threads", type=int, default=None, help="every run (default: physical cores)")
+    ap.add_argument("--torch-minutes", type=float, default=4.0, help="stop torch's run after this long")
     ap.add_argument("--out", type=Path, default=HERE / "results")
-    ap.add_argument("--report", type=Path, help="print the table of a results JSON and exit")
     args = ap.parse_args()
-    if args.report is not None:
-        print(markdown(json.loads(args.report.read_text()), args.size, args.threads or 2))
-        return
     from onnxstyle.runtime.session import cpu_threads
 
     threads = args.threads or cpu_threads() or os.cpu_count() or 1  # torch needs a count
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        args.no_torch = True
+        print("torch is not installed: the peers' recipe is left out", file=sys.stderr)
     rows = []
     for pair in args.pairs.split(","):
         content, style = inputs(pair, args.size)
-        row: dict = {"pair": pair, "size": list(content.shape[:2]), "load": os.getloadavg()[0]}
-        t = time.perf_counter()
-        r = onnxstyle.stylize(*originals(pair), size=args.size, threads=threads)  # the default command
-        row["onnxstyle"] = {"seconds": time.perf_counter() - t, "final": r.final["total"],
-                            "iterations": r.iterations, "scales": r.scales, "stop": r.reason}
-        recorded = json.loads(args.scipy_from.read_text()) if args.scipy_from else {}
-        if pair in recorded:
-            rec = recorded[pair]
-            assert rec["optimizer"] == "scipy" and rec["iterations"] == 500 and rec["size"] == max(row["size"]), pair
-            row["scipy500"] = {"seconds": rec["seconds"], "final": rec["loss"][-1], "from": str(args.scipy_from)}
-        elif not args.no_scipy:
-            t = time.perf_counter()
-            ref = onnxstyle.stylize(content, style, size=None, iterations=500, until="iterations",
-                                    optimizer="scipy", scales="none", threads=threads)
-            row["scipy500"] = {"seconds": time.perf_counter() - t, "final": ref.final["total"]}
-        print(json.dumps({k: v for k, v in row.items()}), flush=True)  # in case torch is cut short
-        row["torch"] = torch_to_loss(content, style, r.final["total"], threads, args.torch_minutes * 60)
+        row: dict = {"pair": pair, "size": list(content.shape[:2]), "threads": threads, "load": os.getloadavg()[0]}
+        row["onnxstyle"] = default_run(pair, args.size, threads)
+        row["scipy500"] = scipy500(content, style, threads)
+        o, s = row["onnxstyle"], row["scipy500"]
+        row["wins"] = o["seconds"] < s["seconds"] and o["final"] <= 1.05 * s["final"]
+        print(json.dumps({k: v for k, v in row.items() if k != "onnxstyle"}), flush=True)
+        if not args.no_torch:
+            row["torch"] = torch_to_loss(content, style, o["final"], threads, args.torch_minutes * 60)
+        row["load_after"] = os.getloadavg()[0]
         rows.append(row)
-        print(json.dumps(row), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k != "onnxstyle"}), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"time_to_picture_{args.size}.json").write_text(json.dumps(rows, indent=2))
+    (args.out / f"time_to_picture_{args.size}.json").write_text(json.dumps(rows, indent=1))
     md = markdown(rows, args.size, threads)
     (args.out / f"time_to_picture_{args.size}.md").write_text(md)
     print(md)
