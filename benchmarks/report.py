@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -156,25 +157,58 @@ def winograd_table(prov: dict) -> list[str]:
                     "loss rel. diff", "grad rel. err (largest entry)"], body)]
 
 
+def torch_cells(tr: dict | None, seconds: float) -> list[str]:
+    """The peers' recipe: its finished picture's time to the default's loss (a lower bound
+    when it never got there), the ratio default / torch (an upper bound then), its unclamped time."""
+    if tr is None:
+        return ["not run", "", ""]
+    bound = "" if tr["reached"] else "> "
+    cell = f"{bound}{tr['seconds']:.0f} s, {bound}{tr['evaluations']} ev"
+    if not tr["reached"]:
+        best = tr["best_clamped"] if tr["best_clamped"] < math.inf else tr["best"]
+        cell += f" (best {best:.4g})"
+    un = tr.get("unclamped")
+    return [cell, ("" if tr["reached"] else "<= ") + f"{seconds / tr['seconds']:.2f}",
+            f"{un['seconds']:.0f} s ({seconds / un['seconds']:.2f})" if un else f"not reached (best {tr['best']:.4g})"]
+
+
 def time_to_picture_table(size: int) -> Callable[[dict], list[str]]:
     def render(prov: dict) -> list[str]:
         file = f"time_to_picture_{size}.json"
         body = []
         for r in read(file):
-            o, s = r["onnxstyle"], r.get("scipy500") or {}
-            same_run = bool(s) and "from" not in s
-            busy = r["load"] > prov[file]["machine"]["cores"]
-            body.append([r["pair"].replace(":", " x "), f"{r['load']:.1f}" + (" (busy)" if busy else ""),
-                         f"{o['seconds']:.0f} s, {o['iterations']} it ({o['stop']})", f"{o['final']:.1f}",
-                         (f"{s['seconds']:.0f} s, {s['final']:.1f}" + ("" if same_run else " (another run)"))
-                         if s else "not run",
-                         f"{o['final'] / s['final']:.3f}" if s else "",
-                         f"{o['seconds'] / s['seconds']:.2f}" if same_run else "not in one run",
-                         r.get("note", "").split(";")[0]])
+            o, s = r["onnxstyle"], r["scipy500"]
+            stop = "; ".join(f"{c['size'][1]}x{c['size'][0]}: {c['iterations']} it" for c in o["scales"])
+            body.append([r["pair"].replace(":", " x "), f"{r['load']:.1f}-{r['load_after']:.1f}",
+                         f"{o['seconds']:.0f} s ({stop})", f"{o['final']:.1f}",
+                         f"{s['seconds']:.0f} s, {s['final']:.1f}",
+                         f"{o['final'] / s['final']:.3f}", f"**{o['seconds'] / s['seconds']:.2f}**",
+                         "yes" if r["wins"] else "**no**", *torch_cells(r.get("torch"), o["seconds"])[:2]])
         return [caption(file, prov), "",
                 *table(["pair", "load", "default command", "final loss", "500 scipy iterations: time, loss",
-                        "loss ratio", "time ratio", "note"], body)]
+                        "loss ratio", "time ratio", "default wins", "torch LBFGS to that loss", "default / torch"],
+                       body)]
     return render
+
+
+def time_left_table(prov: dict) -> list[str]:
+    """Issue 25: the time left shown after 20 iterations of each scale against the real remainder."""
+    body, ratios, files = [], [], []
+    for size in (256, 512):
+        file = f"time_to_picture_{size}.json"
+        if not (RESULTS / file).is_file():
+            continue
+        files.append(file)
+        for r in read(file):
+            for t in r["onnxstyle"]["time_left"]:
+                c = r["onnxstyle"]["scales"][t["scale"]]
+                ratios.append(t["ratio"])
+                body.append([r["pair"].replace(":", " x "), f"{size}", f"{c['size'][1]}x{c['size'][0]}",
+                             f"{t['shown']:.0f}", f"{t['real']:.0f}", f"{t['ratio']:.2f}"])
+    med = sorted(abs(x - 1) for x in ratios)[len(ratios) // 2] if ratios else float("nan")
+    return [*(caption(f, prov) for f in files), "",
+            *table(["pair", "--size", "scale", "time left shown, s", "real remainder, s", "ratio"], body), "",
+            f"Median error: {100 * med:.0f}% over {len(ratios)} scales."]
 
 
 def batch_table(prov: dict) -> list[str]:
@@ -221,6 +255,7 @@ TABLES: dict[str, Callable[[dict], list[str]]] = {
     "batch": batch_table,
     "time_to_picture_256": time_to_picture_table(256),
     "time_to_picture_512": time_to_picture_table(512),
+    "time_left": time_left_table,
 }
 
 

@@ -41,6 +41,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import numpy as np  # noqa: E402
 from convergence import CONTENTS, DATA, STYLES  # noqa: E402
+from report import torch_cells  # noqa: E402
 
 import onnxstyle  # noqa: E402
 from onnxstyle.runtime import images, prepare  # noqa: E402
@@ -171,21 +172,6 @@ def time_left(trace: list[list[float]], total: float, at: int = 20) -> list[dict
             real = total - wall
             rows.append({"scale": int(scale), "shown": shown, "real": real, "ratio": shown / real if real else None})
     return rows
-
-
-def torch_cells(tr: dict | None, seconds: float) -> list[str]:
-    """The peers' recipe: its finished picture's time to the default's loss (a lower bound
-    when it never got there), the ratio default / torch (an upper bound then), its unclamped time."""
-    if tr is None:
-        return ["not run", "", ""]
-    bound = "" if tr["reached"] else "> "
-    cell = f"{bound}{tr['seconds']:.0f} s, {bound}{tr['evaluations']} ev"
-    if not tr["reached"]:
-        best = tr["best_clamped"] if tr["best_clamped"] < math.inf else tr["best"]
-        cell += f" (best {best:.4g})"
-    un = tr.get("unclamped")
-    return [cell, ("" if tr["reached"] else "<= ") + f"{seconds / tr['seconds']:.2f}",
-            f"{un['seconds']:.0f} s ({seconds / un['seconds']:.2f})" if un else f"not reached (best {tr['best']:.4g})"]
 
 
 def markdown(rows: list[dict], size: int, threads: int) -> str:
