@@ -55,7 +55,7 @@ BENCHES: dict[str, Bench] = {
         for opt in ("scipy", "lbfgs")], ["lbfgs_vs_scipy/convergence_scipy_64.json",
                                          "lbfgs_vs_scipy/convergence_lbfgs_64.json"]),
     **{f"time_to_picture_{s}": Bench(f"time to a finished picture at {s} px",
-                                     [["time_to_picture.py", "--size", str(s)]],
+                                     [["time_to_picture.py", "--size", str(s), "--threads", "1"]],
                                      [f"time_to_picture_{s}.json", f"time_to_picture_{s}.md"]) for s in (256, 512)},
     "big": Bench("tiled evaluation at 1024 px: time and peak memory", [["big.py", "eval", "1024"],
                                                                       ["big.py", "eval", "1024", "--tile", "512"]],
