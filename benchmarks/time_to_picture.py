@@ -262,11 +262,14 @@ def main() -> None:
         row["load_after"] = os.getloadavg()[0]
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "onnxstyle"}), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"time_to_picture_{args.size}.json").write_text(json.dumps(rows, indent=1))
-    md = markdown(rows, args.size, threads)
-    (args.out / f"time_to_picture_{args.size}.md").write_text(md)
-    print(md)
+        write(rows, args.out, args.size, threads)  # after each pair: a run cut short keeps its pairs
+    print(markdown(rows, args.size, threads))
+
+
+def write(rows: list[dict], out: Path, size: int, threads: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"time_to_picture_{size}.json").write_text(json.dumps(rows, indent=1))
+    (out / f"time_to_picture_{size}.md").write_text(markdown(rows, size, threads))
 
 
 if __name__ == "__main__":
