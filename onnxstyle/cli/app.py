@@ -238,7 +238,7 @@ def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
     from onnxstyle.runtime import job as jobs
 
     opts = job.options
-    at_most = opts.until == "converged"  # the time left is for the cap; the run may stop sooner
+    about = opts.until == "converged"  # the time left expects the measured stops: an estimate
     console = Console()
     seen = {"steps": 0, "every": print_every}  # the run's steps (from its Progress) and the log interval
 
@@ -250,7 +250,7 @@ def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
         shown = contextlib.nullcontext()
         on_progress = track
     elif console.is_terminal and not print_every:
-        left = TextColumn(("≤ " if at_most else "") + "{task.fields[left]} left")
+        left = TextColumn(("~" if about else "") + "{task.fields[left]} left")
         columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), left,
                    TextColumn("{task.fields[losses]}"))
         shown = Progress(*columns, console=console, transient=False)
@@ -267,7 +267,7 @@ def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
         def on_progress(p) -> None:
             track(p)
             if p.step % seen["every"] == 0 or (not print_every and (p.step == 1 or p.iteration == 1)):
-                print(f"stylize {progress.describe(p, at_most)}", flush=True)
+                print(f"stylize {progress.describe(p, about)}", flush=True)
 
     with shown, signals.interruptible() as stop:
         out = jobs.run(job, on_progress, stop.token)

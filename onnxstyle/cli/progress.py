@@ -15,12 +15,12 @@ def clock(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
-def describe(p: Progress, at_most: bool = False) -> str:
+def describe(p: Progress, about: bool = False) -> str:
     """One whole progress line: where the run is, the loss as its weighted parts (they add up to
-    the total), time per iteration and time left (`at_most`: until="converged" may stop sooner)."""
+    the total), time per iteration and time left (`about`: until="converged", an estimate from the measured stops)."""
     h, w = p.image.shape[:2]
     scale = f" scale {p.scale + 1}/{p.scales}" if p.scales > 1 else ""
     parts = " + ".join(f"{k} {v:.4g}" for k, v in p.parts.items() if v)
     per = p.elapsed / p.iteration if p.iteration else 0.0
     return (f"{w}x{h}{scale} it {p.step}/{p.steps}  loss {p.terms['total']:.4g} = {parts or '0'}  "
-            f"{per:.2f} s/it  {'at most ' if at_most else ''}{clock(p.remaining)} left")
+            f"{per:.2f} s/it  {'about ' if about else ''}{clock(p.remaining)} left")

@@ -1,0 +1,130 @@
+"""The time left against the real remainder: runs of time_to_picture.py replayed through the Clock.
+
+For each run in benchmarks/results/time_to_picture_{256,512}.json (onnxstyle's default command:
+the ladder, each scale until converged, cap 500), its Progress trace is replayed through
+`Clock(pixels, iterations, until)`; the time left it shows after the 20th iteration of each
+scale is compared with the real remainder of the run. A run whose JSON holds its trace
+("trace": [[scale, iteration, elapsed, evaluations], ...]) replays that; the others replay a
+trace made from each scale's totals (its seconds and evaluations spread evenly over its
+iterations), which keeps the schedule, the stops and the time per scale and loses the noise
+within a scale. Compared:
+  old        the cap as the iterations to go, later scales by their pixels (exponent 1);
+  new        the Clock's defaults (the measured stops, CLOCK_EXPONENT);
+  new, held out   the same with each run's own stops left out of the measured stops (the stops
+             pool holds this rule's runs: an honest figure for a run the pool did not see).
+
+    python benchmarks/clock_replay.py      # writes benchmarks/results/clock_replay.{json,md}
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent)]
+
+from onnxstyle import defaults  # noqa: E402
+from onnxstyle.runtime.stylize import Clock, Progress  # noqa: E402
+
+RESULTS = HERE / "results"
+AT = 20  # the iteration of each scale where the issue reads the time left
+RULE = "this session's rule"  # the notes of the 512 px runs under the current stopping rule
+
+
+def trace(run: dict) -> list[tuple[int, int, float, int]]:
+    """(scale, iteration, elapsed, evaluations) for each iteration of the run."""
+    if "trace" in run["onnxstyle"]:
+        return [tuple(t) for t in run["onnxstyle"]["trace"]]
+    out = []
+    for k, sc in enumerate(run["onnxstyle"]["scales"]):
+        n, e, s = sc["iterations"], sc["evaluations"], sc["seconds"]
+        out += [(k, i, s * i / n, max(i, round(e * i / n))) for i in range(1, n + 1)]
+    return out
+
+
+def replay(clock: Clock, steps: list[tuple[int, int, float, int]]) -> list[float | None]:
+    """The clock's time left after each step, in order."""
+    return [clock.remaining(Progress(i, 0, {}, lambda: None, elapsed, evaluations=ev, scale=k))
+            for k, i, elapsed, ev in steps]
+
+
+def errors(run: dict, clock: Clock) -> list[float]:
+    """Per scale: time left shown after its AT-th iteration / the real remainder - 1."""
+    steps = trace(run)
+    seconds = [sc["seconds"] for sc in run["onnxstyle"]["scales"]]
+    shown = replay(clock, steps)
+    out = []
+    for (k, i, elapsed, _), left in zip(steps, shown, strict=True):
+        if i == AT:
+            real = seconds[k] - elapsed + sum(seconds[k + 1:])
+            out.append(left / real - 1)
+    return out
+
+
+def current_rule(size: int, run: dict) -> bool:
+    return size == 256 or RULE in (run.get("note") or "")
+
+
+def main() -> None:
+    runs = [(size, run) for size in (256, 512)
+            for run in json.loads((RESULTS / f"time_to_picture_{size}.json").read_text())]
+    rows = []
+    for size, run in runs:
+        sc = run["onnxstyle"]["scales"]
+        pixels, caps = [h * w for h, w in (s["size"] for s in sc)], [defaults.ITERATIONS] * len(sc)
+        own = [s["iterations"] for s in sc]
+        pool = list(defaults.CONVERGED_STOPS)
+        if current_rule(size, run):
+            for s in own:
+                pool.remove(s)
+        rows.append({
+            "size": size, "pair": run["pair"], "shape": run["size"], "rule": current_rule(size, run),
+            "note": run.get("note", ""), "stops": own, "seconds": [round(s["seconds"], 1) for s in sc],
+            "replayed": "trace" if "trace" in run["onnxstyle"] else "scale totals",
+            "old": errors(run, Clock(pixels, caps, "iterations", exponent=1.0)),
+            "new": errors(run, Clock(pixels, caps, "converged")),
+            "held_out": errors(run, Clock(pixels, caps, "converged", stops=pool)),
+        })
+    summary = {}
+    for name, keep in (("current rule", lambda r: r["rule"]), ("all runs", lambda r: True)):
+        chosen = [r for r in rows if keep(r)]
+        summary[name] = {"points": sum(len(r["old"]) for r in chosen)} | {
+            k: {"median_abs": statistics.median(abs(e) for r in chosen for e in r[k]),
+                "median": statistics.median(e for r in chosen for e in r[k]),
+                "within_30": sum(abs(e) <= 0.3 for r in chosen for e in r[k])}
+            for k in ("old", "new", "held_out")}
+    (RESULTS / "clock_replay.json").write_text(json.dumps({"at": AT, "rows": rows, "summary": summary}, indent=1))
+    lines = [
+        "# The time left against the real remainder (issue 25)",
+        "",
+        "`python benchmarks/clock_replay.py`: each run of `time_to_picture_256.json` and `time_to_picture_512.json`",
+        f"replayed through `Clock`; the time left shown after iteration {AT} of each scale / the real remainder - 1",
+        "(+: too high). The runs recorded no trace: each scale's totals (seconds, evaluations) spread evenly over",
+        "its iterations (the schedule, the stops and the time per scale kept; the noise within a scale lost).",
+        "old: the cap (500) as the iterations to go, later scales by their pixels; new: the measured stops",
+        "(`defaults.CONVERGED_STOPS`) and `CLOCK_EXPONENT`; held out: new with the run's own stops taken out",
+        "of the pool.",
+        "",
+        "| size | pair | stops | old | new | new, held out |",
+        "|---|---|---|---|---|---|",
+    ]
+    fmt = lambda es: ", ".join(f"{e:+.0%}" for e in es)  # noqa: E731
+    for r in rows:
+        tag = "" if r["rule"] else " (earlier rule)"
+        lines.append(f"| {r['size']} | {r['pair']} {r['shape'][1]}x{r['shape'][0]}{tag} | "
+                     f"{', '.join(map(str, r['stops']))} | {fmt(r['old'])} | {fmt(r['new'])} | {fmt(r['held_out'])} |")
+    lines += ["", "| runs | points | median abs. error: old / new / held out | within 30 %: old / new / held out |",
+              "|---|---|---|---|"]
+    for name, s in summary.items():
+        lines.append(f"| {name} | {s['points']} | {s['old']['median_abs']:.0%} / {s['new']['median_abs']:.0%} / "
+                     f"{s['held_out']['median_abs']:.0%} | {s['old']['within_30']} / {s['new']['within_30']} / "
+                     f"{s['held_out']['within_30']} |")
+    (RESULTS / "clock_replay.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
