@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,12 +97,16 @@ def main() -> None:
                 "median": statistics.median(e for r in chosen for e in r[k]),
                 "within_30": sum(abs(e) <= 0.3 for r in chosen for e in r[k])}
             for k in ("old", "new", "held_out")}
-    (RESULTS / "clock_replay.json").write_text(json.dumps({"at": AT, "rows": rows, "summary": summary}, indent=1))
+    commit = subprocess.run(["git", "-C", str(HERE), "log", "-1", "--format=%h"], capture_output=True,
+                            text=True).stdout.strip()
+    (RESULTS / "clock_replay.json").write_text(json.dumps({"at": AT, "commit": commit, "rows": rows,
+                                                           "summary": summary}, indent=1))
     lines = [
         "# The time left against the real remainder (issue 25)",
         "",
-        "`python benchmarks/clock_replay.py`: each run of `time_to_picture_256.json` and `time_to_picture_512.json`",
-        f"replayed through `Clock`; the time left shown after iteration {AT} of each scale / the real remainder - 1",
+        f"`python benchmarks/clock_replay.py` (onnxstyle commit {commit}): each run of `time_to_picture_256.json`",
+        "and `time_to_picture_512.json`"
+        f" replayed through `Clock`; the time left shown after iteration {AT} of each scale / the real remainder - 1",
         "(+: too high). The runs recorded no trace: each scale's totals (seconds, evaluations) spread evenly over",
         "its iterations (the schedule, the stops and the time per scale kept; the noise within a scale lost).",
         "old: the cap (500) as the iterations to go, later scales by their pixels; new: the measured stops",
