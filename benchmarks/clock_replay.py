@@ -35,34 +35,40 @@ AT = 20  # the iteration of each scale where the issue reads the time left
 RULE = "this session's rule"  # the notes of the 512 px runs under the current stopping rule
 
 
-def trace(run: dict) -> list[tuple[int, int, float, int]]:
-    """(scale, iteration, elapsed, evaluations) for each iteration of the run."""
-    if "trace" in run["onnxstyle"]:
-        return [tuple(t) for t in run["onnxstyle"]["trace"]]
-    out = []
-    for k, sc in enumerate(run["onnxstyle"]["scales"]):
+def trace(run: dict) -> tuple[list[tuple[int, int, float, int, float]], float]:
+    """(scale, iteration, elapsed, evaluations, wall) for each iteration of the run, and its wall
+    time. A recorded trace (time_to_picture.py's rows: scale, iteration, evaluations, wall time
+    since the run's start, the time left shown) gives the wall time, not the scale's own elapsed
+    time: that is taken from the previous scale's last callback, which shifts only the first
+    iteration's estimate (the Clock measures from the end of each scale's first iteration)."""
+    o = run["onnxstyle"]
+    if "trace" in o:
+        out, start, last = [], {}, 0.0
+        for scale, iteration, evaluations, wall, _ in o["trace"]:
+            k = int(scale)
+            start.setdefault(k, last)
+            out.append((k, int(iteration), wall - start[k], int(evaluations), wall))
+            last = wall
+        return out, o["seconds"]
+    out, before = [], 0.0
+    for k, sc in enumerate(o["scales"]):
         n, e, s = sc["iterations"], sc["evaluations"], sc["seconds"]
-        out += [(k, i, s * i / n, max(i, round(e * i / n))) for i in range(1, n + 1)]
-    return out
+        out += [(k, i, s * i / n, max(i, round(e * i / n)), before + s * i / n) for i in range(1, n + 1)]
+        before += s
+    return out, before
 
 
-def replay(clock: Clock, steps: list[tuple[int, int, float, int]]) -> list[float | None]:
+def replay(clock: Clock, steps: list[tuple[int, int, float, int, float]]) -> list[float | None]:
     """The clock's time left after each step, in order."""
     return [clock.remaining(Progress(i, 0, {}, lambda: None, elapsed, evaluations=ev, scale=k))
-            for k, i, elapsed, ev in steps]
+            for k, i, elapsed, ev, _ in steps]
 
 
 def errors(run: dict, clock: Clock) -> list[float]:
     """Per scale: time left shown after its AT-th iteration / the real remainder - 1."""
-    steps = trace(run)
-    seconds = [sc["seconds"] for sc in run["onnxstyle"]["scales"]]
-    shown = replay(clock, steps)
-    out = []
-    for (k, i, elapsed, _), left in zip(steps, shown, strict=True):
-        if i == AT:
-            real = seconds[k] - elapsed + sum(seconds[k + 1:])
-            out.append(left / real - 1)
-    return out
+    steps, total = trace(run)
+    return [left / (total - wall) - 1 for (_, i, _, _, wall), left in zip(steps, replay(clock, steps), strict=True)
+            if i == AT]
 
 
 def current_rule(size: int, run: dict) -> bool:
@@ -107,19 +113,20 @@ def main() -> None:
         f"`python benchmarks/clock_replay.py` (onnxstyle commit {commit}): each run of `time_to_picture_256.json`",
         "and `time_to_picture_512.json`"
         f" replayed through `Clock`; the time left shown after iteration {AT} of each scale / the real remainder - 1",
-        "(+: too high). The runs recorded no trace: each scale's totals (seconds, evaluations) spread evenly over",
+        "(+: too high). A run without a recorded trace (column 'from'): each scale's totals (seconds, evaluations)",
+        "spread evenly over",
         "its iterations (the schedule, the stops and the time per scale kept; the noise within a scale lost).",
         "old: the cap (500) as the iterations to go, later scales by their pixels; new: the measured stops",
         "(`defaults.CONVERGED_STOPS`) and `CLOCK_EXPONENT`; held out: new with the run's own stops taken out",
         "of the pool.",
         "",
-        "| size | pair | stops | old | new | new, held out |",
-        "|---|---|---|---|---|---|",
+        "| size | pair | from | stops | old | new | new, held out |",
+        "|---|---|---|---|---|---|---|",
     ]
     fmt = lambda es: ", ".join(f"{e:+.0%}" for e in es)  # noqa: E731
     for r in rows:
         tag = "" if r["rule"] else " (earlier rule)"
-        lines.append(f"| {r['size']} | {r['pair']} {r['shape'][1]}x{r['shape'][0]}{tag} | "
+        lines.append(f"| {r['size']} | {r['pair']} {r['shape'][1]}x{r['shape'][0]}{tag} | {r['replayed']} | "
                      f"{', '.join(map(str, r['stops']))} | {fmt(r['old'])} | {fmt(r['new'])} | {fmt(r['held_out'])} |")
     lines += ["", "| runs | points | median abs. error: old / new / held out | within 30 %: old / new / held out |",
               "|---|---|---|---|"]
