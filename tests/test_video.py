@@ -188,6 +188,31 @@ def test_interrupted_run_resumes_at_the_next_frame(tmp_path, photo):
         stylize_clip(src, tmp_path / "cut", [STYLE], FAST.replace(seed=3), TemporalOptions(later_iterations=2))
 
 
+def test_progress_carries_the_whole_clip(tmp_path, photo, monkeypatch, capsys):
+    """The clip-wide step (3 iterations of the first frame, 2 of each later one: 7) rises by one
+    each iteration across the frames, and the time left is for the clip, 0 at its end; the CLI
+    prints those lines (cli/progress.py)."""
+    src = write_folder(tmp_path / "in", CLIP.frames(photo, 3))
+    seen = []
+    stylize_clip(src, tmp_path / "out", [STYLE], FAST.replace(iterations=3), TemporalOptions(later_iterations=2),
+                 progress=seen.append)
+    assert [p.step for p in seen] == list(range(1, 8)) and {p.steps for p in seen} == {7}
+    assert [p.frame for p in seen] == [0, 0, 0, 1, 1, 2, 2] and {p.frames for p in seen} == {3}
+    left = [p.remaining for p in seen]
+    assert all(v is not None and v >= 0 for v in left) and left[-1] == 0.0
+    assert left[0] > left[3] > left[5] > 0  # each frame's first iteration still sees the frames after it
+    from onnxstyle.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["onnxstyle", "video", str(src), str(tmp_path / "cli"), str(STYLE), "--size",
+                                      "48", "--iterations", "3", "--later-iterations", "2", "--optimizer", "lbfgs"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("video ")]
+    assert e.value.code == 0 and len(lines) == 7, lines
+    assert "48x32 frame 1/3 it 1/7 " in lines[0] and "frame 3/3 it 7/7 " in lines[-1]
+    assert lines[-1].endswith(" 0:00 left")
+
+
 def test_temporal_error_is_a_fraction_of_independent_frames(tmp_path, photo):
     pz = PanZoom(width=64, height=48, scale=0.3, pan=(3.0, 1.5), zoom=0.02)
     n = 4

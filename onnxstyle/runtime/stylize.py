@@ -37,10 +37,12 @@ class Progress:
     evaluations: int = 0  # loss+gradient evaluations at this scale so far
     scale: int = 0  # which size of the ladder (0-based) of `scales`
     scales: int = 1
-    step: int = 0  # iterations done in this run, all scales so far (of `steps`, the most planned)
+    frame: int = 0  # a clip's frame (0-based) of `frames` (0: not a clip)
+    frames: int = 0
+    step: int = 0  # iterations done in this run, all scales (a clip: all frames) so far (of `steps`, the most planned)
     steps: int = 0
-    # seconds left for the whole run (all scales), from the measured time per iteration and the
-    # schedule (Clock); None until measured. With until="converged" an estimate from the measured stops.
+    # seconds left for the whole run (all scales or frames), from the measured time per iteration and
+    # the schedule (Clock); None until measured. With until="converged" an estimate from the measured stops.
     remaining: float | None = None
 
     @functools.cached_property
