@@ -35,6 +35,11 @@ from onnxstyle.video import io, is_clip, work_folder
 # get half the first frame's iterations (Ruder et al.: 1000 of 2000), as measured.
 TEMPORAL_WEIGHT = 1e3
 LATER_SHARE = 0.5  # later-frame iterations as a share of the first frame's (when not given)
+# float32 frame-size pictures a frame holds beside a still's run (fit.estimate's `pictures`): the
+# frame's content twice (read, and as prepared), the previous frame's content and result, the fill,
+# the two flows and the reliability (2/3 + 2/3 + 1/3), and the temporal term's work in evaluate
+# (the difference, c times it, their product, the scaled gradient, the sum: 5)
+TEMPORAL_PICTURES = 12
 RUN_FILE = "run.json"
 
 
@@ -128,7 +133,7 @@ class FrameStylizer:
         """(uint8 frame, Result). `previous`: (the previous output warped onto this frame, its
         reliability mask): the start, and with weight > 0 the temporal target."""
         o = self.options
-        prep = door.prepare(o, door.space(o, content), self.styles, max(content.shape[:2]))
+        prep = door.prepare(o, door.space(o, content), self.styles, max(content.shape[:2]), pictures=TEMPORAL_PICTURES)
         if previous is None:
             x0 = door.start(o, prep.content)[0]
         else:
@@ -148,7 +153,7 @@ def check(options: StyleOptions, hw: tuple[int, int], styles: int) -> tuple[Styl
     video cannot take."""
     if options.scales != "auto" and len(options.ladder()) > 1:  # auto: a stills default
         raise InputError("video runs at one size: drop --scales (use --size)")
-    options, choice = door.choose(options, hw, styles)
+    options, choice = door.choose(options, hw, styles, pictures=TEMPORAL_PICTURES)
     if options.optimizer == "lbfgs-device":
         raise InputError("--optimizer lbfgs-device cannot take the temporal term yet: use scipy or lbfgs for video")
     return options, choice
