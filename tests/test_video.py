@@ -177,6 +177,11 @@ def test_interrupted_run_resumes_at_the_next_frame(tmp_path, photo):
     assert first.stopped and sorted(f.name for f in (tmp_path / "cut").glob("frame_*")) == [
         frame_name(0), frame_name(1)]
     assert seen[0].remaining > 0 and seen[-1].frames == 4
+    # a frame's loss reads as a still's: the weighted parts (temporal from the second frame) and their total
+    assert set(seen[0].loss) == {"content", "style", "tv", "total"}
+    assert set(seen[-1].loss) == {"content", "style", "tv", "temporal", "total"} and seen[-1].frame > 0
+    for p in seen:
+        assert sum(v for k, v in p.loss.items() if k != "total") == pytest.approx(p.loss["total"], rel=1e-5)
     again = stylize_clip(src, tmp_path / "cut", [STYLE], FAST, TemporalOptions(later_iterations=2))
     assert again.resumed_at == 2 and len(again.seconds_per_frame) == 2
     for i in range(4):

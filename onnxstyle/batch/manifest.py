@@ -114,7 +114,7 @@ class Task:
             rec.update(iterations=out.iterations, resumed_from=out.resumed_from)
             if out.result is not None:
                 r = out.result
-                rec.update(final_loss=r.final.get("total"), provider=r.provider, optimizer=r.optimizer,
+                rec.update(final_loss=r.final.get("total"), final=r.loss, provider=r.provider, optimizer=r.optimizer,
                            choice=r.choice, memory=r.scales[-1]["memory"] if r.scales else None)
         return rec
 

@@ -155,7 +155,8 @@ def run(job: Job, on_progress: Callable[[Progress], None] | None = None,
             # the largest scale's memory fit (each scale's in scales[].memory)
             "tile": result.scales[-1]["memory"]["tile"], "pairs": result.scales[-1]["memory"]["lbfgs_pairs"],
             "stop": result.reason, "message": result.message,
-            "initial": result.initial, "final": result.final,
+            # the loss as the CLI shows it: the weighted parts and the total they add up to
+            "initial": result.initial_loss, "final": result.loss,
             "scales": result.scales, "options": recorded,
         })
     return out

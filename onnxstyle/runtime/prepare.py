@@ -87,9 +87,10 @@ class Prepared:
                             until, cold, self.options.learning_rate)
 
     def record(self, result: Result) -> dict:
-        """What the report keeps of this size: size, iterations, stop, time and the memory fit."""
+        """What the report keeps of this size: size, iterations, stop, time, the final loss (weighted
+        parts and total) and the memory fit."""
         return {"size": list(self.content.shape[:2]), "iterations": result.iterations, "stop": result.reason,
-                "evaluations": result.evaluations, "seconds": result.seconds, "final": result.final,
+                "evaluations": result.evaluations, "seconds": result.seconds, "final": result.loss,
                 "optimizer": self.options.optimizer, "memory": self.fit.to_dict(), "tiled": self.fit.describe()}
 
 

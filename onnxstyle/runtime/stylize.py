@@ -49,6 +49,12 @@ class Progress:
     def image(self) -> np.ndarray:
         return self.read_image()
 
+    @property
+    def loss(self) -> dict[str, float]:
+        """The loss as every front end reads it (CLI, report, service, page, batch): the weighted
+        parts and their total, which they add up to. `terms` holds them unweighted."""
+        return {**self.parts, "total": self.terms["total"]}
+
 
 Callback = Callable[[Progress], bool | None]
 
@@ -145,8 +151,8 @@ class Convergence:
 class Result:
     image: np.ndarray  # uint8 H x W x 3 RGB
     iterate: np.ndarray  # float32 H x W x 3: the optimiser's last iterate (before rounding)
-    initial: dict[str, float]
-    final: dict[str, float]
+    initial: dict[str, float]  # the terms, unweighted (the weighted parts: initial_parts, initial_loss)
+    final: dict[str, float]  # the terms, unweighted (the weighted parts: parts, loss)
     history: list[dict[str, float]] = field(default_factory=list)
     iterations: int = 0
     evaluations: int = 0
@@ -166,6 +172,18 @@ class Result:
     # optimizer="lbfgs": the L-BFGS state at the result, to continue the run exactly
     # (stylize(..., optimizer_state=...)); None for the other optimisers
     optimizer_state: lbfgs.LbfgsState | None = None
+    parts: dict[str, float] = field(default_factory=dict)  # `final` weighted (Objective.parts)
+    initial_parts: dict[str, float] = field(default_factory=dict)  # `initial` weighted
+
+    @property
+    def loss(self) -> dict[str, float]:
+        """The final loss as every front end reads it: the weighted parts and their total."""
+        return {**self.parts, "total": self.final["total"]}
+
+    @property
+    def initial_loss(self) -> dict[str, float]:
+        """The starting point's loss, as `loss` reads."""
+        return {**self.initial_parts, "total": self.initial["total"]}
 
 
 def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
@@ -310,6 +328,8 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         reason=reason,
         message=message,
         optimizer_state=getattr(res, "state", None) if optimizer == "lbfgs" else None,
+        parts=objective.parts(final),
+        initial_parts=objective.parts(initial),
     )
 
 
@@ -405,7 +425,7 @@ def stylize(
             r = prep.run(x0, n_iter, shown, optimizer_state if opts.optimizer == "lbfgs" and k == 0 else None, cold)
         stats.append(prep.record(r))
         if result is not None:
-            r.initial = result.initial
+            r.initial, r.initial_parts = result.initial, result.initial_parts
             r.history = result.history + r.history
             r.iterations += result.iterations
             r.evaluations += result.evaluations

@@ -73,7 +73,7 @@ class Job:
     finished: float | None = None
     iteration: int = 0  # iterations done over all scales (the run's Progress.step)
     remaining: float | None = None  # seconds left (the run's Progress.remaining)
-    terms: dict[str, float] = field(default_factory=dict)
+    terms: dict[str, float] = field(default_factory=dict)  # weighted parts and their total (Progress.loss)
     error: str | None = None
     image: np.ndarray | None = None  # the latest picture (uint8) while running
     version: int = 0  # bumped with every new picture
