@@ -9,8 +9,10 @@ results/provenance.json: the commit, the machine, the load before and after, and
 either was above the core count; a table built from a busy file says so in its caption.
 A table sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->` (NAME one of TABLES);
 the lines between are this script's, so a number in a table comes from a results file or is not
-there. Entries for files measured before this script were read from git (the commit that last
-wrote the file, and the load its rows record): "source": "git log".
+there. A results file that README.md or docs/*.md cite in prose (`benchmarks/results/NAME`) must
+be there and have its entry too, so every figure traces to a file with its commit and load.
+Entries for files measured before this script were read from git (the commit that last wrote
+the file, and the load it records, if any): "source": "git log".
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 PROVENANCE = RESULTS / "provenance.json"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+CITE = re.compile(r"benchmarks/results/([\w./-]+\.(?:md|json))")
 MARK = re.compile(r"<!-- figures:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 
@@ -236,11 +239,19 @@ def rewrite(text: str, prov: dict) -> str:
 
 
 def check(docs: list[Path] = DOCS, prov: dict | None = None) -> list[str]:
-    """One line per marked table that differs from (or cannot be made from) its results file."""
+    """One line per marked table that differs from (or cannot be made from) its results file, and
+    per cited results file that is not there or has no provenance entry."""
     prov = load_provenance() if prov is None else prov
     problems = []
     for doc in docs:
-        for m in MARK.finditer(doc.read_text()):
+        text = doc.read_text()
+        for f in sorted(set(CITE.findall(text))):
+            if not (RESULTS / f).is_file():
+                problems.append(f"{doc.name}: cites benchmarks/results/{f}, which is not there")
+            elif f not in prov:
+                problems.append(f"{doc.name}: cites benchmarks/results/{f}, which has no entry in "
+                                f"{PROVENANCE.relative_to(ROOT)} (its commit and load)")
+        for m in MARK.finditer(text):
             try:
                 want = render(m["name"], prov)
             except (KeyError, OSError, ValueError) as e:

@@ -44,6 +44,15 @@ def test_unknown_table_and_missing_provenance_fail(tmp_path):
     assert "no entry" in report.check([doc], prov={})[0]
 
 
+def test_a_cited_results_file_needs_its_provenance(tmp_path):
+    doc = tmp_path / "x.md"
+    doc.write_text("see [it](benchmarks/results/nonesuch.md) and benchmarks/results/schedule.md\n")
+    prov = report.load_provenance()
+    assert report.check([doc], prov) == ["x.md: cites benchmarks/results/nonesuch.md, which is not there"]
+    del prov["schedule.md"]
+    assert "schedule.md, which has no entry" in report.check([doc], prov)[1]
+
+
 def test_check_command_is_quick_and_runs_no_benchmark():
     start = time.monotonic()
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"], capture_output=True,
