@@ -208,13 +208,18 @@ def serve_table(prov: dict) -> list[str]:
              f"{r['max_ms']:.2f}"] for how, r in rows]
     codes = ", ".join(f"{n} x {code}" for code, n in sorted(d["codes"].items()))
     rss = d["rss_mb"]
-    return [caption("serve.json", prov), "",
-            *table(["GET /v1/jobs/{id}", "requests", "req/s", "p50 ms", "p99 ms", "max ms"], body), "",
-            "- the latency the running jobs add (busy minus the mean of the idle rows): "
-            f"p50 {d['added_ms']['p50']:.2f} ms, p99 {d['added_ms']['p99']:.2f} ms",
-            f"- status codes over the benchmark: {codes}; {d['server_errors']} server errors",
-            f"- the server's memory (RSS): {rss['after_5']:.1f} MB after 5 finished jobs, {rss['after_50']:.1f} MB "
-            f"after 50 ({rss['change_pct']:+.2f}%)"]
+    lines = [caption("serve.json", prov), "",
+             *table(["GET /v1/jobs/{id}", "requests", "req/s", "p50 ms", "p99 ms", "max ms"], body), "",
+             "- the latency the running jobs add (busy minus the mean of the idle rows): "
+             f"p50 {d['added_ms']['p50']:.2f} ms, p99 {d['added_ms']['p99']:.2f} ms",
+             f"- status codes over the benchmark: {codes}; {d['server_errors']} server errors",
+             f"- the server's memory (RSS): {rss['after_5']:.1f} MB after 5 finished jobs, {rss['after_50']:.1f} MB "
+             f"after 50 ({rss['change_pct']:+.2f}%)"]
+    if "rss_mb_with_workers" in d:  # since the jobs run in worker processes
+        w = d["rss_mb_with_workers"]
+        lines.append(f"- with its worker processes: {w['after_5']:.1f} MB after 5, {w['after_50']:.1f} MB after 50 "
+                     f"({w['change_pct']:+.2f}%)")
+    return lines
 
 
 TABLES: dict[str, Callable[[dict], list[str]]] = {
