@@ -80,6 +80,22 @@ def reliability(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     return (~(disoccluded | boundary | outside)).astype(np.float32)
 
 
+# Inside the frame no pixel is let go entirely. A pixel the temporal term does not hold, amid ones it
+# holds, is moved by L-BFGS with steps scaled for the held ones' stiffness and ends near 0 or 255: a
+# speck, carried on by the next frame's warp. On the pan+zoom clip Ruder's mask drops ~40 pixels a
+# frame where the fine flow's noise crosses the motion-boundary threshold (the true flow has none);
+# they moved by ~100 levels and made all of the temporal error above the start's; held at 0.1 they
+# move by < 1 (docs/video.md, "Sharpness").
+UNRELIABLE_HOLD = 0.1
+
+
+def hold(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """The temporal term's c per pixel: 1 where reliable, UNRELIABLE_HOLD at disocclusions and motion
+    boundaries, 0 only where the pixel came from outside frame t-1 (its start is a fresh canvas)."""
+    c = np.maximum(reliability(forward, backward), UNRELIABLE_HOLD)
+    return np.where(outside_source(backward), 0.0, c).astype(np.float32)
+
+
 def endpoint_error(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Mean endpoint error (Euclidean distance between flow vectors, in px), over `mask` if given."""
     err = np.sqrt(((estimate - truth) ** 2).sum(-1))

@@ -1,7 +1,7 @@
 """The frame loop (Ruder, Dosovitskiy & Brox 2016): the first frame from the usual canvas, each
 later one from its content plus the previous frame's style warped by the optical flow (`carried`),
-with a temporal term W * sum(c * (x - carried)^2) / D pulling it toward that where the flow is
-reliable (c).
+with a temporal term W * sum(c * (x - carried)^2) / D pulling it toward that, fully where the flow
+is reliable (c, flows.hold).
 
 Every finished frame is written at once (atomically) as a numbered PNG beside a run.json naming
 the run: the folder is the checkpoint, and the same command run again continues at the next frame.
@@ -251,7 +251,7 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
             backward = flows.flow(content, prev_content, temporal.flow)
             forward = flows.flow(prev_content, content, temporal.flow)
             fill = door.start(stylizer.options, content)[0]  # the first frame's kind of canvas
-            previous = (carried(prev_out, prev_content, content, backward, fill), flows.reliability(forward, backward))
+            previous = (carried(prev_out, prev_content, content, backward, fill), flows.hold(forward, backward))
 
         def on_iter(p: Progress, i=i, before=step) -> bool:
             p = replace(p, frame=i, frames=n, step=before + p.iteration, steps=sum(plan))
