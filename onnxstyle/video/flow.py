@@ -82,10 +82,10 @@ def reliability(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
 
 # Inside the frame no pixel is let go entirely. A pixel the temporal term does not hold, amid ones it
 # holds, is moved by L-BFGS with steps scaled for the held ones' stiffness and ends near 0 or 255: a
-# speck, carried on by the next frame's warp. On the pan+zoom clip Ruder's mask drops ~40 pixels a
-# frame where the fine flow's noise crosses the motion-boundary threshold (the true flow has none);
-# they moved by ~100 levels and made all of the temporal error above the start's; held at 0.1 they
-# move by < 1 (docs/video.md, "Sharpness").
+# speck, carried on by the next frame's warp. On the pan+zoom clip Ruder's mask drops 17 to 74 pixels
+# a frame where the fine flow's noise crosses the motion-boundary threshold (the true flow has none);
+# they moved by 100 levels rms and made all of the temporal error above the start's; held at 0.1,
+# by 1.5 (docs/video.md, "Sharpness").
 UNRELIABLE_HOLD = 0.1
 
 
