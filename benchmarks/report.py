@@ -9,7 +9,8 @@ results/provenance.json: the commit, the machine, the load before and after, and
 either was above the core count; a table built from a busy file says so in its caption.
 A table sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->` (NAME one of TABLES);
 the lines between are this script's, so a number in a table comes from a results file or is not
-there. A results file that README.md or docs/*.md cite in prose (`benchmarks/results/NAME`) must
+there (a table whose file was never written, nor has an entry, says so, and fills in when its
+benchmark runs). A results file that README.md or docs/*.md cite in prose (`benchmarks/results/NAME`) must
 be there and have its entry too, so every figure traces to a file with its commit and load.
 Entries for files measured before this script were read from git (the commit that last wrote
 the file, and the load it records, if any): "source": "git log".
@@ -235,7 +236,13 @@ TABLES: dict[str, Callable[[dict], list[str]]] = {
 def render(name: str, prov: dict) -> str:
     if name not in TABLES:
         raise KeyError(f"no table named {name!r} (known: {', '.join(TABLES)})")
-    return "\n".join(TABLES[name](prov)) + "\n"
+    try:
+        return "\n".join(TABLES[name](prov)) + "\n"
+    except FileNotFoundError as e:  # never measured: the table says so, with no number
+        file = Path(e.filename).relative_to(RESULTS).as_posix()
+        if file in prov:  # measured once: its file must not go missing
+            raise
+        return f"_No results yet: its benchmark writes `{file}` (`python benchmarks/report.py --list`)._\n"
 
 
 def rewrite(text: str, prov: dict) -> str:
