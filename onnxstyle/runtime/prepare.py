@@ -94,6 +94,14 @@ class Prepared:
                 "optimizer": self.options.optimizer, "memory": self.fit.to_dict(), "tiled": self.fit.describe()}
 
 
+def summary(result: Result) -> dict:
+    """What ran, for a report or a job's status: the optimiser (and why, where it is not the
+    default), the largest scale's tile and L-BFGS pairs (Prepared.record has each scale's), why it stopped."""
+    fitted = result.scales[-1]["memory"] if result.scales else {}
+    return {"optimizer": result.optimizer, "choice": result.choice, "tile": fitted.get("tile"),
+            "pairs": fitted.get("lbfgs_pairs"), "stop": result.reason}
+
+
 def prepare(opts: StyleOptions, content: np.ndarray, styles: Sequence[np.ndarray], size: int | None,
             masks: Sequence[np.ndarray | None] | None = None, style_scales: Sequence[float] | None = None,
             pictures: int = 0) -> Prepared:

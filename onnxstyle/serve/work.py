@@ -34,7 +34,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 class Run:
     """`execute` returns {"status": done | cancelled | failed, "image": uint8 or None,
     "terms": dict or None (the weighted parts and the total they add up to, as the CLI shows them),
-    "error": one line or None}; it never raises."""
+    "error": one line or None, "ran": prepare.summary where it ran}; it never raises."""
 
     index: int
     job: str  # the service's job id ("" for the warm-up run)
@@ -47,6 +47,7 @@ class Run:
         return {**self.__dict__, "cancel": None}
 
     def execute(self, cancel, worker: str, progress=None) -> dict:
+        from onnxstyle.runtime.prepare import summary
         from onnxstyle.runtime.stylize import stylize
 
         lower_priority()
@@ -61,7 +62,7 @@ class Run:
         try:
             result = stylize(self.content, self.styles, self.options, callback=on_progress, cancel=cancel)
             return {"status": "cancelled" if result.stopped else "done", "image": result.image,
-                    "terms": result.loss, "error": None, "worker": worker}
+                    "terms": result.loss, "error": None, "worker": worker, "ran": summary(result)}
         except NumericalError as e:
             return {"status": "failed", "image": e.image, "terms": None, "error": str(e), "worker": worker}
         except OnnxStyleError as e:
