@@ -129,3 +129,5 @@ def test_batch_rows_options_reach_the_run(tmp_path):
     by = {Path(r["output"]).name: r for r in log}
     assert by["a.png"]["memory"]["tile"] == 32 and by["a.png"]["optimizer"] == "scipy"
     assert by["b.png"]["memory"]["tile"] is None and by["b.png"]["optimizer"] == "lbfgs"
+    assert [(by[n]["tile"], by[n]["pairs"], by[n]["stop"]) for n in ("a.png", "b.png")] == [
+        (32, 10, "iterations"), (None, 10, "iterations")]
