@@ -66,6 +66,8 @@ BENCHES: dict[str, Bench] = {
     "batch": Bench("onnxstyle batch: 1 and 2 workers against one process, interleaved, medians of 3", [["batch.py"]],
                    ["batch.json", "batch.md"]),
     "serve": Bench("onnxstyle serve: requests per second, latency, memory", [["serve.py"]], ["serve.json", "serve.md"]),
+    "style_weight": Bench("the style-weight sweep behind the default (defaults.md)", [["style_weight.py"]],
+                          ["style_weight.json", "style_weight.md"]),
     "losses": Bench("the style losses' balance and time", [["losses.py"]], ["losses.json", "losses.md"]),
 }
 
@@ -223,11 +225,21 @@ def serve_table(prov: dict) -> list[str]:
     return lines
 
 
+def style_weight_table(prov: dict) -> list[str]:
+    rows = read("style_weight.json")
+    pairs, weights = (list(dict.fromkeys(r[k] for r in rows)) for k in ("pair", "style_weight"))
+    cell = {(r["pair"], r["style_weight"]): f"{r['content']:.3g} / {r['style']:.3g}" for r in rows}
+    return [caption("style_weight.json", prov), "",
+            *table(["style_weight", *(f"{p.replace(':', ' x ')}: final content / style" for p in pairs)],
+                   [[w, *(cell[p, w] for p in pairs)] for w in weights])]
+
+
 TABLES: dict[str, Callable[[dict], list[str]]] = {
     "serve": serve_table,
     "overhead": overhead_table,
     "winograd": winograd_table,
     "batch": batch_table,
+    "style_weight": style_weight_table,
     "time_to_picture_256": time_to_picture_table(256),
     "time_to_picture_512": time_to_picture_table(512),
 }
