@@ -9,8 +9,11 @@ results/provenance.json: the commit, the machine, the load before and after, and
 either was above the core count; a table built from a busy file says so in its caption.
 A table sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->` (NAME one of TABLES);
 the lines between are this script's, so a number in a table comes from a results file or is not
-there. Entries for files measured before this script were read from git (the commit that last
-wrote the file, and the load its rows record): "source": "git log".
+there (a table whose file was never written, nor has an entry, says so, and fills in when its
+benchmark runs). A results file that README.md or docs/*.md cite in prose (`benchmarks/results/NAME`) must
+be there and have its entry too, so every figure traces to a file with its commit and load.
+Entries for files measured before this script were read from git (the commit that last wrote
+the file, and the load it records, if any): "source": "git log".
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 PROVENANCE = RESULTS / "provenance.json"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+CITE = re.compile(r"benchmarks/results/([\w./-]+\.(?:md|json))")
 MARK = re.compile(r"<!-- figures:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 
@@ -63,6 +67,8 @@ BENCHES: dict[str, Bench] = {
     "batch": Bench("onnxstyle batch: 1 and 2 workers against one process, interleaved, medians of 3", [["batch.py"]],
                    ["batch.json", "batch.md"]),
     "serve": Bench("onnxstyle serve: requests per second, latency, memory", [["serve.py"]], ["serve.json", "serve.md"]),
+    "style_weight": Bench("the style-weight sweep behind the default (defaults.md)", [["style_weight.py"]],
+                          ["style_weight.json", "style_weight.md"]),
     "losses": Bench("the style losses' balance and time", [["losses.py"]], ["losses.json", "losses.md"]),
 }
 
@@ -239,13 +245,27 @@ def serve_table(prov: dict) -> list[str]:
              f"{r['max_ms']:.2f}"] for how, r in rows]
     codes = ", ".join(f"{n} x {code}" for code, n in sorted(d["codes"].items()))
     rss = d["rss_mb"]
-    return [caption("serve.json", prov), "",
-            *table(["GET /v1/jobs/{id}", "requests", "req/s", "p50 ms", "p99 ms", "max ms"], body), "",
-            "- the latency the running jobs add (busy minus the mean of the idle rows): "
-            f"p50 {d['added_ms']['p50']:.2f} ms, p99 {d['added_ms']['p99']:.2f} ms",
-            f"- status codes over the benchmark: {codes}; {d['server_errors']} server errors",
-            f"- the server's memory (RSS): {rss['after_5']:.1f} MB after 5 finished jobs, {rss['after_50']:.1f} MB "
-            f"after 50 ({rss['change_pct']:+.2f}%)"]
+    lines = [caption("serve.json", prov), "",
+             *table(["GET /v1/jobs/{id}", "requests", "req/s", "p50 ms", "p99 ms", "max ms"], body), "",
+             "- the latency the running jobs add (busy minus the mean of the idle rows): "
+             f"p50 {d['added_ms']['p50']:.2f} ms, p99 {d['added_ms']['p99']:.2f} ms",
+             f"- status codes over the benchmark: {codes}; {d['server_errors']} server errors",
+             f"- the server's memory (RSS): {rss['after_5']:.1f} MB after 5 finished jobs, {rss['after_50']:.1f} MB "
+             f"after 50 ({rss['change_pct']:+.2f}%)"]
+    if "rss_mb_with_workers" in d:  # since the jobs run in worker processes
+        w = d["rss_mb_with_workers"]
+        lines.append(f"- with its worker processes: {w['after_5']:.1f} MB after 5, {w['after_50']:.1f} MB after 50 "
+                     f"({w['change_pct']:+.2f}%)")
+    return lines
+
+
+def style_weight_table(prov: dict) -> list[str]:
+    rows = read("style_weight.json")
+    pairs, weights = (list(dict.fromkeys(r[k] for r in rows)) for k in ("pair", "style_weight"))
+    cell = {(r["pair"], r["style_weight"]): f"{r['content']:.3g} / {r['style']:.3g}" for r in rows}
+    return [caption("style_weight.json", prov), "",
+            *table(["style_weight", *(f"{p.replace(':', ' x ')}: final content / style" for p in pairs)],
+                   [[w, *(cell[p, w] for p in pairs)] for w in weights])]
 
 
 TABLES: dict[str, Callable[[dict], list[str]]] = {
@@ -253,6 +273,7 @@ TABLES: dict[str, Callable[[dict], list[str]]] = {
     "overhead": overhead_table,
     "winograd": winograd_table,
     "batch": batch_table,
+    "style_weight": style_weight_table,
     "time_to_picture_256": time_to_picture_table(256),
     "time_to_picture_512": time_to_picture_table(512),
     "time_left": time_left_table,
@@ -262,7 +283,13 @@ TABLES: dict[str, Callable[[dict], list[str]]] = {
 def render(name: str, prov: dict) -> str:
     if name not in TABLES:
         raise KeyError(f"no table named {name!r} (known: {', '.join(TABLES)})")
-    return "\n".join(TABLES[name](prov)) + "\n"
+    try:
+        return "\n".join(TABLES[name](prov)) + "\n"
+    except FileNotFoundError as e:  # never measured: the table says so, with no number
+        file = Path(e.filename).relative_to(RESULTS).as_posix()
+        if file in prov:  # measured once: its file must not go missing
+            raise
+        return f"_No results yet: its benchmark writes `{file}` (`python benchmarks/report.py --list`)._\n"
 
 
 def rewrite(text: str, prov: dict) -> str:
@@ -271,11 +298,19 @@ def rewrite(text: str, prov: dict) -> str:
 
 
 def check(docs: list[Path] = DOCS, prov: dict | None = None) -> list[str]:
-    """One line per marked table that differs from (or cannot be made from) its results file."""
+    """One line per marked table that differs from (or cannot be made from) its results file, and
+    per cited results file that is not there or has no provenance entry."""
     prov = load_provenance() if prov is None else prov
     problems = []
     for doc in docs:
-        for m in MARK.finditer(doc.read_text()):
+        text = doc.read_text()
+        for f in sorted(set(CITE.findall(text))):
+            if not (RESULTS / f).is_file():
+                problems.append(f"{doc.name}: cites benchmarks/results/{f}, which is not there")
+            elif f not in prov:
+                problems.append(f"{doc.name}: cites benchmarks/results/{f}, which has no entry in "
+                                f"{PROVENANCE.relative_to(ROOT)} (its commit and load)")
+        for m in MARK.finditer(text):
             try:
                 want = render(m["name"], prov)
             except (KeyError, OSError, ValueError) as e:

@@ -1,11 +1,11 @@
 """`onnxstyle serve` under load, on 127.0.0.1: status polling (GET /v1/jobs/{id}) with the workers
 idle and with two jobs running (p50, p99, requests/s; the difference is the latency a running job
-adds), every status code seen (no 5xx), and the server's memory after 5 and after 50 finished
-jobs. Bounded: at most --requests per phase and --seconds each. Prints and writes
-benchmarks/results/serve.{json,md}.
+adds), every status code seen (no 5xx), and the memory after 5 and after 50 finished jobs: the
+server's own, and with its worker processes (the jobs run there). Bounded: at most --requests
+per phase and --seconds each. Prints and writes OUT/serve.{json,md} (--out, default benchmarks/results).
 
     python benchmarks/serve.py                  # about 2 minutes on 2 CPU cores
-    python benchmarks/serve.py --requests 300 --memory-jobs 10 --no-write   # a smoke run
+    python benchmarks/serve.py --requests 300 --seconds 5 --memory-jobs 6 --out /tmp/serve   # a smoke run
 """
 
 from __future__ import annotations
@@ -57,6 +57,20 @@ async def poll(url: str, path: str, requests: int, seconds: float, concurrency: 
             "max_ms": round(float(ms.max()), 2), "codes": dict(codes)}
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of `pid` and every process below it (the service's workers), in MB."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            todo += [int(c) for t in Path(f"/proc/{p}/task").iterdir() for c in (t / "children").read_text().split()]
+        except OSError:
+            continue  # gone meanwhile
+        total += next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmRSS:")) / 1024
+    return total
+
+
 def finish(server: Server, n: int, codes: Counter, size: int, iterations: int) -> None:
     """Run n small jobs to the end, at most --max-queue waiting at a time."""
     pending: list[str] = []
@@ -81,7 +95,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=4, help="polling clients at once")
     ap.add_argument("--size", type=int, default=128, help="size of the two busy jobs")
     ap.add_argument("--memory-jobs", type=int, default=50, help="jobs before the second memory reading")
-    ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="where serve.{json,md} go")
     args = ap.parse_args()
 
     codes: Counter[int] = Counter()
@@ -106,10 +120,10 @@ def main() -> None:
                                           args.concurrency))
             finish(server, 5, codes, 48, 5)
             time.sleep(1)
-            rss_5 = server.rss_mb()
+            rss_5, tree_5 = server.rss_mb(), rss_mb(server.proc.pid)
             finish(server, args.memory_jobs - 5, codes, 48, 5)
             time.sleep(1)
-            rss_50 = server.rss_mb()
+            rss_50, tree_50 = server.rss_mb(), rss_mb(server.proc.pid)
         finally:
             server.stop()
     for phase in (idle, busy, idle_after):
@@ -123,6 +137,8 @@ def main() -> None:
         "codes": dict(sorted(codes.items())), "server_errors": sum(n for c, n in codes.items() if c >= 500),
         "rss_mb": {"after_5": round(rss_5, 1), f"after_{args.memory_jobs}": round(rss_50, 1),
                    "change_pct": round(100 * (rss_50 - rss_5) / rss_5, 2)},
+        "rss_mb_with_workers": {"after_5": round(tree_5, 1), f"after_{args.memory_jobs}": round(tree_50, 1),
+                                "change_pct": round(100 * (tree_50 - tree_5) / tree_5, 2)},
     }
     md = [
         f"# `onnxstyle serve` under load ({result['machine']})",
@@ -140,12 +156,13 @@ def main() -> None:
         f"p99 {result['added_ms']['p99']} ms.",
         f"Status codes over the run: {result['codes']} ({result['server_errors']} 5xx).",
         f"Server memory (RSS): {result['rss_mb']['after_5']} MB after 5 finished jobs, "
-        f"{rss_50:.1f} MB after {args.memory_jobs} ({result['rss_mb']['change_pct']:+.2f}%).",
+        f"{rss_50:.1f} MB after {args.memory_jobs} ({result['rss_mb']['change_pct']:+.2f}%); with its workers "
+        f"{tree_5:.1f} MB and {tree_50:.1f} MB ({result['rss_mb_with_workers']['change_pct']:+.2f}%).",
     ]
     print("\n".join(md))
-    if not args.no_write:
-        (HERE / "results" / "serve.json").write_text(json.dumps(result, indent=2) + "\n")
-        (HERE / "results" / "serve.md").write_text("\n".join(md) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "serve.md").write_text("\n".join(md) + "\n")
 
 
 if __name__ == "__main__":

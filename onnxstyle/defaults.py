@@ -46,6 +46,20 @@ CONVERGED_WINDOW = 20  # the issue's window
 CONVERGED_CHANGE = 0.15  # mean |x_k - x_(k-20)| / 20, 0..255 units
 CONVERGED_LOSS = 0.005  # relative loss decrease over the window
 CONVERGED_CHECKS = 2  # checks in a row: one window's plateau is often false (see above)
+# Where the rule stopped each scale of the default ladder (scipy, two checks in a row, the ladder
+# from the shorter side): benchmarks/results/time_to_picture_256.json (three pairs: 128 px rungs
+# 280, 280; 256 px 300, 260; the one-rung 256x170 landscape 380) and time_to_picture_512.json (its
+# three runs under this rule: 128 px 280, 280; 256 px 260, 300, 256x170 380; 512 px 320, 400,
+# 512x341 420). The first rung (from noise) and the finer ones (from the upsampled picture) stop
+# alike (means 313 and 323), so one pool: the Clock expects a scale to stop at the mean of those
+# still ahead of it (319 before it starts), at most the cap.
+CONVERGED_STOPS = (260, 260, 280, 280, 280, 280, 300, 300, 320, 380, 380, 400, 420)
+# The Clock's time per iteration at a later scale: this scale's x (its pixels / these) ** CLOCK_EXPONENT.
+# Whole iterations of the default runs (time_to_picture_256.json, _512.json, the runs on an unshared
+# CPU): 128 -> 256 px 2.76-3.45x (exponent 0.73-0.89), 256 -> 512 px 3.63-4.11x (0.93-1.02), 128 ->
+# 512 px 10.8-13.2x (0.86-0.93). The graph alone grows 4.06-4.16x per doubling (bench.md's quiet run,
+# f27923e): a small picture's iteration pays more than its pixels' share (threads, the optimiser).
+CLOCK_EXPONENT = 0.9
 NOISE_RATIO = 0.1  # seed: input_noise = 0.1 (noise blended into the content canvas)
 INIT = "noise"  # seed: noise-blended content as the initial canvas
 SEED = 0

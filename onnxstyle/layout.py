@@ -65,8 +65,9 @@ def mean_target(layer: str) -> str:
 
 
 def sorted_target(layer: str) -> str:
-    """[1, P, a, b]: histogram/sliced target, the style's sorted values [1, P, 1, M] (untiled) or
-    each position's matched value [1, P, h, w] (tiled)."""
+    """[J, P, a, b]: histogram/sliced target, the style's sorted values [1, P, 1, M] (untiled; masked
+    each style's [K, P, 1, Mt]) or each position's matched value [1, P, h, w] (tiled; masked the
+    two planes of export/graph.py tiled_sorted_term)."""
     return f"sorted_{layer}"
 
 

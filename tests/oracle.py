@@ -68,6 +68,52 @@ def terms(x, content_feats, style_grams, weights, content_layers, style_layers, 
     return {"content": content, "style": style, "tv": tv}
 
 
+def gradient(x, content_feats, style_grams, weights, content_layers, style_layers, term_weights) -> np.ndarray:
+    """d total / d x of terms() (average pooling, no masks; total = the term_weights' sum of content,
+    style and tv), by hand in float64: each layer's adjoint, from the deepest used layer down."""
+    cw, sw, tw = term_weights
+    x64 = np.asarray(x, np.float64)
+    pre_w = weights.pre_w.astype(np.float64)
+    h = (x64 @ pre_w.T + weights.pre_b).transpose(2, 0, 1)
+    used = set(content_layers) | set(style_layers)
+    arch = ARCH[:max(i for i, (name, _, _) in enumerate(ARCH) if name in used) + 1]
+    tape = []  # per layer: the pool's input shape, or the conv's ReLU mask
+    feats = {}
+    for name, _, _ in arch:
+        if name.startswith("pool"):
+            tape.append(h.shape)
+            h = avgpool_same(h)
+        else:
+            w, b = weights.convs[name]
+            pre = conv3x3(h, w.astype(np.float64), b.astype(np.float64))
+            tape.append(pre > 0)
+            h = feats[name] = np.maximum(pre, 0)
+    g = np.zeros_like(h)
+    for (name, _, _), saved in zip(reversed(arch), reversed(tape), strict=True):
+        if name.startswith("pool"):  # each input pixel is in one window: its share of that window's mean
+            _, hh, ww = saved
+            rows, cols = (np.minimum(2, n - 2 * np.arange(k)) for n, k in ((hh, g.shape[1]), (ww, g.shape[2])))
+            counts = rows[:, None] * cols
+            g = np.repeat(np.repeat(g / counts, 2, axis=1), 2, axis=2)[:, :hh, :ww]
+            continue
+        f = feats[name]
+        n, m = f.shape[0], f.shape[1] * f.shape[2]
+        if name in content_layers:  # d/dF of sum((F - P)^2) / (2 sqrt(N) sqrt(M))
+            g = g + cw * content_layers[name] * (f - content_feats[name]) / (np.sqrt(n) * np.sqrt(m))
+        if name in style_layers:  # d/dF of sum((F F^T / M - A)^2) / (4 N^2): (G - A) F / (N^2 M)
+            f2 = f.reshape(n, m)
+            g = g + sw * style_layers[name] * ((gram(f) - style_grams[name]) @ f2 / (n * n * m)).reshape(f.shape)
+        w = weights.convs[name][0].astype(np.float64)
+        g = conv3x3(g * saved, w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], np.zeros(w.shape[1]))  # the adjoint
+    dx = g.transpose(1, 2, 0) @ pre_w
+    d0, d1 = 2 * tw * np.diff(x64, axis=0), 2 * tw * np.diff(x64, axis=1)  # tv: squared neighbour differences
+    dx[1:] += d0
+    dx[:-1] -= d0
+    dx[:, 1:] += d1
+    dx[:, :-1] -= d1
+    return dx
+
+
 def maxpool_same(x: np.ndarray) -> np.ndarray:
     c, h, w = x.shape
     out = np.zeros((c, -(-h // 2), -(-w // 2)))

@@ -36,6 +36,20 @@ def test_largest_tile_that_fits_then_fewer_pairs():
     assert tight.tile is not None and tight.pairs < PAIRS and tight.need <= 6 * G
 
 
+def test_smaller_tiles_before_refusing():
+    """1024x768 under 1.5 GiB: not even 256 px tiles with 3 pairs fit (1.7 GiB); the largest
+    smaller tile does, with the most pairs it leaves; a clip's own pictures (pictures=) shrink it."""
+    hw, limit = (768, 1024), int(1.5 * G)
+    assert fit.estimate(hw, fit.MIN_TILE, fit.MIN_PAIRS, "lbfgs") > limit
+    f = fit.plan(hw, "lbfgs", limit)
+    assert fit.LAST_TILE <= f.tile < fit.MIN_TILE and f.need <= limit
+    assert fit.estimate(hw, f.tile + 16, fit.MIN_PAIRS, "lbfgs") > limit
+    assert f.pairs == PAIRS or fit.estimate(hw, f.tile, f.pairs + 1, "lbfgs") > limit
+    clip = fit.plan(hw, "lbfgs", limit, pictures=12)
+    assert clip.tile < f.tile and clip.need == fit.estimate(hw, clip.tile, clip.pairs, "lbfgs", pictures=12) <= limit
+    assert clip.need - fit.estimate(hw, clip.tile, clip.pairs, "lbfgs") == 12 * 4 * 3 * 768 * 1024
+
+
 def test_scipy_refused_where_it_cannot_fit():
     with pytest.raises(InputError) as e:
         fit.plan((3072, 4096), "scipy", 6 * G)

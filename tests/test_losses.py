@@ -70,6 +70,18 @@ def numeric_grad(fn, f, h=1e-6):
     return g
 
 
+def masked_sorted_loss(y, masks, targets, blend):
+    """sum_k blend_k sum_i m_k(i) (y_i - Q_k(u_k(i)))^2 / (P S_k), u_k(i) = (weight of the smaller
+    values in the row + m_k(i) / 2) / S_k, Q_k through targets[k] at (j + 1/2) / Mt (flat beyond)."""
+    total = 0.0
+    for m, t, w in zip(masks, targets, blend, strict=True):
+        grid = (np.arange(t.shape[1]) + 0.5) / t.shape[1]
+        for row, trow in zip(y, t, strict=True):
+            u = np.array([(m[row < v].sum() + m[i] / 2) / m.sum() for i, v in enumerate(row)])
+            total += w * (m * (row - np.interp(u, grid, trow)) ** 2).sum() / (len(y) * m.sum())
+    return total
+
+
 # ------------------------------------------------- the graph's term alone, fed features
 
 
@@ -152,6 +164,43 @@ def test_sorted_terms_match_oracle(feats, sliced):
     check(loss, grad, (lambda x: sliced_loss(x, t, p)) if sliced else (lambda x: hist_loss(x, t)), f)
 
 
+@pytest.mark.parametrize("sliced", [False, True])
+def test_masked_sorted_terms_match_oracle(feats, sliced):
+    f, style = feats
+    rng = np.random.default_rng(4)
+    p = rng.standard_normal((N, N))
+    p = (p / np.linalg.norm(p, axis=0)).astype(np.float32).astype(np.float64)
+    masks = rng.uniform(0, 1, (K, H * W))  # fractional: the weighted ranks count
+    masks[0, :9] = 0.0  # and positions outside a style's region
+    rows = p.T @ style if sliced else style
+    # style k's quantiles at Mt points (not M: the graph interpolates): every 2nd / 5th sorted value
+    t = [np.sort(rows, axis=1)[:, ::s].astype(np.float32).astype(np.float64) for s in (2, 5)]
+    mt = min(x.shape[1] for x in t)
+    t = np.stack([x[:, :mt] + k for k, x in enumerate(t)])  # K x P x Mt, the second shifted
+    blend = np.array([0.7, 0.3])
+    feeds = {"feat": f.reshape(1, N, H, W), "m": masks.reshape(K, H, W), "t": t.reshape(K, N, 1, mt), "blend": blend}
+    if sliced:
+        feeds["p"] = p
+    loss, grad = run_term(lambda b: graph.masked_sorted_term(b, "feat", b.op("Unsqueeze", ["m", b.ints(1)]), "t",
+                                                             "blend", N, "p" if sliced else None), feeds)
+    m32 = masks.astype(np.float32).astype(np.float64)
+    proj = p if sliced else np.eye(N)
+    check(loss, grad, lambda x: masked_sorted_loss(proj.T @ x, m32, t, blend), f)
+
+
+def test_masked_sorted_is_sorted_with_one_whole_mask(feats):
+    """Every mask 1 and one style: masked_sorted_term's loss and gradient are sorted_term's."""
+    f, style = feats
+    t = np.sort(style, axis=1)[:, 1::3].astype(np.float32)
+    feeds = {"feat": f.reshape(1, N, H, W), "t": t.reshape(1, N, 1, H * W)}
+    a = run_term(lambda b: graph.sorted_term(b, "feat", "t", N), feeds)
+    feeds |= {"m": np.ones((1, H, W)), "blend": np.ones(1)}
+    b_ = run_term(lambda b: graph.masked_sorted_term(b, "feat", b.op("Unsqueeze", ["m", b.ints(1)]), "t",
+                                                     "blend", N), feeds)
+    assert rel(a[0], b_[0]) < TERM_RTOL
+    assert np.abs(a[1] - b_[1]).max() <= GRAD_RTOL * np.abs(a[1]).max()
+
+
 # ---------------------------------------------------------------- the full graph
 
 
@@ -227,9 +276,3 @@ def test_style_loss_option():
     for bad in ("hist", "gram,scaled", "conv4_2:histogram", "conv9_1:gram"):
         with pytest.raises(InputError):
             StyleOptions(style_loss=bad)
-
-
-def test_sorted_losses_refuse_masks(images):
-    content, style = images
-    with pytest.raises(InputError, match="masks"):
-        Objective(content, [style], style_loss="histogram", style_masks=[np.ones(content.shape[:2])])

@@ -17,7 +17,7 @@ spec.loader.exec_module(report)
 def test_every_table_equals_its_results_file():
     assert report.check() == []
     marked = [m["name"] for doc in report.DOCS for m in report.MARK.finditer(doc.read_text())]
-    assert {"winograd", "time_to_picture_256"} <= set(marked)
+    assert {"winograd", "time_to_picture_256", "batch"} <= set(marked)
 
 
 def test_a_changed_number_fails_the_check(tmp_path):
@@ -42,6 +42,25 @@ def test_unknown_table_and_missing_provenance_fail(tmp_path):
     assert "no table named" in report.check([doc])[0]
     doc.write_text("<!-- figures:winograd -->\n<!-- /figures:winograd -->\n")
     assert "no entry" in report.check([doc], prov={})[0]
+
+
+def test_a_cited_results_file_needs_its_provenance(tmp_path):
+    doc = tmp_path / "x.md"
+    doc.write_text("see [it](benchmarks/results/nonesuch.md) and benchmarks/results/schedule.md\n")
+    prov = report.load_provenance()
+    assert report.check([doc], prov) == ["x.md: cites benchmarks/results/nonesuch.md, which is not there"]
+    del prov["schedule.md"]
+    assert "schedule.md, which has no entry" in report.check([doc], prov)[1]
+
+
+def test_a_table_never_measured_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)  # no results file at all
+    doc = tmp_path / "x.md"
+    doc.write_text("<!-- figures:batch -->\n<!-- /figures:batch -->\n")
+    doc.write_text(report.rewrite(doc.read_text(), {}))
+    assert "No results yet: its benchmark writes `batch.json`" in doc.read_text()
+    assert report.check([doc], {}) == []
+    assert "No such file" in report.check([doc], {"batch.json": {}})[0]  # measured once: must be there
 
 
 def test_check_command_is_quick_and_runs_no_benchmark():

@@ -59,6 +59,21 @@ def test_job_cycle_status_image_metrics(server):
     assert int(count[0].split()[1]) >= 4
 
 
+def test_job_options_change_what_runs_and_the_status_says_so(server):
+    """--tile, --max-memory, --until and --precision as form fields reach the run; the finished
+    job's status says which optimiser, tile and pairs ran and why it stopped."""
+    from onnxstyle.runtime import fit, prepare
+
+    job = server.submit(size=48, iterations=2, tile=32, until="iterations", precision="fp32").json()
+    view = server.wait(job["id"])
+    assert view["status"] == "done", view
+    assert (view["optimizer"], view["tile"], view["pairs"], view["stop"]) == ("scipy", 32, 10, "iterations")
+    limit = fit.estimate(prepare.hw_at((32, 40, 3), 48), None, 10, "lbfgs")  # png_bytes' 40x32 at 48 px
+    job = server.submit(size=48, iterations=2, max_memory=limit).json()  # ours fits untiled, scipy does not
+    view = server.wait(job["id"])
+    assert (view["status"], view["optimizer"], view["tile"], view["pairs"]) == ("done", "lbfgs", None, 10), view
+
+
 def test_cancel_keeps_the_best_picture(server):
     job = server.submit(**LONG).json()
     server.wait(job["id"], until=("running",), min_iteration=2)

@@ -129,7 +129,16 @@ def test_page_stylizes_an_uploaded_photo_with_a_bundled_painting(tmp_path, model
         assert job["iterations"] == iterations
         assert n == iterations or (n % w == 0 and (1 + checks) * w <= n < iterations), job
         done = f"done: iteration {n} of {iterations}"
-        assert browser.js("document.getElementById('status').textContent").startswith(done)
+        status = browser.js("document.getElementById('status').textContent")
+        assert status.startswith(done)
+        # the loss as the CLI shows it: the total = the job's weighted terms (4 digits), which add up to it
+        total, parts = status.split(", loss ")[1].split(" = ")
+        shown = {k: float(v) for k, v in (part.split(" ") for part in parts.split(" + "))}
+        assert {"content", "style"} <= set(shown) <= {"content", "style", "tv"}, status
+        assert float(total) == pytest.approx(job["terms"]["total"], rel=5e-4)
+        assert shown == pytest.approx({k: job["terms"][k] for k in shown}, rel=5e-4)
+        terms = job["terms"]
+        assert sum(terms[k] for k in ("content", "style", "tv")) == pytest.approx(terms["total"], rel=1e-5)
         link = browser.js("(() => { const a = document.getElementById('download'); "
                           "return [getComputedStyle(a).display, a.href, a.download]; })()")
         assert link[0] != "none" and link[1].startswith("blob:") and link[2] == "onnxstyle.png"

@@ -5,7 +5,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { stylize } from '../src/stylize.js';
+import { stylize, weighted } from '../src/stylize.js';
 import { loadNodeModels, modelsDir, readImage, writeImage } from '../src/node.js';
 
 const USAGE = `usage: onnxstyle.js stylize CONTENT STYLE [STYLE...] -o OUT [options]
@@ -14,7 +14,7 @@ const USAGE = `usage: onnxstyle.js stylize CONTENT STYLE [STYLE...] -o OUT [opti
   --iterations K          L-BFGS iterations (default: the defaults file's)
   --content-weight W, --style-weight W, --tv-weight W, --style-scale S, --seed N
   --init noise|content|random
-  --report R.json         write a JSON report (the Python report's initial and final terms)
+  --report R.json         write a JSON report (initial and final as the Python report's: the weighted parts and their total)
   --models DIR            the exported graphs (default: ${modelsDir()})
   --threads N             onnxruntime intra-op threads for the loss graph (default: all cores)
   --quiet                 no progress lines`;
@@ -68,16 +68,18 @@ async function main(argv) {
   const result = await stylize(models, images[0], images.slice(1), options, {
     signal: controller.signal,
     onProgress: values.quiet ? undefined : (p) => {
-      const t = p.terms;
-      process.stderr.write(`iteration ${p.iteration}/${p.iterations}  loss ${t.total.toPrecision(6)}  `
-        + `content ${t.content.toPrecision(4)}  style ${t.style.toPrecision(4)}  ${p.elapsed.toFixed(1)} s\n`);
+      const t = p.loss;
+      const parts = ['content', 'style', 'tv'].filter((k) => t[k]).map((k) => `${k} ${t[k].toPrecision(4)}`);
+      process.stderr.write(`iteration ${p.iteration}/${p.iterations}  loss ${t.total.toPrecision(6)} = `
+        + `${parts.join(' + ') || '0'}  ${p.elapsed.toFixed(1)} s\n`);
     },
   });
   await writeImage(values.output, result.image);
   const { image, iterate, history, ...rest } = result;
   if (values.report) {
     writeFileSync(values.report, `${JSON.stringify({
-      size: [image.height, image.width], ...rest, runtime: models.engine.name, backend: models.engine.backend,
+      size: [image.height, image.width], ...rest, initial: weighted(rest.initial, rest.options),
+      final: weighted(rest.final, rest.options), runtime: models.engine.name, backend: models.engine.backend,
       optimizer: 'lbfgs-device', graph: models.meta,
     }, null, 1)}\n`);
   }

@@ -37,10 +37,18 @@ export function prepare(content, styles, size, styleScale) {
   };
 }
 
+/** The loss as every front end reads it (runtime/stylize.py's Progress.loss): the weighted parts
+ * and the total they add up to, from the terms (unweighted) and the run's options. */
+export function weighted(terms, opts) {
+  return { content: opts.contentWeight * terms.content, style: opts.styleWeight * terms.style,
+    tv: opts.tvWeight * terms.tv, total: terms.total };
+}
+
 /**
  * Stylize `content` with `styles` (images {width, height, data: RGB Uint8Array}) using `models`
  * (loadModels()). Options by the Python names in camelCase; missing ones from the defaults file.
- * onProgress({iteration, iterations, terms, evaluations, elapsed, image()}) after each iteration
+ * onProgress({iteration, iterations, terms, loss, evaluations, elapsed, image()}) after each iteration
+ * (terms unweighted; loss: weighted(terms), the weighted parts and their total)
  * (image() builds the picture so far: read it only when shown); `signal` (AbortSignal) stops the
  * run, which then returns what it has with stopped: true.
  * Returns {image: {width, height, data}, iterate (Float32Array), initial, final, iterations,
@@ -85,7 +93,7 @@ export async function stylize(models, content, styles, options = {}, { onProgres
       if (onProgress) {
         const x = it.x;
         await onProgress({
-          iteration: it.nit, iterations: opts.iterations, terms: it.info, evaluations,
+          iteration: it.nit, iterations: opts.iterations, terms: it.info, loss: weighted(it.info, opts), evaluations,
           elapsed: (performance.now() - start) / 1000,
           image: () => ({ width: cz.width, height: cz.height, data: toUint8(x) }),
         });

@@ -16,17 +16,25 @@ test('stylize writes the picture and a report whose terms add up', () => {
   try {
     const out = join(dir, 'out.png'), report = join(dir, 'r.json');
     const r = cli('stylize', 'onnxstyle/data/chelsea.jpg', 'onnxstyle/data/the_scream.jpg', '-o', out, '--size', '48',
-      '--iterations', '3', '--report', report, '--quiet');
+      '--iterations', '3', '--report', report);
     assert.equal(r.status, 0, r.stderr);
     assert.ok(existsSync(out));
     const rep = JSON.parse(readFileSync(report, 'utf8'));
     assert.deepEqual(rep.size, [32, 48]); // chelsea is 2:3
     assert.equal(rep.iterations, 3);
     assert.deepEqual(Object.keys(rep.final).sort(), ['content', 'style', 'total', 'tv']);
-    const { content, style, tv, total } = rep.final, w = rep.options;
-    const sum = w.contentWeight * content + w.styleWeight * style + w.tvWeight * tv;
-    assert.ok(Math.abs(sum - total) <= 1e-5 * total, `${sum} vs ${total}`); // float32 terms
-    assert.ok(total < rep.initial.total);
+    // the loss as the Python report reads it: the weighted parts and the total they add up to
+    for (const { content, style, tv, total } of [rep.initial, rep.final]) {
+      const sum = content + style + tv;
+      assert.ok(Math.abs(sum - total) <= 1e-5 * total, `${sum} vs ${total}`); // float32 terms
+    }
+    assert.ok(rep.final.total < rep.initial.total);
+    // the progress lines read the same: the last one shows the report's final loss, part for part
+    const last = r.stderr.trim().split('\n').at(-1);
+    const [, total, content, style] = last.match(/^iteration 3\/3  loss (\S+) = content (\S+) \+ style (\S+)  /);
+    for (const [shown, value] of [[total, rep.final.total], [content, rep.final.content], [style, rep.final.style]]) {
+      assert.ok(Math.abs(Number(shown) - value) <= 5e-4 * value, `${last} vs ${JSON.stringify(rep.final)}`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

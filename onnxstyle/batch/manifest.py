@@ -86,6 +86,7 @@ class Task:
         """Run on a worker (its sessions cached across tasks); never raises for a bad job: the
         record says `status` ok | failed | interrupted, with a one-line `error`. Reports no progress."""
         from onnxstyle.runtime import job as jobs
+        from onnxstyle.runtime.prepare import summary
 
         started = time.time()
         rec = self.record(worker=worker, started=_stamp(started))
@@ -114,8 +115,8 @@ class Task:
             rec.update(iterations=out.iterations, resumed_from=out.resumed_from)
             if out.result is not None:
                 r = out.result
-                rec.update(final_loss=r.final.get("total"), provider=r.provider, optimizer=r.optimizer,
-                           choice=r.choice, memory=r.scales[-1]["memory"] if r.scales else None)
+                rec.update(final_loss=r.final.get("total"), final=r.loss, provider=r.provider, **summary(r),
+                           memory=r.scales[-1]["memory"] if r.scales else None)
         return rec
 
 

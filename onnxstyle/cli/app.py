@@ -3,7 +3,6 @@ not declared here: `style_options` derives them (names, defaults, help) from Sty
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import time
@@ -52,7 +51,6 @@ class Command(TyperCommand):
 
 app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Gatys neural style transfer on ONNX Runtime, without PyTorch.")
-LOG_LINES = 20  # progress lines per run when stdout is not a terminal
 DEBUG = {"on": False}  # --debug: let errors show their traceback
 
 
@@ -227,56 +225,22 @@ def ensure_models(options: StyleOptions) -> None:
 
 
 def run_job(job, print_every: int = 0, quiet: bool = False) -> None:
-    """Run a job with progress on stdout: a bar on a terminal, else whole log lines (about
-    LOG_LINES per run: CI and log files get lines nothing cuts); `print_every` N: a line every N
-    iterations instead; `quiet`: nothing on stdout (errors still go to stderr). Ctrl-C or SIGTERM
-    keeps the work and exits 130 / 143."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    """Run a job with progress on stdout (progress.Shown: a bar on a terminal, else whole lines;
+    `print_every` N: a line every N iterations; `quiet`: nothing, errors still go to stderr).
+    Ctrl-C or SIGTERM keeps the work and exits 130 / 143."""
     from onnxstyle.cli import progress, signals
     from onnxstyle.runtime import job as jobs
 
     opts = job.options
-    at_most = opts.until == "converged"  # the time left is for the cap; the run may stop sooner
-    console = Console()
-    seen = {"steps": 0, "every": print_every}  # the run's steps (from its Progress) and the log interval
-
-    def track(p) -> None:
-        seen["steps"] = p.steps
-        seen["every"] = seen["every"] or max(1, round(p.steps / LOG_LINES))
-
-    if quiet:
-        shown = contextlib.nullcontext()
-        on_progress = track
-    elif console.is_terminal and not print_every:
-        left = TextColumn(("≤ " if at_most else "") + "{task.fields[left]} left")
-        columns = (TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), left,
-                   TextColumn("{task.fields[losses]}"))
-        shown = Progress(*columns, console=console, transient=False)
-        task = shown.add_task("run", total=None, losses="loading...", left="?")
-
-        def on_progress(p) -> None:
-            track(p)
-            line = progress.describe(p)
-            shown.update(task, total=p.steps, completed=p.step, left=progress.clock(p.remaining),
-                         losses=line.split("  ")[1])
-    else:
-        shown = contextlib.nullcontext()
-
-        def on_progress(p) -> None:
-            track(p)
-            if p.step % seen["every"] == 0 or (not print_every and (p.step == 1 or p.iteration == 1)):
-                print(f"stylize {progress.describe(p, at_most)}", flush=True)
-
+    shown = progress.Shown("stylize", opts.until == "converged", print_every, quiet)
     with shown, signals.interruptible() as stop:
-        out = jobs.run(job, on_progress, stop.token)
+        out = jobs.run(job, shown, stop.token)
     if out.result is None:
         if not quiet:
             typer.echo(f"wrote {out.output} (the checkpoint had {out.iterations} of {opts.iterations} iterations)")
         return
     if stop.signum:  # Ctrl-C / SIGTERM: the work is kept; say where, exit 130 / 143
-        typer.echo(f"onnxstyle: interrupted by {stop.name} after iteration {out.iterations}/{seen['steps']}: "
+        typer.echo(f"onnxstyle: interrupted by {stop.name} after iteration {out.iterations}/{shown.steps}: "
                    f"wrote the best image so far to {out.output} and the run state to {out.state} "
                    "(continue with --resume)", err=True)
         raise typer.Exit(stop.code)
@@ -493,6 +457,8 @@ def video(
     fps: Annotated[str | None, typer.Option(help="Output frame rate (default: the input's)")] = None,
     flow: Annotated[str, typer.Option(help="Optical flow: dis | farneback")] = "dis",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output")] = False,
+    print_every: PrintEvery = 0,
+    quiet: Quiet = False,
     options: StyleOptions = None,
 ) -> None:
     """Stylize a clip frame by frame, temporally consistent (Ruder et al. 2016): run the same
@@ -500,32 +466,25 @@ def video(
     from onnxstyle import video as vid
 
     vid.require()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from onnxstyle.cli import progress, signals
     from onnxstyle.video.run import TemporalOptions, stylize_clip
 
     ensure_models(options)
     given = {"weight": temporal_weight, "later_iterations": later_iterations}
     temporal = TemporalOptions(frames=frames, fps=fps, flow=flow, **{k: v for k, v in given.items() if v is not None})
-    columns = (TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[left]}"))
-    with Progress(*columns) as bar, signals.interruptible() as stop:
-        task = bar.add_task("frames", total=None, left="reading...")
-
-        def on_frame(p) -> None:
-            bar.update(task, total=p.frames, completed=p.frame, left=f"{progress.clock(p.remaining)} left")
-
+    shown = progress.Shown("video", options.until == "converged", print_every, quiet)
+    with shown, signals.interruptible() as stop:
         result = stylize_clip(input, output, styles, options, temporal, overwrite=overwrite,
-                              progress=on_frame, cancel=stop.token)
+                              progress=shown, cancel=stop.token)
     if result.choice:
         typer.echo(f"onnxstyle: note: {result.choice}", err=True)
     if result.stopped or stop.signum:
         typer.echo(f"onnxstyle: interrupted by {stop.name}: {result.resumed_at + len(result.seconds_per_frame)} "
                    f"of {result.frames} frames are done; run the same command to continue", err=True)
         raise typer.Exit(stop.code or 130)
-    typer.echo(f"wrote {output} ({result.frames} frames at {float(result.fps):g} fps, {result.seconds:.1f} s; "
-               f"{result.resumed_at} were done already)")
+    if not quiet:
+            typer.echo(f"wrote {output} ({result.frames} frames at {float(result.fps):g} fps, {result.seconds:.1f} s; "
+                   f"{result.resumed_at} were done already)")
 
 
 @app.command(cls=Command)

@@ -24,8 +24,10 @@ Graph contract (see layout.py for the names):
   layer_m         [13]: the whole picture's h*w per layer (read when tiled)
   use_<kind>_<l>  bool scalars, kind covariance | scaled | histogram | sliced: the layer's style
                   loss (none set: gram); with them mean_<l> [K, N, 1] (covariance, tiled: the
-                  whole picture's means), sorted_<l> [1, P, a, b] (histogram, sliced: the sorted
-                  target, or when tiled each position's matched value), proj_<l> [N, P] (sliced)
+                  whole picture's means), sorted_<l> [J, P, a, b] (histogram, sliced: the sorted
+                  target [1, P, 1, M], masked one per style [K, P, 1, Mt]; tiled each position's
+                  matched value [1, P, h, w], masked [2, P, h, w]: see tiled_sorted_term),
+                  proj_<l> [N, P] (sliced)
   -> loss, content, style, tv (scalars: total and the three unweighted terms), grad [H, W, 3].
 
 The features graph written beside it (build_features_model) maps image -> feat_<l> [1, N, h, w],
@@ -410,17 +412,77 @@ def sorted_term(b: Builder, feat: str, target: str, n: int, proj: str | None = N
     return loss, backward
 
 
+def masked_sorted_term(b: Builder, feat: str, masks: str, target: str, blend: str, n: int,
+                       proj: str | None = None) -> tuple[str, Backward]:
+    """Spatial control of the histogram/sliced loss: each style matched on its own region,
+    style_l = sum_k blend_k sum_i m_k(i) (y_i - Q_k(u_k(i)))^2 / (P S_k) over the rows y of F
+    (or proj^T F), m_k style k's mask at this layer, S_k = sum(m_k), u_k(i) the mid-rank of y_i
+    among the positions weighted by m_k ((the weights of the smaller values + m_k(i)/2) / S_k) and
+    Q_k style k's quantile function: its sorted values T_k [K, P, 1, Mt] (Mt >= 2) at
+    (j + 1/2) / Mt, linear between, flat beyond. With every mask 1 and K = 1 it is sorted_term's
+    loss. The matched values Q_k(u_k(i)) change only where two values swap ranks, so
+    d/dy_i = sum_k blend_k 2 m_k(i) (y_i - Q_k(u_k(i))) / (P S_k) (exact wherever no two tie)."""
+    f = b.op("Reshape", [feat, b.ints(n, -1)], "F")  # N x M
+    y = f if proj is None else b.op("MatMul", [b.op("Transpose", [proj], perm=[1, 0]), f], "Y")  # P x M
+    shape = b.op("Shape", [y])
+    vals, idx = b.op("TopK", [y, b.op("Slice", [shape, b.ints(1), b.ints(2)])], "sorted", n_out=2,
+                     axis=1, largest=0, sorted=1)
+    mk = b.op("Reshape", [masks, b.ints(0, -1)], "mk")  # K x M
+    area = b.op("Max", [b.op("ReduceSum", [mk, b.ints(1)], keepdims=1), b.const(1e-8)], "S")  # K x 1
+    area = b.op("Unsqueeze", [area, b.ints(2)])  # K x 1 x 1
+    ms = b.op("Gather", [mk, idx], "m_sorted", axis=1)  # K x P x M: each sorted value's weight
+    u = b.op("Div", [b.op("Sub", [b.op("CumSum", [ms, b.const(2, "ax", np.int64)]),
+                                  b.op("Mul", [ms, b.const(0.5)])]), area], "u")
+    t = b.op("Reshape", [target, b.op("Concat", [b.ints(0), b.op("Slice", [shape, b.ints(0), b.ints(1)]),
+                                                 b.ints(-1)], axis=0)], "T")  # K x P x Mt
+    mt_i = b.op("Slice", [b.op("Shape", [t]), b.ints(2), b.ints(3)])
+    mt = b.op("Cast", [mt_i], to=FLOAT)
+    pos = b.op("Min", [b.op("Max", [b.op("Sub", [b.op("Mul", [u, mt]), b.const(0.5)]), b.const(0.0)]),
+                       b.op("Sub", [mt, b.const(1.0)])], "pos")  # in [0, Mt - 1]
+    j0 = b.op("Min", [b.op("Cast", [b.op("Floor", [pos])], to=TensorProto.INT64),
+                      b.op("Sub", [mt_i, b.ints(2)])], "j0")
+    frac = b.op("Sub", [pos, b.op("Cast", [j0], to=FLOAT)])
+    t0 = b.op("GatherElements", [t, j0], axis=2)
+    t1 = b.op("GatherElements", [t, b.op("Add", [j0, b.ints(1)])], axis=2)
+    matched = b.op("Add", [t0, b.op("Mul", [frac, b.op("Sub", [t1, t0])])], "matched")  # K x P x M
+    diff = b.op("Sub", [vals, matched], "h_diff")
+    wd = b.op("Mul", [ms, diff])
+    rows = b.op("Cast", [b.op("Gather", [shape, b.const(0, "k", np.int64)])], to=FLOAT)  # P
+    per_style = b.op("Div", [b.op("ReduceSum", [b.op("Mul", [wd, diff]), b.ints(1, 2)], keepdims=1), area])
+    loss = b.op("Div", [b.scalar(b.op("Mul", [b.op("Reshape", [per_style, b.ints(-1)]), blend])), rows])
+
+    def backward(coef: str) -> str:
+        w = b.op("Div", [b.op("Mul", [b.op("Unsqueeze", [blend, b.ints(1, 2)]), b.op("Mul", [coef, b.const(2.0)])]),
+                         b.op("Mul", [area, rows])])  # K x 1 x 1
+        gd = b.op("ReduceSum", [b.op("Mul", [wd, w]), b.ints(0)], keepdims=0)  # P x M, sorted order
+        zeros = b.op("ConstantOfShape", [shape], value=numpy_helper.from_array(np.zeros(1, np.float32)))
+        g = b.op("ScatterElements", [zeros, idx, gd], "g_sorted", axis=1)
+        if proj is not None:
+            g = b.op("MatMul", [proj, g])
+        return b.op("Reshape", [g, b.op("Shape", [feat])], "g_style")
+
+    return loss, backward
+
+
 def tiled_sorted_term(b: Builder, feat: str, target: str, n: int, m: str,
-                      proj: str | None = None) -> tuple[str, Backward]:
+                      proj: str | None = None, weighted: bool = False) -> tuple[str, Backward]:
     """One tile's histogram/sliced gradient: each position's matched value R (the sorted target
     at its rank in the whole picture, fed as sorted_<l> [1, P, h, w] over the tile's region) is
-    fixed, so d/dF = proj 2 (proj^T F - R) / (P M), M the whole picture's; the loss is the host's."""
+    fixed, so d/dF = proj 2 (proj^T F - R) / (P M), M the whole picture's; the loss is the host's.
+    `weighted` (masked): sorted_<l> [2, P, h, w] holds B = M sum_k blend_k m_k R_k / S_k and
+    A = M sum_k blend_k m_k / S_k (masked_sorted_term's gradient), d/dF = proj 2 (A Y - B) / (P M)."""
 
     def backward(coef: str) -> str:
         f = b.op("Reshape", [feat, b.ints(n, -1)], "F")
         y = f if proj is None else b.op("MatMul", [b.op("Transpose", [proj], perm=[1, 0]), f], "Y")
         shape = b.op("Shape", [y])
-        diff = b.op("Sub", [y, b.op("Reshape", [target, shape])], "h_diff")
+        if weighted:
+            planes = b.op("Reshape", [target, b.op("Concat", [b.ints(2), shape], axis=0)])  # 2 x P x M
+            first, second = (b.op("Squeeze", [b.op("Slice", [planes, b.ints(i), b.ints(i + 1)]), b.ints(0)])
+                             for i in (0, 1))
+            diff = b.op("Sub", [b.op("Mul", [y, second]), first], "h_diff")
+        else:
+            diff = b.op("Sub", [y, b.op("Reshape", [target, shape])], "h_diff")
         rows = b.op("Cast", [b.op("Slice", [shape, b.ints(0), b.ints(1)])], to=FLOAT)  # [1]
         scale = b.op("Div", [b.op("Mul", [coef, b.const(2.0)]), b.op("Mul", [rows, m])])
         g = b.op("Mul", [diff, scale])
@@ -545,7 +607,7 @@ def choose(b: Builder, options: list[tuple[str, Callable[[Builder], list[str]]]]
 def style_for(feat: str, mask: str, n: int, name: str, m: str,
               kinds: tuple[str, ...] = layout.STYLE_LOSSES) -> Callable[[Builder, str], tuple[str, str]]:
     """The style term of one layer: the loss whose gate (layout.gate(kind, name)) is set, gram
-    where none is; each behind Ifs on tiled and style_masked (histogram and sliced: tiled only)."""
+    where none is; each behind Ifs on tiled and style_masked."""
     target = layout.gram_target(name)
 
     def term(s: Builder, coef: str) -> tuple[str, str]:
@@ -572,15 +634,26 @@ def style_for(feat: str, mask: str, n: int, name: str, m: str,
             proj = layout.projection(name) if sliced else None
             target = layout.sorted_target(name)
 
-            def tiled(ss: Builder) -> list[str]:
-                loss, backward = tiled_sorted_term(ss, feat, target, n, m, proj)
-                return [loss, backward(coef)]
+            def tiled(weighted: bool) -> Callable[[Builder], list[str]]:
+                def emit(ss: Builder) -> list[str]:
+                    loss, backward = tiled_sorted_term(ss, feat, target, n, m, proj, weighted)
+                    return [loss, backward(coef)]
+                return emit
 
-            def untiled(ss: Builder) -> list[str]:
+            def plain(ss: Builder) -> list[str]:
                 loss, backward = sorted_term(ss, feat, target, n, proj)
                 return [loss, backward(coef)]
 
-            return lambda ss: branch(ss, layout.TILED, tiled, untiled, f"style_{name}_tiled")
+            def masked(ss: Builder) -> list[str]:
+                loss, backward = masked_sorted_term(ss, feat, mask, target, layout.STYLE_BLEND, n, proj)
+                return [loss, backward(coef)]
+
+            def masked_or_not(on_mask: Callable[[Builder], list[str]], off: Callable[[Builder], list[str]],
+                              hint: str) -> Callable[[Builder], list[str]]:
+                return lambda ss: branch(ss, layout.STYLE_MASKED, on_mask, off, hint)
+
+            return lambda ss: branch(ss, layout.TILED, masked_or_not(tiled(True), tiled(False), f"style_{name}_tmask"),
+                                     masked_or_not(masked, plain, f"style_{name}_mask"), f"style_{name}_tiled")
 
         make = {"covariance": lambda: gram_like(gram_penalty, True),
                 "scaled": lambda: gram_like(scaled_penalty, False),
@@ -724,7 +797,8 @@ def build_model(weights: VGGWeights, pool: str = "avg", winograd: bool = True,
         if "covariance" in kinds:
             inputs.append(info(layout.mean_target(name), FLOAT, ["K", n, 1]))
         if "histogram" in kinds or "sliced" in kinds:
-            inputs.append(info(layout.sorted_target(name), FLOAT, [1, f"sp_{name}", f"sh_{name}", f"sw_{name}"]))
+            dims = [f"s{d}_{name}" for d in "kphw"]
+            inputs.append(info(layout.sorted_target(name), FLOAT, dims))
         if "sliced" in kinds:
             inputs.append(info(layout.projection(name), FLOAT, [n, f"P_{name}"]))
     outputs = [info(o, FLOAT, []) for o in (layout.LOSS, layout.CONTENT, layout.STYLE, layout.TV)]

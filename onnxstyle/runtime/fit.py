@@ -105,6 +105,9 @@ def check_memory(need: int, what: str) -> None:
 
 
 MIN_TILE = 256  # below this, halos cost more than the tile: fewer pairs first
+# the last resort before refusing: tiles down to this (a 128 px interior in a 448 px region, about
+# 12x the interior's work) where MIN_TILE with MIN_PAIRS does not fit
+LAST_TILE = 128
 MIN_PAIRS = 3
 PICTURE_COPIES = 6  # float32 H x W x 3: content, canvas, image and gradient in flight, a copy or two
 GPU_BASE = 1 << 30  # CUDA context, cuBLAS/cuDNN handles and conv workspace: a guess until measured (issue 24)
@@ -138,14 +141,16 @@ def optimizer_bytes(n: int, optimizer: str, pairs: int) -> int:
 
 
 def estimate(hw: tuple[int, int], tile: int | None, pairs: int, optimizer: str = "scipy",
-             content_layers=None, styles: int = 1, masked: bool = False, device_kind: str = "cpu") -> int:
+             content_layers=None, styles: int = 1, masked: bool = False, device_kind: str = "cpu",
+             pictures: int = 0) -> int:
     """Peak bytes of a stylize run at H x W in the memory of `device_kind` ("cpu": the process;
-    "cuda": the GPU's; see the module doc)."""
+    "cuda": the GPU's; see the module doc); `pictures`: float32 H x W x 3 arrays the caller holds
+    beside a still's (in the host's memory: a video frame's temporal term and flows)."""
     h, w = hw
     n = h * w * 3
     layers = list(content_layers or defaults.CONTENT_LAYERS)
     targets = sum(CHANNELS[x] * tiles.positions(hw, x)[0] * tiles.positions(hw, x)[1] * 4 for x in layers)
-    whole = (PICTURE_COPIES + styles) * 4 * n + targets + (2 * styles * h * w * 4 if masked else 0)
+    whole = (PICTURE_COPIES + styles + pictures) * 4 * n + targets + (2 * styles * h * w * 4 if masked else 0)
     if tile is None:
         region = hw
     else:
@@ -164,7 +169,7 @@ def estimate(hw: tuple[int, int], tile: int | None, pairs: int, optimizer: str =
 
 def plan(hw: tuple[int, int], optimizer: str = "scipy", limit: int | None = None,
          tile: int | None = None, content_layers=None, styles: int = 1, masked: bool = False,
-         device: str = "cpu", pairs: int = defaults.LBFGS_MEMORY) -> Fit:
+         device: str = "cpu", pairs: int = defaults.LBFGS_MEMORY, pictures: int = 0) -> Fit:
     """The fit of a run at H x W under `limit` bytes (default: what available_memory says,
     or on CUDA the GPU's free memory), keeping up to `pairs` L-BFGS pairs. `tile` forces that tile
     size (0: never tile). `device` as the run's ("cpu", "cuda", "auto"). Raises InputError when
@@ -175,7 +180,7 @@ def plan(hw: tuple[int, int], optimizer: str = "scipy", limit: int | None = None
     h, w = hw
     least = min(MIN_PAIRS, pairs)
     kw = {"optimizer": optimizer, "content_layers": content_layers, "styles": styles, "masked": masked,
-          "device_kind": device_kind}
+          "device_kind": device_kind, "pictures": pictures}
 
     def fits(t: int | None, p: int) -> Fit | None:
         need = estimate(hw, t, p, **kw)
@@ -188,6 +193,8 @@ def plan(hw: tuple[int, int], optimizer: str = "scipy", limit: int | None = None
         sizes = range(tiles.check_tile(max(MIN_TILE, max(hw) - 1)), MIN_TILE - 1, -tiles.GRID)
         candidates = [(None, pairs)] + [(t, pairs) for t in sizes]
         candidates += [(t, p) for p in range(pairs - 1, least - 1, -1) for t in (None, *sizes)]
+        small = range(min(sizes) - tiles.GRID, LAST_TILE - 1, -tiles.GRID)
+        candidates += [(t, p) for t in small for p in range(pairs, least - 1, -1)]
     for t, p in candidates:
         found = fits(t, p)
         if found is not None:
@@ -204,12 +211,12 @@ def plan(hw: tuple[int, int], optimizer: str = "scipy", limit: int | None = None
 
 def choose(hw: tuple[int, int], optimizer: str | None, limit: int | None = None, tile: int | None = None,
            content_layers=None, styles: int = 1, masked: bool = False, device: str = "cpu",
-           pairs: int = defaults.LBFGS_MEMORY) -> tuple[str, Fit, str]:
+           pairs: int = defaults.LBFGS_MEMORY, pictures: int = 0) -> tuple[str, Fit, str]:
     """(optimiser, fit, note): the named optimiser's fit (plan); where none was named, the default
     (scipy) unless its float64 state leaves a worse fit (tiles, fewer pairs, or none) than ours
     in float32 does: then lbfgs, and `note` says so in one line. Raises when nothing fits."""
     kw = {"limit": limit, "tile": tile, "content_layers": content_layers, "styles": styles, "masked": masked,
-          "device": device, "pairs": pairs}
+          "device": device, "pairs": pairs, "pictures": pictures}
     if optimizer is not None:
         return optimizer, plan(hw, optimizer, **kw), ""
     try:

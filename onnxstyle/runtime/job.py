@@ -151,11 +151,9 @@ def run(job: Job, on_progress: Callable[[Progress], None] | None = None,
             "size": list(result.image.shape[:2]), "iterations": out.iterations,
             "resumed_from": rec.offset, "evaluations": result.evaluations, "seconds": result.seconds,
             "provider": result.provider, "gpu": result.gpu, "precision": result.precision,
-            "note": result.note, "optimizer": result.optimizer, "choice": result.choice,
-            # the largest scale's memory fit (each scale's in scales[].memory)
-            "tile": result.scales[-1]["memory"]["tile"], "pairs": result.scales[-1]["memory"]["lbfgs_pairs"],
-            "stop": result.reason, "message": result.message,
-            "initial": result.initial, "final": result.final,
+            "note": result.note, **door.summary(result), "message": result.message,
+            # the loss as the CLI shows it: the weighted parts and the total they add up to
+            "initial": result.initial_loss, "final": result.loss,
             "scales": result.scales, "options": recorded,
         })
     return out

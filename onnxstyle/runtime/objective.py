@@ -72,6 +72,20 @@ def resample(values: np.ndarray, m: int) -> np.ndarray:
     return np.stack([np.interp(at, np.arange(ms), row) for row in values.astype(np.float64)])
 
 
+def matched(y: np.ndarray, m: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Each position's matched value in the masked histogram/sliced loss (export/graph.py
+    masked_sorted_term): the quantile function through q [P, Mt] (value j at (j + 1/2) / Mt) at
+    the position's mid-rank among the rows y [P, M] weighted by m [M]; float64 [P, M]."""
+    order = np.argsort(y, axis=1, kind="stable")
+    ms = m.astype(np.float64)[order]
+    u = (np.cumsum(ms, axis=1) - ms / 2) / max(float(m.sum(dtype=np.float64)), 1e-8)
+    at = u * q.shape[1] - 0.5
+    out = np.empty(y.shape)
+    grid = np.arange(q.shape[1])
+    np.put_along_axis(out, order, np.stack([np.interp(a, grid, r) for a, r in zip(at, q, strict=True)]), axis=1)
+    return out
+
+
 class Objective:
     """loss, grad = Objective(content, style)(x) for x an H x W x 3 RGB array in 0..255.
 
@@ -167,18 +181,19 @@ class Objective:
                 feed[layout.content_target(name)] = cfeat[name]
         self._content = cfeat  # tiled: cropped to each tile's region
         # Unmasked: one target, the blend-weighted mean of the styles' Grams (covariances). Masked:
-        # one per style. Histogram and sliced: the blend-weighted mean of the styles' quantiles.
+        # one per style. Histogram and sliced: the blend-weighted mean of the styles' quantiles (masked: each style's).
         kinds = self.style_kinds
         sorted_layers = [n for n, kind in kinds.items() if kind in SORTED]
-        if sorted_layers and masks is not None:
-            raise InputError(f"the {kinds[sorted_layers[0]]} style loss does not take style masks")
         gram_layers = [n for n in self.style_layers if n not in sorted_layers]
         k = 1 if masks is None else len(styles)
         grams = {name: np.zeros((k, CHANNELS[name], CHANNELS[name])) for name in gram_layers}
         rng = np.random.default_rng(seed)
         self._proj = {n: unit_directions(rng, CHANNELS[n]) for n in sorted_layers if kinds[n] == "sliced"}
+        # masked: each style's own quantiles (at >= 2 points: the graph interpolates between them)
         m_out = {n: int(np.prod(tiles.positions(content.shape[:2], n))) for n in sorted_layers}
-        quantiles = {n: np.zeros((CHANNELS[n], m_out[n])) for n in sorted_layers}
+        if masks is not None:
+            m_out = {n: max(m, 2) for n, m in m_out.items()}
+        quantiles = {n: np.zeros((k, CHANNELS[n], m_out[n])) for n in sorted_layers}
         centred = [n for n in gram_layers if kinds[n] == "covariance"]
         for i, (img, w) in enumerate(zip(styles, blend, strict=True)):
             sums, m = self._gram_sums(img, gram_layers, centred=centred)
@@ -192,11 +207,15 @@ class Objective:
                 else:
                     grams[name][i] = gram
             for name, f in self._whole_features(img, sorted_layers).items():
-                quantiles[name] += w * resample(np.sort(self._project(name, f), axis=1), m_out[name])
+                q = resample(np.sort(self._project(name, f), axis=1), m_out[name])
+                if masks is None:
+                    quantiles[name][0] += w * q
+                else:
+                    quantiles[name][i] = q
         for name, g in grams.items():
             feed[layout.gram_target(name)] = g.astype(np.float32)
         for name, q in quantiles.items():
-            feed[layout.sorted_target(name)] = q.astype(np.float32)[None, :, None]
+            feed[layout.sorted_target(name)] = q.astype(np.float32)[:, :, None]
             if name in self._proj:
                 feed[layout.projection(name)] = self._proj[name].astype(np.float32)
         self._targets = {name: feed[layout.gram_target(name)].astype(np.float64) for name in grams}
@@ -453,13 +472,25 @@ class Objective:
         sorted_layers = [n for n in used_s if kinds[n] in SORTED]
         for n, f in self._whole_features(x, sorted_layers, self.wrap).items():
             y = self._project(n, f)
+            if self._pyramid is not None:  # masked: the two planes B, A of graph.tiled_sorted_term
+                m = y.shape[1]
+                planes = np.zeros((2, *y.shape))
+                for mask, q, w in zip(self._pyramid[tiles.reach(n)[0]], self._quantiles[n], blend.ravel(), strict=True):
+                    mask = mask.reshape(-1).astype(np.float64)
+                    area = max(float(mask.sum()), 1e-8)
+                    r = matched(y, mask, q)
+                    style += self._style_w[n] * w * float((mask * (y - r) ** 2).sum()) / (y.shape[0] * area)
+                    planes[0] += m * w * mask * r / area
+                    planes[1] += m * w * mask / area
+                weights[n] = planes.astype(np.float32).reshape(2, y.shape[0], *f.shape[2:])
+                continue
             order = np.argsort(y, axis=1, kind="stable")
-            q = self._quantiles[n]
+            q = self._quantiles[n][0]
             d = np.take_along_axis(y.astype(np.float64), order, axis=1) - q
             style += self._style_w[n] * float((d * d).sum()) / y.size
-            matched = np.empty_like(q)
-            np.put_along_axis(matched, order, q, axis=1)  # each position's target: q at its rank
-            weights[n] = matched.astype(np.float32).reshape(1, y.shape[0], *f.shape[2:])
+            at_rank = np.empty_like(q)
+            np.put_along_axis(at_rank, order, q, axis=1)  # each position's target: q at its rank
+            weights[n] = at_rank.astype(np.float32).reshape(1, y.shape[0], *f.shape[2:])
         tv = total_variation(x)
         if self.tileable:  # the differences across the edges
             x64 = x.astype(np.float64)
@@ -488,8 +519,8 @@ class Objective:
                 p = tiles.take(self._content[n][0], *t.region_at(tiles.reach(n)[0]), axis=1)
                 feed[layout.content_target(n)] = np.ascontiguousarray(p[None])
             for n, r in sorted_w.items():
-                r = tiles.take(r[0], *t.region_at(tiles.reach(n)[0]), axis=1)
-                feed[layout.sorted_target(n)] = np.ascontiguousarray(r[None])
+                r = tiles.take(r, *t.region_at(tiles.reach(n)[0]), axis=2)
+                feed[layout.sorted_target(n)] = np.ascontiguousarray(r)
             if self._masks_full is not None:
                 feed[layout.STYLE_MASKS] = np.ascontiguousarray(tiles.take(self._masks_full, *t.region, axis=1))
             (g,) = self.engine.session.run([layout.GRAD], feed)

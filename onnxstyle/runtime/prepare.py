@@ -25,12 +25,13 @@ def hw_at(shape: tuple[int, ...], size: int | None, tileable: bool = False) -> t
     return tiles.on_grid(hw) if tileable else hw
 
 
-def choose(opts: StyleOptions, hw: tuple[int, int], styles: int, masked: bool = False) -> tuple[StyleOptions, str]:
+def choose(opts: StyleOptions, hw: tuple[int, int], styles: int, masked: bool = False,
+           pictures: int = 0) -> tuple[StyleOptions, str]:
     """The options as they run at H x W, the run's largest size: the optimiser chosen where none
-    was named (fit.choose), and a one-line note when that is not the default. Raises an
-    InputError when nothing fits the memory."""
+    was named (fit.choose; `pictures`: the caller's own, fit.estimate), and a one-line note when
+    that is not the default. Raises an InputError when nothing fits the memory."""
     optimizer, _, note = fit.choose(hw, opts.optimizer, opts.max_memory, opts.tile, opts.content_layers,
-                                    styles, masked, opts.device, opts.history)
+                                    styles, masked, opts.device, opts.history, pictures)
     return (opts if optimizer == opts.optimizer else opts.replace(optimizer=optimizer)), note
 
 
@@ -86,21 +87,32 @@ class Prepared:
                             until, cold, self.options.learning_rate)
 
     def record(self, result: Result) -> dict:
-        """What the report keeps of this size: size, iterations, stop, time and the memory fit."""
+        """What the report keeps of this size: size, iterations, stop, time, the final loss (weighted
+        parts and total) and the memory fit."""
         return {"size": list(self.content.shape[:2]), "iterations": result.iterations, "stop": result.reason,
-                "evaluations": result.evaluations, "seconds": result.seconds, "final": result.final,
+                "evaluations": result.evaluations, "seconds": result.seconds, "final": result.loss,
                 "optimizer": self.options.optimizer, "memory": self.fit.to_dict(), "tiled": self.fit.describe()}
 
 
+def summary(result: Result) -> dict:
+    """What ran, for a report or a job's status: the optimiser (and why, where it is not the
+    default), the largest scale's tile and L-BFGS pairs (Prepared.record has each scale's), why it stopped."""
+    fitted = result.scales[-1]["memory"] if result.scales else {}
+    return {"optimizer": result.optimizer, "choice": result.choice, "tile": fitted.get("tile"),
+            "pairs": fitted.get("lbfgs_pairs"), "stop": result.reason}
+
+
 def prepare(opts: StyleOptions, content: np.ndarray, styles: Sequence[np.ndarray], size: int | None,
-            masks: Sequence[np.ndarray | None] | None = None, style_scales: Sequence[float] | None = None) -> Prepared:
+            masks: Sequence[np.ndarray | None] | None = None, style_scales: Sequence[float] | None = None,
+            pictures: int = 0) -> Prepared:
     """One size of a run: `content` (as space() gives it) resized to `size` (None: as it is),
     the styles (as colours() gives them) to their style scale times that (None: their own size
     times it; `style_scales`: one per style, default opts.style_scales), the masks to the
-    picture; the fit of that size in the memory; the Objective."""
+    picture; the fit of that size in the memory (with the caller's `pictures`, fit.estimate); the
+    Objective."""
     hw = hw_at(content.shape, size, opts.tileable)
     optimizer, fitted, _ = fit.choose(hw, opts.optimizer, opts.max_memory, opts.tile, opts.content_layers,
-                                      len(styles), masks is not None, opts.device, opts.history)
+                                      len(styles), masks is not None, opts.device, opts.history, pictures)
     if optimizer != opts.optimizer:
         opts = opts.replace(optimizer=optimizer)
     c = images.resize(content, hw)

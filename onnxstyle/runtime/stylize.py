@@ -13,7 +13,7 @@ from scipy.optimize import Bounds, minimize
 
 from onnxstyle import defaults
 from onnxstyle.errors import InputError
-from onnxstyle.options import INITS, OPTIMIZERS, OptionError, StyleOptions, check_blend, check_choice, check_int
+from onnxstyle.options import INITS, OPTIMIZERS, UNTILS, OptionError, StyleOptions, check_blend, check_choice, check_int
 from onnxstyle.runtime import blas, guard, host_lbfgs, images, lbfgs
 from onnxstyle.runtime.objective import Objective
 
@@ -37,33 +37,65 @@ class Progress:
     evaluations: int = 0  # loss+gradient evaluations at this scale so far
     scale: int = 0  # which size of the ladder (0-based) of `scales`
     scales: int = 1
-    step: int = 0  # iterations done in this run, all scales so far (of `steps`, the most planned)
+    frame: int = 0  # a clip's frame (0-based) of `frames` (0: not a clip)
+    frames: int = 0
+    step: int = 0  # iterations done in this run, all scales (a clip: all frames) so far (of `steps`, the most planned)
     steps: int = 0
-    # seconds left for the whole run (all scales), from the measured time per iteration and the
-    # schedule (Clock); None until measured. With until="converged" it is the most left.
+    # seconds left for the whole run (all scales or frames), from the measured time per iteration and
+    # the schedule (Clock); None until measured. With until="converged" an estimate from the measured stops.
     remaining: float | None = None
 
     @functools.cached_property
     def image(self) -> np.ndarray:
         return self.read_image()
 
+    @property
+    def loss(self) -> dict[str, float]:
+        """The loss as every front end reads it (CLI, report, service, page, batch): the weighted
+        parts and their total, which they add up to. `terms` holds them unweighted."""
+        return {**self.parts, "total": self.terms["total"]}
+
 
 Callback = Callable[[Progress], bool | None]
 
 
 class Clock:
-    """Time left from the measured time per evaluation and the schedule. At the running scale:
-    seconds per evaluation x evaluations per iteration x iterations left, measured from the end
-    of the scale's first iteration on (its first one also pays for the start: session warm-up,
-    the starting point's terms). A later scale costs the same per iteration scaled by its pixels
-    (the graph's time is linear in pixels: 4.06-4.2x per doubling of the side from 128 px up,
-    benchmarks/results/bench.md), plus two evaluations for its targets and starting point."""
+    """Seconds left for the whole run (all scales): Clock(pixels, iterations, until) with each
+    scale's pixels (h x w), its iterations (the cap under until="converged") and the stop mode.
+    `remaining(p)` reads only p.scale, p.iteration, p.elapsed (seconds since the scale started)
+    and p.evaluations, so its answers are a pure function of the Progress values given to it in
+    order: a recorded trace of those four replays offline to the same estimates.
+
+    At the running scale: its seconds per iteration, measured from the end of its first
+    iteration on (the first also pays for the start: session warm-up, the starting point's
+    terms), x the iterations to go. A later scale: that time per iteration x (its pixels / these)
+    ** `exponent`, plus SETUP_EVALS evaluations for its targets and starting point. Iterations to
+    go: under until="iterations" the count; under until="converged" the expected stop, the mean
+    of the measured `stops` not yet passed (each at most the cap), and past them all the next
+    check of the rule: an estimate right on average, never 0 while a scale may go on."""
 
     SETUP_EVALS = 2
 
-    def __init__(self, pixels: Sequence[int], iterations: Sequence[int]) -> None:
-        self.pixels, self.iterations = list(pixels), list(iterations)
+    def __init__(self, pixels: Sequence[int], iterations: Sequence[int], until: str, *,
+                 stops: Sequence[int] = defaults.CONVERGED_STOPS, exponent: float = defaults.CLOCK_EXPONENT,
+                 window: int = defaults.CONVERGED_WINDOW) -> None:
+        check_choice("until", until, UNTILS)
+        if len(pixels) != len(iterations) or not stops:
+            raise ValueError("Clock: one pixel count and one iteration count per scale, and some stops")
+        self.pixels, self.iterations, self.until = list(pixels), list(iterations), until
+        self.stops, self.exponent, self.window = sorted(stops), exponent, window
         self.first: dict[int, tuple[float, int]] = {}  # scale -> (elapsed, evaluations) at iteration 1
+
+    def stop(self, scale: int, iteration: int = 0) -> float:
+        """The iteration `scale` is expected to end at, given it reached `iteration` (0: not started)."""
+        cap = self.iterations[scale]
+        if self.until == "iterations":
+            return cap
+        ahead = [min(s, cap) for s in self.stops if s >= iteration]  # the rule checks after the callback
+        expected = sum(ahead) / len(ahead) if ahead else 0.0
+        if expected <= iteration:  # past every measured stop: the next check
+            expected = (iteration // self.window + 1) * self.window
+        return min(expected, cap)
 
     def remaining(self, p: Progress) -> float | None:
         if p.iteration < 1 or p.evaluations < 1:
@@ -73,13 +105,13 @@ class Clock:
         t0, e0 = self.first.get(p.scale, (0.0, 0))
         if p.scale in self.first and p.iteration > 1 and p.evaluations > e0:
             per_eval = (p.elapsed - t0) / (p.evaluations - e0)
-            per_iter = per_eval * (p.evaluations - e0) / (p.iteration - 1)
+            per_iter = (p.elapsed - t0) / (p.iteration - 1)
         else:
             per_eval, per_iter = p.elapsed / p.evaluations, p.elapsed / p.iteration
-        left = (self.iterations[p.scale] - p.iteration) * per_iter
+        left = (self.stop(p.scale, p.iteration) - p.iteration) * per_iter
         here = self.pixels[p.scale]
-        for px, n in zip(self.pixels[p.scale + 1:], self.iterations[p.scale + 1:], strict=True):
-            left += (n * per_iter + self.SETUP_EVALS * per_eval) * px / here
+        for k in range(p.scale + 1, len(self.pixels)):
+            left += (self.stop(k) * per_iter + self.SETUP_EVALS * per_eval) * (self.pixels[k] / here) ** self.exponent
         return max(left, 0.0)
 
 
@@ -119,8 +151,8 @@ class Convergence:
 class Result:
     image: np.ndarray  # uint8 H x W x 3 RGB
     iterate: np.ndarray  # float32 H x W x 3: the optimiser's last iterate (before rounding)
-    initial: dict[str, float]
-    final: dict[str, float]
+    initial: dict[str, float]  # the terms, unweighted (the weighted parts: initial_parts, initial_loss)
+    final: dict[str, float]  # the terms, unweighted (the weighted parts: parts, loss)
     history: list[dict[str, float]] = field(default_factory=list)
     iterations: int = 0
     evaluations: int = 0
@@ -140,6 +172,18 @@ class Result:
     # optimizer="lbfgs": the L-BFGS state at the result, to continue the run exactly
     # (stylize(..., optimizer_state=...)); None for the other optimisers
     optimizer_state: lbfgs.LbfgsState | None = None
+    parts: dict[str, float] = field(default_factory=dict)  # `final` weighted (Objective.parts)
+    initial_parts: dict[str, float] = field(default_factory=dict)  # `initial` weighted
+
+    @property
+    def loss(self) -> dict[str, float]:
+        """The final loss as every front end reads it: the weighted parts and their total."""
+        return {**self.parts, "total": self.final["total"]}
+
+    @property
+    def initial_loss(self) -> dict[str, float]:
+        """The starting point's loss, as `loss` reads."""
+        return {**self.initial_parts, "total": self.initial["total"]}
 
 
 def initial_canvas(content: np.ndarray, init: str | np.ndarray, seed: int,
@@ -284,6 +328,8 @@ def optimize(objective: Objective, x0: np.ndarray, iterations: int,
         reason=reason,
         message=message,
         optimizer_state=getattr(res, "state", None) if optimizer == "lbfgs" else None,
+        parts=objective.parts(final),
+        initial_parts=objective.parts(initial),
     )
 
 
@@ -345,7 +391,7 @@ def stylize(
                                style_masks is not None)  # refuses up front what cannot fit
     styles = door.colours(opts, c, styles)
     seen = door.space(opts, c)
-    clock = Clock([h * w for h, w in hws], iters)
+    clock = Clock([h * w for h, w in hws], iters, opts.until)
     run = guard.RunGuard(callback, cancel)  # cancel token, stop, last good image for NaN faults
     result: Result | None = None
     stats: list[dict] = []
@@ -379,7 +425,7 @@ def stylize(
             r = prep.run(x0, n_iter, shown, optimizer_state if opts.optimizer == "lbfgs" and k == 0 else None, cold)
         stats.append(prep.record(r))
         if result is not None:
-            r.initial = result.initial
+            r.initial, r.initial_parts = result.initial, result.initial_parts
             r.history = result.history + r.history
             r.iterations += result.iterations
             r.evaluations += result.evaluations

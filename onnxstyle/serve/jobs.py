@@ -73,12 +73,13 @@ class Job:
     finished: float | None = None
     iteration: int = 0  # iterations done over all scales (the run's Progress.step)
     remaining: float | None = None  # seconds left (the run's Progress.remaining)
-    terms: dict[str, float] = field(default_factory=dict)
+    terms: dict[str, float] = field(default_factory=dict)  # weighted parts and their total (Progress.loss)
     error: str | None = None
     image: np.ndarray | None = None  # the latest picture (uint8) while running
     version: int = 0  # bumped with every new picture
     png: tuple[int, bytes] | None = None  # (version, PNG) cache of `image`
     path: Path | None = None  # the kept picture once finished
+    ran: dict = field(default_factory=dict)  # once finished: optimizer, tile, pairs, stop (prepare.summary)
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def view(self) -> dict:
@@ -88,7 +89,8 @@ class Job:
         return {"id": self.id, "status": self.status, "iteration": self.iteration,
                 "iterations": self.iterations, "terms": self.terms, "seconds_left": left,
                 "seconds": round(now - self.started, 3) if self.started else None,
-                "error": self.error, "image": self.path is not None or self.image is not None}
+                "error": self.error, "image": self.path is not None or self.image is not None,
+                **{k: self.ran.get(k) for k in ("optimizer", "tile", "pairs", "stop")}}
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -295,10 +297,10 @@ class Service:
                 self.busy -= 1
             image = record.get("image")
             self._finish(job, record["status"], job.image if image is None else image, record.get("terms"),
-                         record.get("error"))
+                         record.get("error"), record.get("ran"))
 
     def _finish(self, job: Job, status: str, image: np.ndarray | None, terms: dict | None,
-                error: str | None) -> None:
+                error: str | None, ran: dict | None = None) -> None:
         """Keep the picture in the working folder and free what the run held."""
         path = None
         if image is not None:
@@ -311,6 +313,7 @@ class Service:
             job.path, job.image, job.png, job.content, job.styles = path, None, None, None, None
             if terms is not None:
                 job.terms = dict(terms)
+            job.ran = ran or {}
             self.finished_total[status] += 1
             if job.started is not None:
                 self.job_seconds[0] += job.finished - job.started

@@ -33,7 +33,8 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 @dataclass
 class Run:
     """`execute` returns {"status": done | cancelled | failed, "image": uint8 or None,
-    "terms": dict or None, "error": one line or None}; it never raises."""
+    "terms": dict or None (the weighted parts and the total they add up to, as the CLI shows them),
+    "error": one line or None, "ran": prepare.summary where it ran}; it never raises."""
 
     index: int
     job: str  # the service's job id ("" for the warm-up run)
@@ -46,6 +47,7 @@ class Run:
         return {**self.__dict__, "cancel": None}
 
     def execute(self, cancel, worker: str, progress=None) -> dict:
+        from onnxstyle.runtime.prepare import summary
         from onnxstyle.runtime.stylize import stylize
 
         lower_priority()
@@ -54,13 +56,13 @@ class Run:
         def on_progress(p) -> None:
             latest["image"] = to_uint8(p.image)
             if progress is not None:
-                progress({"image": latest["image"], "terms": dict(p.terms), "step": p.step, "steps": p.steps,
+                progress({"image": latest["image"], "terms": p.loss, "step": p.step, "steps": p.steps,
                           "remaining": p.remaining})
 
         try:
             result = stylize(self.content, self.styles, self.options, callback=on_progress, cancel=cancel)
             return {"status": "cancelled" if result.stopped else "done", "image": result.image,
-                    "terms": result.final, "error": None, "worker": worker}
+                    "terms": result.loss, "error": None, "worker": worker, "ran": summary(result)}
         except NumericalError as e:
             return {"status": "failed", "image": e.image, "terms": None, "error": str(e), "worker": worker}
         except OnnxStyleError as e:

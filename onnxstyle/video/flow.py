@@ -25,6 +25,10 @@ def flow(a: np.ndarray, b: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarr
     ga, gb = _grey(a), _grey(b)
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        # The preset stops at half resolution; down to full resolution its error on the pan+zoom clip
+        # halves (0.114 -> 0.054 px at 128 x 96; docs/video.md, "Sharpness"), and under a zoom the warped
+        # start's error is mostly the flow's.
+        dis.setFinestScale(0)
         out = dis.calc(ga, gb, None)
     elif method == "farneback":
         out = cv2.calcOpticalFlowFarneback(ga, gb, None, pyr_scale=0.5, levels=5, winsize=15,
@@ -74,6 +78,22 @@ def reliability(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     boundary = grad2 > 0.01 * (backward**2).sum(-1) + 0.002
     outside = outside_source(backward)  # came from outside frame t-1
     return (~(disoccluded | boundary | outside)).astype(np.float32)
+
+
+# Inside the frame no pixel is let go entirely. A pixel the temporal term does not hold, amid ones it
+# holds, is moved by L-BFGS with steps scaled for the held ones' stiffness and ends near 0 or 255: a
+# speck, carried on by the next frame's warp. On the pan+zoom clip Ruder's mask drops 17 to 74 pixels
+# a frame where the fine flow's noise crosses the motion-boundary threshold (the true flow has none);
+# they moved by 100 levels rms and made all of the temporal error above the start's; held at 0.1,
+# by 1.5 (docs/video.md, "Sharpness").
+UNRELIABLE_HOLD = 0.1
+
+
+def hold(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """The temporal term's c per pixel: 1 where reliable, UNRELIABLE_HOLD at disocclusions and motion
+    boundaries, 0 only where the pixel came from outside frame t-1 (its start is a fresh canvas)."""
+    c = np.maximum(reliability(forward, backward), UNRELIABLE_HOLD)
+    return np.where(outside_source(backward), 0.0, c).astype(np.float32)
 
 
 def endpoint_error(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> float:

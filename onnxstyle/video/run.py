@@ -1,7 +1,7 @@
 """The frame loop (Ruder, Dosovitskiy & Brox 2016): the first frame from the usual canvas, each
 later one from its content plus the previous frame's style warped by the optical flow (`carried`),
-with a temporal term W * sum(c * (x - carried)^2) / D pulling it toward that where the flow is
-reliable (c).
+with a temporal term W * sum(c * (x - carried)^2) / D pulling it toward that, fully where the flow
+is reliable (c, flows.hold).
 
 Every finished frame is written at once (atomically) as a numbered PNG beside a run.json naming
 the run: the folder is the checkpoint, and the same command run again continues at the next frame.
@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +26,7 @@ from onnxstyle.options import StyleOptions, check_int, check_number
 from onnxstyle.runtime import checkpoint, guard, images, outputs
 from onnxstyle.runtime import prepare as door
 from onnxstyle.runtime.objective import Objective
-from onnxstyle.runtime.stylize import Result
+from onnxstyle.runtime.stylize import Callback, Clock, Progress, Result
 from onnxstyle.video import flow as flows
 from onnxstyle.video import io, is_clip, work_folder
 
@@ -35,6 +35,11 @@ from onnxstyle.video import io, is_clip, work_folder
 # get half the first frame's iterations (Ruder et al.: 1000 of 2000), as measured.
 TEMPORAL_WEIGHT = 1e3
 LATER_SHARE = 0.5  # later-frame iterations as a share of the first frame's (when not given)
+# float32 frame-size pictures a frame holds beside a still's run (fit.estimate's `pictures`): the
+# frame's content twice (read, and as prepared), the previous frame's content and result, the fill,
+# the two flows and the reliability (2/3 + 2/3 + 1/3), and the temporal term's work in evaluate
+# (the difference, c times it, their product, the scaled gradient, the sum: 5)
+TEMPORAL_PICTURES = 12
 RUN_FILE = "run.json"
 
 
@@ -128,7 +133,7 @@ class FrameStylizer:
         """(uint8 frame, Result). `previous`: (the previous output warped onto this frame, its
         reliability mask): the start, and with weight > 0 the temporal target."""
         o = self.options
-        prep = door.prepare(o, door.space(o, content), self.styles, max(content.shape[:2]))
+        prep = door.prepare(o, door.space(o, content), self.styles, max(content.shape[:2]), pictures=TEMPORAL_PICTURES)
         if previous is None:
             x0 = door.start(o, prep.content)[0]
         else:
@@ -148,21 +153,10 @@ def check(options: StyleOptions, hw: tuple[int, int], styles: int) -> tuple[Styl
     video cannot take."""
     if options.scales != "auto" and len(options.ladder()) > 1:  # auto: a stills default
         raise InputError("video runs at one size: drop --scales (use --size)")
-    options, choice = door.choose(options, hw, styles)
+    options, choice = door.choose(options, hw, styles, pictures=TEMPORAL_PICTURES)
     if options.optimizer == "lbfgs-device":
         raise InputError("--optimizer lbfgs-device cannot take the temporal term yet: use scipy or lbfgs for video")
     return options, choice
-
-
-@dataclass
-class FrameProgress:
-    """After each frame: how far the clip is and how long the rest should take."""
-
-    frame: int  # frames done (of this run's range)
-    frames: int
-    elapsed: float  # seconds in this session (a resumed run counts from its restart)
-    remaining: float  # estimated seconds left
-    terms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -196,12 +190,16 @@ def _frame_size(source: io.Source, size: int, even: bool) -> tuple[int, int]:
 
 def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Sequence[str | os.PathLike | np.ndarray],
                  options: StyleOptions, temporal: TemporalOptions = TemporalOptions(), *,
-                 overwrite: bool = False, progress: Callable[[FrameProgress], None] | None = None,
+                 overwrite: bool = False, progress: Callback | None = None,
                  cancel: guard.CancelToken | None = None) -> ClipResult:
     """Stylize one clip: `input` (a video file or a folder of numbered images) into `output` (a
     video file by its suffix, else a folder of numbered PNGs). The entry point for a batch engine
     (one clip per worker). Finished frames survive an interruption (`cancel` set, Ctrl-C, a crash):
-    the same call continues at the next frame."""
+    the same call continues at the next frame. `progress` gets a Progress after each iteration of
+    each frame, with its `frame`, the clip-wide `step` of `steps` (the first frame's iterations
+    and the later ones' of each other frame; frames done by an earlier run count as done) and the
+    time left for the clip (Clock: each frame a scale of the same size); False from it stops the
+    run as `cancel` does."""
     output = Path(output)
     source = io.probe(input, temporal.fps)
     start, stop = io.parse_frames(temporal.frames, source.count)
@@ -226,6 +224,11 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
     done = _prepare(work, identity, overwrite)
     n = stop - start
 
+    first_iters = options.iteration_list()[-1]
+    later_iters = temporal.later_iterations or max(1, round(first_iters * LATER_SHARE))
+    plan = [first_iters if i == 0 or temporal.independent else later_iters for i in range(n)]
+    clock = Clock([hw[0] * hw[1]] * n, plan, options.until)
+    step = sum(plan[:done])  # iterations before the running frame
     stylizer = None
     prev_content = prev_out = None
     t0 = time.perf_counter()
@@ -248,25 +251,22 @@ def stylize_clip(input: str | os.PathLike, output: str | os.PathLike, styles: Se
             backward = flows.flow(content, prev_content, temporal.flow)
             forward = flows.flow(prev_content, content, temporal.flow)
             fill = door.start(stylizer.options, content)[0]  # the first frame's kind of canvas
-            previous = (carried(prev_out, prev_content, content, backward, fill), flows.reliability(forward, backward))
+            previous = (carried(prev_out, prev_content, content, backward, fill), flows.hold(forward, backward))
 
-        def on_iter(p, _cancel=cancel) -> bool:
-            return not (_cancel is not None and _cancel.is_set())
+        def on_iter(p: Progress, i=i, before=step) -> bool:
+            p = replace(p, frame=i, frames=n, step=before + p.iteration, steps=sum(plan))
+            p = replace(p, remaining=clock.remaining(replace(p, scale=i, scales=n)))
+            go = progress is None or progress(p) is not False
+            return go and not (cancel is not None and cancel.is_set())
 
-        first_iters = options.iteration_list()[-1]
-        later_iters = temporal.later_iterations or max(1, round(first_iters * LATER_SHARE))
-        iters = first_iters if previous is None else later_iters
-        out, result = stylizer(content, iters, previous, temporal.weight, on_iter)
+        out, result = stylizer(content, plan[i], previous, temporal.weight, on_iter)
+        step += result.iterations
         if result.stopped:  # cancelled mid-frame: this frame is redone on resume
             stopped = True
             break
         images.save(out, work / frame_name(i))
         prev_content, prev_out = content, out.astype(np.float32)
         per_frame.append(time.perf_counter() - t)
-        if progress is not None:
-            left = n - i - 1
-            later = per_frame[1:] if len(per_frame) > 1 else per_frame
-            progress(FrameProgress(i + 1, n, time.perf_counter() - t0, left * float(np.mean(later)), result.final))
     if not stopped and video_out:
         files = [work / frame_name(i) for i in range(n)]
         io.write_video(output, files, temporal.fps or source.fps, source, start)
