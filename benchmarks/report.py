@@ -197,26 +197,6 @@ def time_to_picture_table(size: int) -> Callable[[dict], list[str]]:
     return render
 
 
-def time_left_table(prov: dict) -> list[str]:
-    """Issue 25: the time left shown after 20 iterations of each scale against the real remainder."""
-    body, ratios, files = [], [], []
-    for size in (256, 512):
-        file = f"time_to_picture_{size}.json"
-        if not (RESULTS / file).is_file():
-            continue
-        files.append(file)
-        for r in read(file):
-            for t in r["onnxstyle"]["time_left"]:
-                c = r["onnxstyle"]["scales"][t["scale"]]
-                ratios.append(t["ratio"])
-                body.append([r["pair"].replace(":", " x "), f"{size}", f"{c['size'][1]}x{c['size'][0]}",
-                             f"{t['shown']:.0f}", f"{t['real']:.0f}", f"{t['ratio']:.2f}"])
-    med = sorted(abs(x - 1) for x in ratios)[len(ratios) // 2] if ratios else float("nan")
-    return [*(caption(f, prov) for f in files), "",
-            *table(["pair", "--size", "scale", "time left shown, s", "real remainder, s", "ratio"], body), "",
-            f"Median error: {100 * med:.0f}% over {len(ratios)} scales."]
-
-
 def batch_table(prov: dict) -> list[str]:
     d = read("batch.json")
     body = [[how, str(d["threads"][how]), ", ".join(f"{x['seconds']:.1f}" for x in d["runs"] if x["how"] == how),
@@ -276,7 +256,6 @@ TABLES: dict[str, Callable[[dict], list[str]]] = {
     "style_weight": style_weight_table,
     "time_to_picture_256": time_to_picture_table(256),
     "time_to_picture_512": time_to_picture_table(512),
-    "time_left": time_left_table,
 }
 
 
