@@ -56,11 +56,12 @@ def gram_target(layer: str) -> str:
 
 # The style losses (export/graph.py): "gram" (Gatys) and the others, each chosen per layer by
 # its gate (gate(kind, layer)), gram where none is set.
-STYLE_LOSSES = ("gram", "covariance", "scaled", "histogram", "sliced")
+STYLE_LOSSES = ("gram", "covariance", "scaled", "w2", "histogram", "sliced")
 
 
 def mean_target(layer: str) -> str:
-    """[K, N, 1]: the whole picture's feature means per style (a tiled covariance's gradient)."""
+    """[K, N, 1]: the whole picture's feature means per style (a tiled covariance's gradient); w2:
+    the style's means, tiled [K, N, 2] (the picture's means and the mean term's gradient)."""
     return f"mean_{layer}"
 
 

@@ -17,7 +17,7 @@ from onnxstyle.export import graph
 from onnxstyle.options import StyleOptions, style_losses
 from onnxstyle.runtime.stylize import initial_canvas
 
-KINDS = ("gram", "covariance", "scaled", "histogram", "sliced")
+KINDS = ("gram", "covariance", "scaled", "w2", "histogram", "sliced")
 N, H, W, K = 6, 5, 7, 2  # odd feature sizes
 TERM_RTOL = 1e-5  # float32 sums of ~N*M = 210 terms: ~1e-6 relative rounding
 GRAD_RTOL = 1e-4  # of the largest gradient entry, against float64 central differences
@@ -80,6 +80,31 @@ def masked_sorted_loss(y, masks, targets, blend):
             u = np.array([(m[row < v].sum() + m[i] / 2) / m.sum() for i, v in enumerate(row)])
             total += w * (m * (row - np.interp(u, grid, trow)) ** 2).sum() / (len(y) * m.sum())
     return total
+
+
+def sqrt_ns(b, iterations=graph.W2_ITERATIONS):
+    """Newton-Schulz square root of b (crowsonkb's sqrtm_ns), float64."""
+    norm = np.linalg.norm(b)
+    y, z = b / norm, np.eye(len(b))
+    for _ in range(iterations):
+        t = (3 * np.eye(len(b)) - z @ y) / 2
+        y, z = y @ t, t @ z
+    return y * np.sqrt(norm)
+
+
+def w2_loss(f, masks, roots, means, blend):
+    """sum_k blend_k (|mu_k - m_k|^2 + tr(C_k + S_k^2 - 2 sqrt_ns(S_k C_k S_k))) / N."""
+    n, total = len(f), 0.0
+    for m, r, mt, w in zip(masks, roots, means, blend, strict=True):
+        c = np.cov(f, aweights=m, bias=True) + graph.W2_EPS * np.eye(n)
+        mu = f @ m / m.sum()
+        total += w * (((mu - mt) ** 2).sum() + np.trace(c + r @ r - 2 * sqrt_ns(r @ c @ r))) / n
+    return total
+
+
+def sqrtm(a):
+    vals, vecs = np.linalg.eigh(a)
+    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
 
 
 # ------------------------------------------------- the graph's term alone, fed features
@@ -188,6 +213,31 @@ def test_masked_sorted_terms_match_oracle(feats, sliced):
     check(loss, grad, lambda x: masked_sorted_loss(proj.T @ x, m32, t, blend), f)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_w2_term_matches_oracle(feats, masked):
+    """The loss against a float64 NumPy Newton-Schulz, the gradient against its central
+    differences: the graph's gradient is that of the iterated function, converged or not."""
+    f, style = feats
+    rng = np.random.default_rng(5)
+    k = K if masked else 1
+    cs = [np.cov(style, bias=True), np.cov(style[:, ::2] * 1.5, bias=True)][:k]
+    roots = np.stack([sqrtm(c + graph.W2_EPS * np.eye(N)) for c in cs]).astype(np.float32).astype(np.float64)
+    means = np.stack([style.mean(axis=1), style[:, ::2].mean(axis=1) * 1.5])[:k]
+    means = means.astype(np.float32).astype(np.float64)
+    feeds = {"feat": f.reshape(1, N, H, W), "s": roots, "mu": means[:, :, None]}
+    if masked:
+        masks = rng.uniform(0, 1, (K, H * W))
+        masks[0, :9] = 0.0
+        blend = np.array([0.7, 0.3])
+        feeds |= {"m": masks.reshape(K, H, W), "blend": blend}
+        masks = masks.astype(np.float32).astype(np.float64)
+    else:
+        masks, blend = np.ones((1, H * W)), np.ones(1)
+    loss, grad = run_term(lambda b: graph.w2_term(b, "feat", b.op("Unsqueeze", ["m", b.ints(1)]) if masked else None,
+                                                  "s", "mu", "blend" if masked else None, N), feeds)
+    check(loss, grad, lambda x: w2_loss(x, masks, roots, means, blend), f)
+
+
 def test_masked_sorted_is_sorted_with_one_whole_mask(feats):
     """Every mask 1 and one style: masked_sorted_term's loss and gradient are sorted_term's."""
     f, style = feats
@@ -230,6 +280,9 @@ def test_full_graph_terms_match_oracle(images, weights, kind):
         if kind in ("histogram", "sliced"):
             p = obj._proj[name].astype(np.float32).astype(np.float64) if kind == "sliced" else np.eye(len(f))
             loss = hist_loss(p.T @ f, resample(np.sort(p.T @ s, axis=1), f.shape[1]))
+        elif kind == "w2":
+            root = sqrtm(np.cov(s, bias=True) + graph.W2_EPS * np.eye(len(s)))
+            loss = w2_loss(f, np.ones((1, f.shape[1])), [root], [s.mean(axis=1)], [1.0])
         else:
             a = np.cov(s, bias=True) if kind == "covariance" else s @ s.T / s.shape[1]
             loss = {"covariance": cov_loss, "scaled": scaled_loss}[kind](f, a)

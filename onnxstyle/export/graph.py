@@ -22,11 +22,13 @@ Graph contract (see layout.py for the names):
                   W_k = blend_k (G_k/S_k - A_k) / (N^2 S_k) from the whole picture, so each
                   style gradient is local: coef * sum_k W_k F diag(m_k); the style loss is 0
   layer_m         [13]: the whole picture's h*w per layer (read when tiled)
-  use_<kind>_<l>  bool scalars, kind covariance | scaled | histogram | sliced: the layer's style
-                  loss (none set: gram); with them mean_<l> [K, N, 1] (covariance, tiled: the
-                  whole picture's means), sorted_<l> [J, P, a, b] (histogram, sliced: the sorted
-                  target [1, P, 1, M], masked one per style [K, P, 1, Mt]; tiled each position's
-                  matched value [1, P, h, w], masked [2, P, h, w]: see tiled_sorted_term),
+  use_<kind>_<l>  bool scalars, kind covariance | scaled | w2 | histogram | sliced: the layer's
+                  style loss (none set: gram); with them mean_<l> [K, N, 1] (covariance, tiled: the
+                  whole picture's means; w2: the style's means, tiled [K, N, 2]: see
+                  tiled_style_term), gram_<l> (w2: the square root of the style's covariance),
+                  sorted_<l> [J, P, a, b] (histogram, sliced: the sorted target [1, P, 1, M],
+                  masked one per style [K, P, 1, Mt]; tiled each position's matched value
+                  [1, P, h, w], masked [2, P, h, w]: see tiled_sorted_term),
                   proj_<l> [N, P] (sliced)
   -> loss, content, style, tv (scalars: total and the three unweighted terms), grad [H, W, 3].
 
@@ -368,21 +370,115 @@ def masked_style_term(b: Builder, feat: str, masks: str, target: str, blend: str
 
 
 def tiled_style_term(b: Builder, feat: str, masks: str, weight: str, n: int,
-                     mean: str | None = None) -> tuple[str, Backward]:
+                     mean: str | None = None, shift: bool = False) -> tuple[str, Backward]:
     """One tile's style gradient given the whole picture's Grams: d/dF = sum_k W_k F diag(m_k)
     (W_k as fed in gram_<l>, see the module doc), or with `mean` ([K, N, 1], the whole picture's
-    mu_k: the covariance) sum_k W_k (F - mu_k) diag(m_k); the loss is the host's (0 here)."""
+    mu_k: the covariance) sum_k W_k (F - mu_k) diag(m_k); `shift` (w2): mean is [K, N, 2], mu_k and
+    v_k, and d/dF = sum_k (W_k (F - mu_k) + v_k) diag(m_k). The loss is the host's (0 here)."""
 
     def backward(coef: str) -> str:
         f = b.op("Reshape", [feat, b.ints(n, -1)], "F")
-        if mean is not None:
-            f = b.op("Sub", [f, mean], "Fc")  # K x N x M
-        fm = b.op("Mul", [f, b.op("Reshape", [masks, b.ints(0, 1, -1)])], "Fm")  # K x N x M
+        mk = b.op("Reshape", [masks, b.ints(0, 1, -1)])  # K x 1 x M
+        mu, v = mean, None
+        if shift:
+            mu, v = (b.op("Slice", [mean, b.ints(i), b.ints(i + 1), b.ints(2)]) for i in (0, 1))
+        if mu is not None:
+            f = b.op("Sub", [f, mu], "Fc")  # K x N x M
+        fm = b.op("Mul", [f, mk], "Fm")  # K x N x M
         gk = b.op("MatMul", [b.op("Mul", [weight, coef]), fm], "g_gram_k")
+        if v is not None:
+            gk = b.op("Add", [gk, b.op("Mul", [b.op("Mul", [v, coef]), mk])])
         return b.op("Reshape", [b.op("ReduceSum", [gk, b.ints(0)], keepdims=0), b.op("Shape", [feat])],
                     "g_style")
 
     return b.const(0.0), backward
+
+
+W2_EPS = 1e-4  # crowsonkb/style-transfer-pytorch's StyleLossW2: eps I added to both covariances
+W2_ITERATIONS = 12  # its Newton-Schulz iterations (sqrtm_ns_lyap(num_iters=12))
+
+
+def newton_schulz(b: Builder, x: str, eye: str, iterations: int) -> tuple[str, str]:
+    """(Y, Y') for X [K, N, N] symmetric with eigenvalues in (0, 1]: Y = p(X) the coupled
+    Newton-Schulz iteration for sqrt(X) (Y0 = X, Z0 = I, T = (3I - Z Y)/2, Y <- Y T, Z <- T Z),
+    a polynomial in X, and Y' = p'(X), by the same recurrence differentiated (every iterate is a
+    polynomial in X, so they commute and (U V)' = U' V + U V'). d tr(p(X)) / dX = p'(X): the exact
+    gradient of the iterated function, whether or not it has converged."""
+    eye3 = b.op("Mul", [eye, b.const(3.0)], "I3")
+    y, z, yd, zd = x, eye, eye, None
+    for i in range(iterations):
+        zy = b.op("MatMul", [z, y])
+        t = b.op("Mul", [b.op("Sub", [eye3, zy]), b.const(0.5)])
+        zdy = b.op("MatMul", [z, yd]) if zd is None else b.op("Add", [b.op("MatMul", [zd, y]), b.op("MatMul", [z, yd])])
+        td = b.op("Mul", [zdy, b.const(-0.5)])
+        y, yd = b.op("MatMul", [y, t], "ns_y"), b.op("Add", [b.op("MatMul", [yd, t]), b.op("MatMul", [y, td])], "ns_yd")
+        if i < iterations - 1:
+            tdz = b.op("MatMul", [td, z])
+            zd = tdz if zd is None else b.op("Add", [tdz, b.op("MatMul", [t, zd])])
+            z = b.op("MatMul", [t, z], "ns_z")
+    return y, yd
+
+
+def w2_term(b: Builder, feat: str, masks: str | None, sqrt_t: str, mean_t: str, blend: str | None,
+            n: int) -> tuple[str, Backward]:
+    """Wasserstein-2 between Gaussians fitted to the features (crowsonkb's StyleLossW2):
+    style_l = sum_k blend_k (|mu_k - m_k|^2 + tr(C_k) + tr(S_k^2) - 2 f(S_k C_k S_k)) / N, mu_k and
+    C_k = Fc diag(m_k) Fc^T / S_k + eps I (Fc = F - mu_k) the features' mean and covariance (under
+    style k's mask m_k, area S_k; unmasked: one style, m = 1), m_k, S_k (sqrt_t [K, N, N], the square
+    root of the style's covariance + eps I) from the style; f(B) = sqrt(|B|) tr(p(B / |B|)), p the
+    Newton-Schulz square root (W2_ITERATIONS), |B| Frobenius. Gradient: with X = B / |B|,
+    df/dB = (p'(X) + (tr p(X) / 2 - tr(p'(X) X)) X) / sqrt(|B|), dL/dC_k = (I - 2 S_k df/dB S_k) / N,
+    dL/dF = sum_k blend_k (2 dL/dC_k Fc diag(m_k) + 2 (mu_k - m_k) m_k^T / N) / S_k (the centring's
+    adjoint vanishes: Fc m_k = 0)."""
+    f = b.op("Reshape", [feat, b.ints(n, -1)], "F")  # N x M
+    if masks is None:
+        mk = None
+        area = spatial_size(b, b.op("Slice", [b.op("Shape", [feat]), b.ints(2), b.ints(4)]))
+        mu = b.op("Unsqueeze", [b.op("ReduceMean", [f], axes=[1], keepdims=1), b.ints(0)], "mu")  # 1 x N x 1
+        fc = b.op("Sub", [f, mu], "Fc")  # 1 x N x M
+        fm = fc
+    else:
+        mk = b.op("Reshape", [masks, b.ints(0, 1, -1)], "mk")  # K x 1 x M
+        area = b.op("Max", [b.op("ReduceSum", [mk, b.ints(1, 2)], keepdims=1), b.const(1e-8)], "S")  # K x 1 x 1
+        mu = b.op("Div", [b.op("ReduceSum", [b.op("Mul", [f, mk]), b.ints(2)], keepdims=1), area], "mu")  # K x N x 1
+        fc = b.op("Sub", [f, mu], "Fc")  # K x N x M
+        fm = b.op("Mul", [fc, mk], "Fm")
+    eye = b.op("EyeLike", [b.op("ReduceSum", [sqrt_t, b.ints(0)], keepdims=0)], "I")  # (no N x N constants)
+    cov = b.op("Add", [b.op("Div", [b.op("MatMul", [fm, b.op("Transpose", [fc], perm=[0, 2, 1])]), area]),
+                       b.op("Mul", [eye, b.const(W2_EPS)])], "C")  # K x N x N
+    big = b.op("MatMul", [b.op("MatMul", [sqrt_t, cov]), sqrt_t], "B")
+    norm = b.op("Sqrt", [b.op("ReduceSum", [b.op("Mul", [big, big]), b.ints(1, 2)], keepdims=1)], "normB")
+    x = b.op("Div", [big, norm], "X")
+    y, yd = newton_schulz(b, x, eye, W2_ITERATIONS)
+
+    def trace(a: str) -> str:  # K x 1 x 1
+        return b.op("ReduceSum", [b.op("Mul", [a, eye]), b.ints(1, 2)], keepdims=1)
+
+    root = b.op("Sqrt", [norm])
+    tr_y = trace(y)
+    dmu = b.op("Sub", [mu, mean_t], "dmu")  # K x N x 1
+    per_style = b.op("Add", [b.op("ReduceSum", [b.op("Mul", [dmu, dmu]), b.ints(1, 2)], keepdims=1),
+                             b.op("Sub", [b.op("Add", [trace(cov), b.op("ReduceSum", [b.op("Mul", [sqrt_t, sqrt_t]),
+                                                                                        b.ints(1, 2)], keepdims=1)]),
+                                          b.op("Mul", [b.op("Mul", [root, tr_y]), b.const(2.0)])])])
+    per_style = b.op("Div", [b.op("Reshape", [per_style, b.ints(-1)]), b.const(float(n))], "w2")  # K
+    loss = b.scalar(per_style if blend is None else b.op("Mul", [per_style, blend]))
+
+    def backward(coef: str) -> str:
+        tr_ydx = b.op("ReduceSum", [b.op("Mul", [yd, x]), b.ints(1, 2)], keepdims=1)  # tr(Y' X), Y' X symmetric
+        gb = b.op("Div", [b.op("Add", [yd, b.op("Mul", [b.op("Sub", [b.op("Mul", [tr_y, b.const(0.5)]), tr_ydx]), x])]),
+                          root], "dfdB")
+        sgs = b.op("MatMul", [b.op("MatMul", [sqrt_t, gb]), sqrt_t])
+        gc = b.op("Sub", [eye, b.op("Mul", [sgs, b.const(2.0)])], "dLdC")  # times N
+        w = b.op("Mul", [coef, b.const(2.0 / n)])
+        if blend is not None:
+            w = b.op("Mul", [b.op("Unsqueeze", [blend, b.ints(1, 2)]), w])  # K x 1 x 1
+        w = b.op("Div", [w, area])
+        gk = b.op("Add", [b.op("MatMul", [gc, fm]), dmu if mk is None else b.op("Mul", [dmu, mk])])
+        gf = b.op("ReduceSum", [b.op("Mul", [gk, w]), b.ints(0)], keepdims=0)
+        return b.op("Reshape", [gf, b.op("Shape", [feat])], "g_style")
+
+    return loss, backward
 
 
 def sorted_term(b: Builder, feat: str, target: str, n: int, proj: str | None = None) -> tuple[str, Backward]:
@@ -655,7 +751,26 @@ def style_for(feat: str, mask: str, n: int, name: str, m: str,
             return lambda ss: branch(ss, layout.TILED, masked_or_not(tiled(True), tiled(False), f"style_{name}_tmask"),
                                      masked_or_not(masked, plain, f"style_{name}_mask"), f"style_{name}_tiled")
 
-        make = {"covariance": lambda: gram_like(gram_penalty, True),
+        def w2() -> Callable[[Builder], list[str]]:
+            mean = layout.mean_target(name)
+
+            def tiled(ss: Builder) -> list[str]:
+                loss, backward = tiled_style_term(ss, feat, mask, target, n, mean, shift=True)
+                return [loss, backward(coef)]
+
+            def plain(ss: Builder) -> list[str]:
+                loss, backward = w2_term(ss, feat, None, target, mean, None, n)
+                return [loss, backward(coef)]
+
+            def masked(ss: Builder) -> list[str]:
+                loss, backward = w2_term(ss, feat, mask, target, mean, layout.STYLE_BLEND, n)
+                return [loss, backward(coef)]
+
+            return lambda ss: branch(ss, layout.TILED, tiled,
+                                     lambda s3: branch(s3, layout.STYLE_MASKED, masked, plain, f"style_{name}_mask"),
+                                     f"style_{name}_tiled")
+
+        make = {"covariance": lambda: gram_like(gram_penalty, True), "w2": w2,
                 "scaled": lambda: gram_like(scaled_penalty, False),
                 "histogram": lambda: sorted_kind(False), "sliced": lambda: sorted_kind(True)}
         options = [(layout.gate(k, name), make[k]()) for k in kinds if k != "gram"]
@@ -794,8 +909,8 @@ def build_model(weights: VGGWeights, pool: str = "avg", winograd: bool = True,
         n = CHANNELS[name]
         inputs.append(info(layout.content_target(name), FLOAT, [1, n, f"ch_{name}", f"cw_{name}"]))
         inputs.append(info(layout.gram_target(name), FLOAT, ["K", n, n]))
-        if "covariance" in kinds:
-            inputs.append(info(layout.mean_target(name), FLOAT, ["K", n, 1]))
+        if "covariance" in kinds or "w2" in kinds:
+            inputs.append(info(layout.mean_target(name), FLOAT, ["K", n, f"mc_{name}"]))
         if "histogram" in kinds or "sliced" in kinds:
             dims = [f"s{d}_{name}" for d in "kphw"]
             inputs.append(info(layout.sorted_target(name), FLOAT, dims))

@@ -54,6 +54,13 @@ def options_text(kinds: Mapping[str, str]) -> str:
 
 SORTED = ("histogram", "sliced")  # the losses on sorted values (export/graph.py sorted_term)
 SCALED_EPS = 1e-8  # as export/graph.py's
+W2_EPS, W2_ITERATIONS = 1e-4, 12  # as export/graph.py's
+
+
+def sqrtm(a: np.ndarray) -> np.ndarray:
+    """The square root of a symmetric positive semi-definite matrix (eigenvalues below 0 as 0)."""
+    vals, vecs = np.linalg.eigh(a)
+    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
 
 
 def unit_directions(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -70,6 +77,21 @@ def resample(values: np.ndarray, m: int) -> np.ndarray:
         return values.astype(np.float64)
     at = (np.arange(m) + 0.5) * ms / m - 0.5
     return np.stack([np.interp(at, np.arange(ms), row) for row in values.astype(np.float64)])
+
+
+def w2_parts(cov: np.ndarray, root: np.ndarray, iterations: int) -> tuple[float, np.ndarray]:
+    """(f, df/dC) for f = tr(sqrt_ns(S C S)) (export/graph.py w2_term: the Newton-Schulz square
+    root and the derivative of its iterated function), C [N, N], S = `root`, float64."""
+    big = root @ cov @ root
+    norm = np.linalg.norm(big)
+    x, eye = big / norm, np.eye(len(big))
+    y, z, yd, zd = x, eye, eye, np.zeros_like(x)
+    for _ in range(iterations):
+        t = (3 * eye - z @ y) / 2
+        td = -(zd @ y + z @ yd) / 2
+        y, yd, z, zd = y @ t, yd @ t + y @ td, t @ z, td @ z + t @ zd
+    gb = (yd + (np.trace(y) / 2 - np.trace(yd @ x)) * x) / np.sqrt(norm)
+    return float(np.sqrt(norm) * np.trace(y)), root @ gb @ root
 
 
 def matched(y: np.ndarray, m: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -194,18 +216,27 @@ class Objective:
         if masks is not None:
             m_out = {n: max(m, 2) for n, m in m_out.items()}
         quantiles = {n: np.zeros((k, CHANNELS[n], m_out[n])) for n in sorted_layers}
-        centred = [n for n in gram_layers if kinds[n] == "covariance"]
+        # w2: the means and second moments blended (crowsonkb's), C = the second moment - mu mu^T
+        centred = [n for n in gram_layers if kinds[n] in ("covariance", "w2")]
+        means = {n: np.zeros((k, CHANNELS[n])) for n in centred if kinds[n] == "w2"}
         for i, (img, w) in enumerate(zip(styles, blend, strict=True)):
             sums, m = self._gram_sums(img, gram_layers, centred=centred)
             for name in gram_layers:
                 gram = sums[name][0] / m[name]
                 if name in centred:
                     mean = sums[f"mean:{name}"][0] / m[name]
-                    gram = gram - np.outer(mean, mean)
+                    if name in means:
+                        means[name][0 if masks is None else i] += w * mean if masks is None else mean
+                    else:
+                        gram = gram - np.outer(mean, mean)
                 if masks is None:
                     grams[name][0] += w * gram
                 else:
                     grams[name][i] = gram
+        for name, mean in means.items():  # w2's targets: the square root of C + eps I, and mu
+            eye = W2_EPS * np.eye(len(mean[0]))
+            grams[name] = np.stack([sqrtm(g - np.outer(mu, mu) + eye) for g, mu in zip(grams[name], mean, strict=True)])
+            feed[layout.mean_target(name)] = mean.astype(np.float32)[:, :, None]
             for name, f in self._whole_features(img, sorted_layers).items():
                 q = resample(np.sort(self._project(name, f), axis=1), m_out[name])
                 if masks is None:
@@ -220,6 +251,7 @@ class Objective:
                 feed[layout.projection(name)] = self._proj[name].astype(np.float32)
         self._targets = {name: feed[layout.gram_target(name)].astype(np.float64) for name in grams}
         self._quantiles = quantiles
+        self._w2_means = {n: feed[layout.mean_target(n)][:, :, 0].astype(np.float64) for n in means}
         self._blend_w = blend if masks is not None else np.ones(1)
         self._masks_full = masks
         self._layer_m = np.array([np.prod(tiles.positions(content.shape[:2], n)) for n in LAYERS], np.float32)
@@ -447,7 +479,7 @@ class Objective:
         used_c, used_s = self._used["content"], self._used["style"]
         kinds = self.style_kinds
         used_g = [n for n in used_s if kinds[n] not in SORTED]
-        centred = [n for n in used_g if kinds[n] == "covariance"]
+        centred = [n for n in used_g if kinds[n] in ("covariance", "w2")]
         sums, norm = self._gram_sums(x, used_g, self._pyramid, used_c, centred, self.wrap)
         content = sum(self.content_layers[n] * sums[f"content:{n}"]
                       / (2 * np.sqrt(CHANNELS[n] * self._layer_m[LAYERS.index(n)])) for n in used_c)
@@ -457,10 +489,24 @@ class Objective:
             nn = CHANNELS[n] ** 2
             area = np.reshape(norm[n], (-1, 1, 1))
             d = sums[n] / area - self._targets[n]
-            if n in centred:
+            if kinds[n] == "covariance":
                 mean = sums[f"mean:{n}"] / area[:, :, 0]  # K x N
                 d = d - mean[:, :, None] * mean[:, None, :]
                 weights[f"mean:{n}"] = mean[:, :, None].astype(np.float32)
+            if kinds[n] == "w2":  # graph.w2_term: W_k = 2 blend_k dL/dC_k / S_k, v_k its mean term's
+                n_ch = CHANNELS[n]
+                mean = sums[f"mean:{n}"] / area[:, :, 0]  # K x N
+                mt = self._w2_means[n]
+                cov = sums[n] / area - mean[:, :, None] * mean[:, None, :] + W2_EPS * np.eye(n_ch)
+                parts = [w2_parts(c, r, W2_ITERATIONS) for c, r in zip(cov, self._targets[n], strict=True)]
+                per = [((mu - m) ** 2).sum() + np.trace(c) + (r * r).sum() - 2 * f
+                       for mu, m, c, r, (f, _) in zip(mean, mt, cov, self._targets[n], parts, strict=True)]
+                style += self._style_w[n] * float((blend.ravel() * np.array(per)).sum()) / n_ch
+                gc = np.stack([np.eye(n_ch) - 2 * g for _, g in parts])
+                weights[n] = (2 * blend * gc / (n_ch * area)).astype(np.float32)
+                v = 2 * blend * (mean - mt)[:, :, None] / (n_ch * area)
+                weights[f"mean:{n}"] = np.concatenate([mean[:, :, None], v], axis=2).astype(np.float32)
+                continue
             if kinds[n] == "scaled":  # P = S2 / S1 per style; W_k = blend_k E_k / (S_k / 2)
                 s1 = np.abs(d).sum(axis=(1, 2), keepdims=True) + SCALED_EPS
                 s2 = (d * d).sum(axis=(1, 2), keepdims=True)
