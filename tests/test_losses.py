@@ -15,6 +15,7 @@ from onnxstyle import Objective, layout
 from onnxstyle.errors import InputError
 from onnxstyle.export import graph
 from onnxstyle.options import StyleOptions, style_losses
+from onnxstyle.runtime import objective
 from onnxstyle.runtime.stylize import initial_canvas
 
 KINDS = ("gram", "covariance", "scaled", "w2", "histogram", "sliced")
@@ -236,6 +237,8 @@ def test_w2_term_matches_oracle(feats, masked):
     loss, grad = run_term(lambda b: graph.w2_term(b, "feat", b.op("Unsqueeze", ["m", b.ints(1)]) if masked else None,
                                                   "s", "mu", "blend" if masked else None, N), feeds)
     check(loss, grad, lambda x: w2_loss(x, masks, roots, means, blend), f)
+    # the host's copy (tiles: runtime/objective.py w2_parts) of the graph's constants
+    assert (objective.W2_EPS, objective.W2_ITERATIONS) == (graph.W2_EPS, graph.W2_ITERATIONS)
 
 
 def test_masked_sorted_is_sorted_with_one_whole_mask(feats):

@@ -14,7 +14,7 @@ from test_tiles import check_same, picture
 import onnxstyle
 from onnxstyle import Objective
 
-KINDS = ("gram", "covariance", "scaled", "histogram", "sliced")
+KINDS = ("gram", "covariance", "scaled", "w2", "histogram", "sliced")
 # conv1_1 and conv2_1: plain convolutions in both the loss and the features graph, so the tiles'
 # ranks (sorted losses) are the loss graph's (see test_tiles.test_tiled_equals_untiled_style_losses)
 RUN = {"content_layers": {"conv2_2": 1.0}, "style_layers": {"conv1_1": 0.5, "conv2_1": 0.5},

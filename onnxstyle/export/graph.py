@@ -404,13 +404,13 @@ def newton_schulz(b: Builder, x: str, eye: str, iterations: int) -> tuple[str, s
     a polynomial in X, and Y' = p'(X), by the same recurrence differentiated (every iterate is a
     polynomial in X, so they commute and (U V)' = U' V + U V'). d tr(p(X)) / dX = p'(X): the exact
     gradient of the iterated function, whether or not it has converged."""
-    eye3 = b.op("Mul", [eye, b.const(3.0)], "I3")
+    eye3 = b.op("Mul", [eye, b.const(3.0, dtype=np.float64)], "I3")
     y, z, yd, zd = x, eye, eye, None
     for i in range(iterations):
         zy = b.op("MatMul", [z, y])
-        t = b.op("Mul", [b.op("Sub", [eye3, zy]), b.const(0.5)])
+        t = b.op("Mul", [b.op("Sub", [eye3, zy]), b.const(0.5, dtype=np.float64)])
         zdy = b.op("MatMul", [z, yd]) if zd is None else b.op("Add", [b.op("MatMul", [zd, y]), b.op("MatMul", [z, yd])])
-        td = b.op("Mul", [zdy, b.const(-0.5)])
+        td = b.op("Mul", [zdy, b.const(-0.5, dtype=np.float64)])
         y, yd = b.op("MatMul", [y, t], "ns_y"), b.op("Add", [b.op("MatMul", [yd, t]), b.op("MatMul", [y, td])], "ns_yd")
         if i < iterations - 1:
             tdz = b.op("MatMul", [td, z])
@@ -429,23 +429,30 @@ def w2_term(b: Builder, feat: str, masks: str | None, sqrt_t: str, mean_t: str, 
     Newton-Schulz square root (W2_ITERATIONS), |B| Frobenius. Gradient: with X = B / |B|,
     df/dB = (p'(X) + (tr p(X) / 2 - tr(p'(X) X)) X) / sqrt(|B|), dL/dC_k = (I - 2 S_k df/dB S_k) / N,
     dL/dF = sum_k blend_k (2 dL/dC_k Fc diag(m_k) + 2 (mu_k - m_k) m_k^T / N) / S_k (the centring's
-    adjoint vanishes: Fc m_k = 0)."""
-    f = b.op("Reshape", [feat, b.ints(n, -1)], "F")  # N x M
+    adjoint vanishes: Fc m_k = 0). In float64 from the float32 features on: the covariances'
+    eigenvalues span eps = 1e-4 to ~1e2, and float32 sums over the positions perturb the small
+    ones by more than eps (the gradient then moved by 2.8e-4 of its largest entry, measured)."""
+    def double(v: str) -> str:
+        return b.op("Cast", [v], to=TensorProto.DOUBLE)
+
+    f = double(b.op("Reshape", [feat, b.ints(n, -1)], "F"))  # N x M
+    sqrt_t, mean_t = double(sqrt_t), double(mean_t)
     if masks is None:
         mk = None
-        area = spatial_size(b, b.op("Slice", [b.op("Shape", [feat]), b.ints(2), b.ints(4)]))
+        area = double(spatial_size(b, b.op("Slice", [b.op("Shape", [feat]), b.ints(2), b.ints(4)])))
         mu = b.op("Unsqueeze", [b.op("ReduceMean", [f], axes=[1], keepdims=1), b.ints(0)], "mu")  # 1 x N x 1
         fc = b.op("Sub", [f, mu], "Fc")  # 1 x N x M
         fm = fc
     else:
-        mk = b.op("Reshape", [masks, b.ints(0, 1, -1)], "mk")  # K x 1 x M
-        area = b.op("Max", [b.op("ReduceSum", [mk, b.ints(1, 2)], keepdims=1), b.const(1e-8)], "S")  # K x 1 x 1
+        mk = double(b.op("Reshape", [masks, b.ints(0, 1, -1)], "mk"))  # K x 1 x M
+        tiny = b.const(1e-8, dtype=np.float64)
+        area = b.op("Max", [b.op("ReduceSum", [mk, b.ints(1, 2)], keepdims=1), tiny], "S")  # K x 1 x 1
         mu = b.op("Div", [b.op("ReduceSum", [b.op("Mul", [f, mk]), b.ints(2)], keepdims=1), area], "mu")  # K x N x 1
         fc = b.op("Sub", [f, mu], "Fc")  # K x N x M
         fm = b.op("Mul", [fc, mk], "Fm")
     eye = b.op("EyeLike", [b.op("ReduceSum", [sqrt_t, b.ints(0)], keepdims=0)], "I")  # (no N x N constants)
     cov = b.op("Add", [b.op("Div", [b.op("MatMul", [fm, b.op("Transpose", [fc], perm=[0, 2, 1])]), area]),
-                       b.op("Mul", [eye, b.const(W2_EPS)])], "C")  # K x N x N
+                       b.op("Mul", [eye, b.const(W2_EPS, dtype=np.float64)])], "C")  # K x N x N
     big = b.op("MatMul", [b.op("MatMul", [sqrt_t, cov]), sqrt_t], "B")
     norm = b.op("Sqrt", [b.op("ReduceSum", [b.op("Mul", [big, big]), b.ints(1, 2)], keepdims=1)], "normB")
     x = b.op("Div", [big, norm], "X")
@@ -460,22 +467,23 @@ def w2_term(b: Builder, feat: str, masks: str | None, sqrt_t: str, mean_t: str, 
     per_style = b.op("Add", [b.op("ReduceSum", [b.op("Mul", [dmu, dmu]), b.ints(1, 2)], keepdims=1),
                              b.op("Sub", [b.op("Add", [trace(cov), b.op("ReduceSum", [b.op("Mul", [sqrt_t, sqrt_t]),
                                                                                         b.ints(1, 2)], keepdims=1)]),
-                                          b.op("Mul", [b.op("Mul", [root, tr_y]), b.const(2.0)])])])
-    per_style = b.op("Div", [b.op("Reshape", [per_style, b.ints(-1)]), b.const(float(n))], "w2")  # K
-    loss = b.scalar(per_style if blend is None else b.op("Mul", [per_style, blend]))
+                                          b.op("Mul", [b.op("Mul", [root, tr_y]), b.const(2.0, dtype=np.float64)])])])
+    per_style = b.op("Div", [b.op("Reshape", [per_style, b.ints(-1)]), b.const(float(n), dtype=np.float64)], "w2")  # K
+    loss = b.op("Cast", [b.scalar(per_style if blend is None else b.op("Mul", [per_style, double(blend)]))], to=FLOAT)
 
     def backward(coef: str) -> str:
         tr_ydx = b.op("ReduceSum", [b.op("Mul", [yd, x]), b.ints(1, 2)], keepdims=1)  # tr(Y' X), Y' X symmetric
-        gb = b.op("Div", [b.op("Add", [yd, b.op("Mul", [b.op("Sub", [b.op("Mul", [tr_y, b.const(0.5)]), tr_ydx]), x])]),
+        half_tr = b.op("Mul", [tr_y, b.const(0.5, dtype=np.float64)])
+        gb = b.op("Div", [b.op("Add", [yd, b.op("Mul", [b.op("Sub", [half_tr, tr_ydx]), x])]),
                           root], "dfdB")
         sgs = b.op("MatMul", [b.op("MatMul", [sqrt_t, gb]), sqrt_t])
-        gc = b.op("Sub", [eye, b.op("Mul", [sgs, b.const(2.0)])], "dLdC")  # times N
-        w = b.op("Mul", [coef, b.const(2.0 / n)])
+        gc = b.op("Sub", [eye, b.op("Mul", [sgs, b.const(2.0, dtype=np.float64)])], "dLdC")  # times N
+        w = b.op("Mul", [double(coef), b.const(2.0 / n, dtype=np.float64)])
         if blend is not None:
-            w = b.op("Mul", [b.op("Unsqueeze", [blend, b.ints(1, 2)]), w])  # K x 1 x 1
+            w = b.op("Mul", [b.op("Unsqueeze", [double(blend), b.ints(1, 2)]), w])  # K x 1 x 1
         w = b.op("Div", [w, area])
         gk = b.op("Add", [b.op("MatMul", [gc, fm]), dmu if mk is None else b.op("Mul", [dmu, mk])])
-        gf = b.op("ReduceSum", [b.op("Mul", [gk, w]), b.ints(0)], keepdims=0)
+        gf = b.op("Cast", [b.op("ReduceSum", [b.op("Mul", [gk, w]), b.ints(0)], keepdims=0)], to=FLOAT)
         return b.op("Reshape", [gf, b.op("Shape", [feat])], "g_style")
 
     return loss, backward
