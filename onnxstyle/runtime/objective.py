@@ -233,16 +233,16 @@ class Objective:
                     grams[name][0] += w * gram
                 else:
                     grams[name][i] = gram
-        for name, mean in means.items():  # w2's targets: the square root of C + eps I, and mu
-            eye = W2_EPS * np.eye(len(mean[0]))
-            grams[name] = np.stack([sqrtm(g - np.outer(mu, mu) + eye) for g, mu in zip(grams[name], mean, strict=True)])
-            feed[layout.mean_target(name)] = mean.astype(np.float32)[:, :, None]
             for name, f in self._whole_features(img, sorted_layers).items():
                 q = resample(np.sort(self._project(name, f), axis=1), m_out[name])
                 if masks is None:
                     quantiles[name][0] += w * q
                 else:
                     quantiles[name][i] = q
+        for name, mean in means.items():  # w2's targets: the square root of C + eps I, and mu
+            eye = W2_EPS * np.eye(len(mean[0]))
+            grams[name] = np.stack([sqrtm(g - np.outer(mu, mu) + eye) for g, mu in zip(grams[name], mean, strict=True)])
+            feed[layout.mean_target(name)] = mean.astype(np.float32)[:, :, None]
         for name, g in grams.items():
             feed[layout.gram_target(name)] = g.astype(np.float32)
         for name, q in quantiles.items():
