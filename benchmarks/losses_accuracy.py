@@ -1,5 +1,6 @@
 """Accuracy of the style losses: each term and its gradient (fed features of odd size) against the
-float64 NumPy implementations of tests/test_losses.py and their central finite differences, and
+float64 NumPy implementations of tests/test_losses.py and their central finite differences (masked:
+two styles, fractional masks), and
 the full graph's style term at 41 x 35 px against the float64 VGG of tests/oracle.py.
 
     python benchmarks/losses_accuracy.py
@@ -55,6 +56,36 @@ def term_rows() -> list[str]:
         fn = partial(t.sliced_loss, t=q, p=p) if kind == "sliced" else partial(t.hist_loss, t=q)
         cases[kind] = (partial(graph.sorted_term, feat="feat", target="t", n=n,
                                proj="p" if kind == "sliced" else None), feeds, fn)
+    # masked (two styles, fractional masks, positions outside one style's region), as tests/test_losses.py
+    mrng = np.random.default_rng(4)
+    masks = mrng.uniform(0, 1, (t.K, h * w))
+    masks[0, :9] = 0.0
+    m32, blend = as32(masks).astype(np.float64), np.array([0.7, 0.3])
+    mfeeds = {"m": masks.reshape(t.K, h, w), "blend": blend}
+
+    def mask_of(b):
+        return b.op("Unsqueeze", ["m", b.ints(1)])
+
+    for kind in ("histogram", "sliced"):
+        rows = p.T @ style if kind == "sliced" else style
+        qs = [as32(np.sort(rows, axis=1)[:, ::k]).astype(np.float64) for k in (2, 5)]
+        mt = min(q.shape[1] for q in qs)
+        qk = np.stack([q[:, :mt] + i for i, q in enumerate(qs)])
+        proj = p if kind == "sliced" else np.eye(n)
+        cases[f"{kind}, masked"] = (
+            lambda b, kind=kind: graph.masked_sorted_term(b, "feat", mask_of(b), "t", "blend", n,
+                                                          "p" if kind == "sliced" else None),
+            {"t": qk.reshape(t.K, n, 1, mt), **mfeeds, **({"p": p} if kind == "sliced" else {})},
+            lambda x, qk=qk, proj=proj: t.masked_sorted_loss(proj.T @ x, m32, qk, blend))
+    covs = [np.cov(style, bias=True), np.cov(style[:, ::2] * 1.5, bias=True)]
+    roots = as32(np.stack([t.sqrtm(c + graph.W2_EPS * np.eye(n)) for c in covs])).astype(np.float64)
+    means = as32(np.stack([style.mean(axis=1), style[:, ::2].mean(axis=1) * 1.5])).astype(np.float64)
+    cases["w2"] = (lambda b: graph.w2_term(b, "feat", None, "s", "mu", None, n),
+                   {"s": roots[:1], "mu": means[:1, :, None]},
+                   lambda x: t.w2_loss(x, np.ones((1, h * w)), roots[:1], means[:1], np.ones(1)))
+    cases["w2, masked"] = (lambda b: graph.w2_term(b, "feat", mask_of(b), "s", "mu", "blend", n),
+                           {"s": roots, "mu": means[:, :, None], **mfeeds},
+                           lambda x: t.w2_loss(x, m32, roots, means, blend))
     out = []
     for kind, (emit, feeds, fn) in cases.items():
         loss, grad = t.run_term(lambda b, emit=emit: emit(b), {"feat": f.reshape(1, n, h, w), **feeds})
@@ -80,6 +111,9 @@ def graph_rows() -> list[str]:
             if kind in ("histogram", "sliced"):
                 p = obj._proj[name].astype(np.float32).astype(np.float64) if kind == "sliced" else np.eye(len(f))
                 loss = t.hist_loss(p.T @ f, resample(np.sort(p.T @ s, axis=1), f.shape[1]))
+            elif kind == "w2":
+                root = t.sqrtm(np.cov(s, bias=True) + graph.W2_EPS * np.eye(len(s)))
+                loss = t.w2_loss(f, np.ones((1, f.shape[1])), [root], [s.mean(axis=1)], [1.0])
             else:
                 a = np.cov(s, bias=True) if kind == "covariance" else s @ s.T / s.shape[1]
                 loss = {"gram": t.gram_loss, "covariance": t.cov_loss, "scaled": t.scaled_loss}[kind](f, a)
