@@ -3,7 +3,7 @@
 
 const F32 = Math.fround;
 // The style losses other than gram (layout.STYLE_LOSSES): their gates are fed false here.
-const OTHER_LOSSES = ['covariance', 'scaled', 'histogram', 'sliced'];
+const OTHER_LOSSES = ['covariance', 'scaled', 'w2', 'histogram', 'sliced'];
 
 /** The layers of a {layer: weight} map, checked against the graph's layers. */
 function layerWeights(kind, map, layers) {
