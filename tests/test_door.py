@@ -94,7 +94,7 @@ def test_api_precision_search_and_until_reach_the_run(spy):
 def test_video_options_reach_every_frame(tmp_path, spy):
     pytest.importorskip("av")
     pytest.importorskip("cv2")
-    from onnxstyle.video.run import TEMPORAL_PICTURES, TemporalOptions, stylize_clip
+    from onnxstyle.video.run import TEMPORAL_PICTURES, FrameStylizer, TemporalOptions, stylize_clip
     from onnxstyle.video.synthetic import PanZoom
 
     frames = PanZoom(width=48, height=32, scale=0.2, pan=(4.0, 2.0), zoom=0.02).frames(images.load_rgb(CONTENT), 3)
@@ -107,6 +107,9 @@ def test_video_options_reach_every_frame(tmp_path, spy):
     r = stylize_clip(clip, tmp_path / "out", [STYLE], opts, TemporalOptions(later_iterations=2))
     assert len(r.records) == 3 and all(x["memory"]["tile"] == 32 for x in r.records)
     assert {s[1:] for s in spy["sessions"]} == {("fp32", "exhaustive")} and spy["until"] == 3
+    stylizer = FrameStylizer([images.load_rgb(STYLE)], StyleOptions(size=48, iterations=2, optimizer="lbfgs"),
+                             frames[0].astype("float32"))
+    assert stylizer(frames[0].astype("float32"), 2)[1].optimizer_state is None  # not held into the next frame
     limit = fit.estimate((32, 48), None, 10, "lbfgs", pictures=TEMPORAL_PICTURES)  # a frame's plan counts its own
     r = stylize_clip(clip, tmp_path / "out2", [STYLE], StyleOptions(size=48, iterations=2, max_memory=limit),
                      TemporalOptions(later_iterations=2))
