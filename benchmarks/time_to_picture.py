@@ -137,21 +137,16 @@ def cost_split(into: dict):
     spent = {"eval": 0.0, "runs": 0.0}
     graph, run = Objective._run, prepare.Prepared.run
 
-    def timed_graph(self, *a, **k):
-        t = time.perf_counter()
-        try:
-            return graph(self, *a, **k)
-        finally:
-            spent["eval"] += time.perf_counter() - t
+    def timed(method, key: str):
+        def wrapper(self, *a, **k):
+            t = time.perf_counter()
+            try:
+                return method(self, *a, **k)
+            finally:
+                spent[key] += time.perf_counter() - t
+        return wrapper
 
-    def timed_run(self, *a, **k):
-        t = time.perf_counter()
-        try:
-            return run(self, *a, **k)
-        finally:
-            spent["runs"] += time.perf_counter() - t
-
-    Objective._run, prepare.Prepared.run = timed_graph, timed_run
+    Objective._run, prepare.Prepared.run = timed(graph, "eval"), timed(run, "runs")
     t0 = time.perf_counter()
     try:
         yield
