@@ -37,9 +37,9 @@ def test_largest_tile_that_fits_then_fewer_pairs():
 
 
 def test_smaller_tiles_before_refusing():
-    """1024x768 under 1.5 GiB: not even 256 px tiles with 3 pairs fit (1.7 GiB); the largest
+    """1024x768 under 1.6 GiB: not even 256 px tiles with 3 pairs fit (1.8 GiB); the largest
     smaller tile does, with the most pairs it leaves; a clip's own pictures (pictures=) shrink it."""
-    hw, limit = (768, 1024), int(1.5 * G)
+    hw, limit = (768, 1024), int(1.6 * G)
     assert fit.estimate(hw, fit.MIN_TILE, fit.MIN_PAIRS, "lbfgs") > limit
     f = fit.plan(hw, "lbfgs", limit)
     assert fit.LAST_TILE <= f.tile < fit.MIN_TILE and f.need <= limit
@@ -139,8 +139,8 @@ def test_memory_estimate_bounds_a_measured_peak(model_path):
     """The peak resident memory of a fresh process that makes an objective and runs two
     loss+gradient calls at 384 px, against the estimate's graph share (base + working memory):
     an upper bound (the estimate refuses runs that would not fit), and not a wild one (at twice
-    the real peak it would refuse runs that fit in half the memory). Measured here: 801 MiB
-    against 957 MiB."""
+    the real peak it would refuse runs that fit in half the memory). Measured here: 929-1037 MiB
+    (801 MiB before the w2 loss joined the graph) against 1077 MiB."""
     e = [fit.estimate((s, s), None, 10) for s in (128, 256, 512)]
     assert e[0] < e[1] < e[2]
     side = 384
