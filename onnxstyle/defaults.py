@@ -48,7 +48,7 @@ CONVERGED_CHANGE = 0.15  # mean |x_k - x_(k-20)| / 20, 0..255 units
 CONVERGED_LOSS = 0.005  # relative loss decrease over the window
 CONVERGED_CHECKS = 2  # checks in a row: one window's plateau is often false (see above)
 # Where the rule stopped each scale of the default ladder (scipy, two checks in a row, the ladder
-# from the shorter side): benchmarks/results/time_to_picture_256.json (three pairs: 128 px rungs
+# from the shorter side): benchmarks/results/time_to_picture_256.json at 87d9d73 (three pairs: 128 px rungs
 # 280, 280; 256 px 300, 260; the one-rung 256x170 landscape 380) and time_to_picture_512.json (its
 # three runs under this rule: 128 px 280, 280; 256 px 260, 300, 256x170 380; 512 px 320, 400,
 # 512x341 420). The first rung (from noise) and the finer ones (from the upsampled picture) stop
