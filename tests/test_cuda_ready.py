@@ -70,7 +70,8 @@ def test_both_graphs_read_one_weights_file(model_path):
     graphs = (model_path, files.features_path(model_path))
     assert blob.is_file() and 45e6 < blob.stat().st_size < 60e6  # the VGG19 tensors, once
     for path in graphs:
-        assert path.stat().st_size < 1e6  # the graph alone
+        # the graph alone: 1.26 MB with w2's subgraphs; conv5_1's weights alone would be 9.4 MB
+        assert path.stat().st_size < 4e6
         model = onnx.load(path, load_external_data=False)
         big = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
         # the 13 conv kernels (biases, under 4 kB each, stay inline; the loss graph adds its
