@@ -174,12 +174,16 @@ def test_masked_gram_like_terms_match_oracle(feats, kind):
     check(loss, grad, lambda x: masked_loss(x, masks32, a.astype(np.float64), blend, cov, kind == "scaled"), f)
 
 
+def projections(rng: np.random.Generator) -> np.ndarray:
+    """N unit directions as columns, float32 values held in float64 (as the graph reads them)."""
+    p = rng.standard_normal((N, N))
+    return (p / np.linalg.norm(p, axis=0)).astype(np.float32).astype(np.float64)
+
+
 @pytest.mark.parametrize("sliced", [False, True])
 def test_sorted_terms_match_oracle(feats, sliced):
     f, style = feats
-    rng = np.random.default_rng(3)
-    p = rng.standard_normal((N, N))
-    p = (p / np.linalg.norm(p, axis=0)).astype(np.float32).astype(np.float64)
+    p = projections(np.random.default_rng(3))
     rows = p.T @ style if sliced else style
     # the style's quantiles at M = H*W positions: every third of its sorted values
     t = np.sort(rows, axis=1)[:, 1::3].astype(np.float32).astype(np.float64)
@@ -194,8 +198,7 @@ def test_sorted_terms_match_oracle(feats, sliced):
 def test_masked_sorted_terms_match_oracle(feats, sliced):
     f, style = feats
     rng = np.random.default_rng(4)
-    p = rng.standard_normal((N, N))
-    p = (p / np.linalg.norm(p, axis=0)).astype(np.float32).astype(np.float64)
+    p = projections(rng)
     masks = rng.uniform(0, 1, (K, H * W))  # fractional: the weighted ranks count
     masks[0, :9] = 0.0  # and positions outside a style's region
     rows = p.T @ style if sliced else style
