@@ -1,6 +1,6 @@
 """The figures of docs/video.md: flow accuracy on a clip with known motion, and the temporal
 error of stylized video (temporal term at several weights, later-frame iterations) against
-independent per-frame stylization with the same options. Writes docs/video/results.json, a strip
+independent per-frame stylization with the same options. Writes benchmarks/results/video_make.json, a strip
 of per-frame stills and the stylized clip (small files).
 
     PYTHONPATH=. python docs/make_video.py [--frames 6] [--width 128] [--first 60]
@@ -102,7 +102,7 @@ def main() -> None:
     for r in runs:
         r["ratio_to_independent"] = r["temporal_error"] / base
     results["runs"] = runs
-    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    (OUT.parent.parent / "benchmarks" / "results" / "video_make.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 
 
