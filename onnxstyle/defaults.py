@@ -75,6 +75,9 @@ POOL = "avg"  # Gatys et al. 2015: average pooling gives slightly more appealing
 # 0.954x, 1.090x and 1.024x that loss (mean 1.023x) for 0.92x the cost (one check; two: see
 # above). Where the shorter side is below 2 * LADDER_START a run has one scale.
 SCALES = "auto"
+# Above this size every rung also matches the style on the picture shrunk to it (runtime/look.py): measured
+# with a float64 VGG19 at 256 px (benchmarks/results/look.md), see there.
+LOOK_SIZE = 256
 # The smallest rung's shorter side: VGG19's conv5_1 still sees 8x8 positions. chelsea x the_scream
 # (2:3) at 256 px: a first rung of 85x128 ended at 1.055x; one scale at 1.026x, for less cost.
 LADDER_START = 128

@@ -179,6 +179,15 @@ def parse_scale(text: str) -> float | tuple[float, ...]:
     return values[0] if len(values) == 1 else values
 
 
+def parse_look(text: str) -> int | None:
+    if text.strip() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"look size: expected a size in px or none, got {text!r}") from None
+
+
 def parse_ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
@@ -291,6 +300,9 @@ class StyleOptions:
     scales: tuple[int, ...] | str | None = opt(defaults.SCALES, "Coarse to fine: auto (doubling up to --size, "
                                                f"shorter sides from {defaults.LADDER_START} px), sizes such as "
                                                "256,512,1024, or none (--size only)", parse_scales)
+    look_size: int | None = opt(defaults.LOOK_SIZE, "Above this longer side (px) the style is also matched on "
+                                "the picture shrunk to it, so the look holds at every size (none: each size as "
+                                "VGG19 sees it there)", parse_look)
     seed: int = opt(defaults.SEED, "Random seed of the initial canvas", cli=int)
     device: str = opt(defaults.DEVICE, " | ".join(DEVICES))
     precision: str = opt(defaults.PRECISION, "On CUDA: tf32 (TF32 tensor cores for convolutions and "
@@ -498,6 +510,10 @@ def _max_memory(v, o) -> int | None:
     return n
 
 
+def _look_size(v, o) -> int | None:
+    return None if v is None else check_int("look size", v, MIN_SIZE, MAX_SIZE)
+
+
 def _tile(v, o) -> int | None:
     if v is None or v == 0:
         return v
@@ -542,6 +558,7 @@ _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "model": lambda v, o: None if v is None else os.fspath(v),
     "max_memory": _max_memory,
     "tile": _tile,
+    "look_size": _look_size,
 }
 
 FIELDS: dict[str, Field] = {f.name: f for f in fields(StyleOptions)}

@@ -14,6 +14,7 @@ const USAGE = `usage: onnxstyle.js stylize CONTENT STYLE [STYLE...] -o OUT [opti
   --iterations K          L-BFGS iterations (default: the defaults file's)
   --content-weight W, --style-weight W, --tv-weight W, --style-scale S, --seed N
   --init noise|content|random
+  --look-size N|none      above N px also match the style on the picture shrunk to N (default: the defaults file's)
   --report R.json         write a JSON report (initial and final as the Python report's: the weighted parts and their total)
   --models DIR            the exported graphs (default: ${modelsDir()})
   --threads N             onnxruntime intra-op threads for the loss graph (default: all cores)
@@ -37,6 +38,7 @@ async function main(argv) {
         report: { type: 'string' },
         models: { type: 'string' },
         init: { type: 'string' },
+        'look-size': { type: 'string' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...Object.fromEntries(NUMBERS.map((n) => [n, { type: 'string' }])),
@@ -60,6 +62,11 @@ async function main(argv) {
   }
   const { threads, ...options } = num;
   if (values.init) options.init = values.init;
+  const look = values['look-size'];
+  if (look !== undefined) {
+    if (look !== 'none' && !(Number.isInteger(Number(look)) && Number(look) >= 16)) fail(`--look-size ${look}: expected a size in px (>= 16) or none`);
+    options.lookSize = look === 'none' ? null : Number(look);
+  }
 
   const models = await loadNodeModels({ dir: values.models, threads });
   const images = await Promise.all([content, ...styles].map(readImage));
@@ -69,7 +76,7 @@ async function main(argv) {
     signal: controller.signal,
     onProgress: values.quiet ? undefined : (p) => {
       const t = p.loss;
-      const parts = ['content', 'style', 'tv'].filter((k) => t[k]).map((k) => `${k} ${t[k].toPrecision(4)}`);
+      const parts = ['content', 'style', 'look', 'tv'].filter((k) => t[k]).map((k) => `${k} ${t[k].toPrecision(4)}`);
       process.stderr.write(`iteration ${p.iteration}/${p.iterations}  loss ${t.total.toPrecision(6)} = `
         + `${parts.join(' + ') || '0'}  ${p.elapsed.toFixed(1)} s\n`);
     },

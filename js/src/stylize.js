@@ -3,6 +3,7 @@
 
 import { drive, StepVectors } from './lbfgs.js';
 import { fitSize, resizeRgb8, roundHalfEven, toUint8 } from './images.js';
+import { LookObjective } from './look.js';
 import { Objective } from './objective.js';
 import { Generator } from './random.js';
 
@@ -41,7 +42,7 @@ export function prepare(content, styles, size, styleScale) {
  * and the total they add up to, from the terms (unweighted) and the run's options. */
 export function weighted(terms, opts) {
   return { content: opts.contentWeight * terms.content, style: opts.styleWeight * terms.style,
-    tv: opts.tvWeight * terms.tv, total: terms.total };
+    tv: opts.tvWeight * terms.tv, ...('look' in terms ? { look: opts.styleWeight * terms.look } : {}), total: terms.total };
 }
 
 /**
@@ -59,7 +60,7 @@ export async function stylize(models, content, styles, options = {}, { onProgres
   const opts = {
     size: d.size, iterations: d.iterations, contentWeight: d.content_weight, styleWeight: d.style_weight,
     tvWeight: d.tv_weight, contentLayers: d.content_layers, styleLayers: d.style_layers, styleScale: d.style_scale,
-    init: d.init, noiseRatio: d.noise_ratio, seed: d.seed, styleBlend: null, ...options,
+    init: d.init, noiseRatio: d.noise_ratio, seed: d.seed, styleBlend: null, lookSize: d.look_size ?? null, ...options,
   };
   styles = Array.isArray(styles) ? styles : [styles];
   if (!(Number.isInteger(opts.iterations) && opts.iterations >= 1)) throw new Error(`iterations ${opts.iterations}: expected an integer >= 1`);
@@ -70,10 +71,17 @@ export async function stylize(models, content, styles, options = {}, { onProgres
   }
   const t0 = performance.now();
   const { content: cz, styles: sts } = prepare(content, styles, opts.size, opts.styleScale);
-  const objective = await Objective.create(models, {
-    content: cz, styles: sts, contentWeight: opts.contentWeight, styleWeight: opts.styleWeight, tvWeight: opts.tvWeight,
-    contentLayers: opts.contentLayers, styleLayers: opts.styleLayers, styleBlend: opts.styleBlend,
+  const terms = { styleWeight: opts.styleWeight, contentLayers: opts.contentLayers, styleLayers: opts.styleLayers,
+    styleBlend: opts.styleBlend };
+  let objective = await Objective.create(models, {
+    content: cz, styles: sts, contentWeight: opts.contentWeight, tvWeight: opts.tvWeight, ...terms,
   });
+  if (opts.lookSize != null && Math.max(cz.height, cz.width) > opts.lookSize) { // runtime/prepare.py's look term
+    const small = prepare(content, styles, opts.lookSize, opts.styleScale);
+    const coarse = await Objective.create(models, { content: small.content, styles: small.styles, contentWeight: 0,
+      tvWeight: 0, ...terms });
+    objective = new LookObjective(objective, coarse);
+  }
   const x0 = initialCanvas(cz, opts.init, opts.seed, opts.noiseRatio);
   const initial = (await objective.evaluate(x0)).terms;
   let evaluations = 0;

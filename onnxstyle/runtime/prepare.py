@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnxstyle.options import INITS, StyleOptions
+from onnxstyle.options import INITS, OptionError, StyleOptions
 from onnxstyle.runtime import blas, color, fit, images, tiles
+from onnxstyle.runtime.look import LookObjective
 from onnxstyle.runtime.objective import Objective
 from onnxstyle.runtime.stylize import Convergence, Result, initial_canvas, is_cold, optimize
 
@@ -115,10 +116,25 @@ def prepare(opts: StyleOptions, content: np.ndarray, styles: Sequence[np.ndarray
                                       len(styles), masks is not None, opts.device, opts.history, pictures)
     if optimizer != opts.optimizer:
         opts = opts.replace(optimizer=optimizer)
-    c = images.resize(content, hw)
-    sts = [images.resize(s, images.fit_size(s.shape, max(16, round((size or max(s.shape[:2])) * scale))))
-           for s, scale in zip(styles, style_scales or opts.style_scales(len(styles)), strict=True)]
-    ms = None if masks is None else [None if m is None else images.resize_mask(m, hw) for m in masks]
+    scales = style_scales or opts.style_scales(len(styles))
+
+    def sized(hw: tuple[int, int], size: int | None) -> tuple[np.ndarray, list[np.ndarray], list | None]:
+        """The content at hw, the styles at their scale times `size`, the masks at hw."""
+        sts = [images.resize(s, images.fit_size(s.shape, max(16, round((size or max(s.shape[:2])) * scale))))
+               for s, scale in zip(styles, scales, strict=True)]
+        ms = None if masks is None else [None if m is None else images.resize_mask(m, hw) for m in masks]
+        return images.resize(content, hw), sts, ms
+
+    c, sts, ms = sized(hw, size)
     with blas.single_thread():  # the style targets' products: the same bits whatever the env's threads
         objective = Objective(c, sts, opts, style_masks=ms, tile=fitted.tile)
+        look = opts.look_size
+        if look is not None and max(hw) > look:  # the picture as seen at the look size (runtime/look.py)
+            if opts.optimizer == "lbfgs-device":
+                raise OptionError("look_size", f"--optimizer lbfgs-device cannot take the look term yet: above "
+                                  f"{look} px use --look-size none, or scipy, lbfgs or adam")
+            small = hw_at(content.shape, look, opts.tileable)
+            sc, ssts, sms = sized(small, look)
+            coarse = Objective(sc, ssts, opts.replace(content_weight=0.0, tv_weight=0.0), style_masks=sms)
+            objective = LookObjective(objective, coarse)
     return Prepared(opts, objective, fitted, c)

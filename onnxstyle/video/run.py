@@ -25,6 +25,7 @@ from onnxstyle.errors import InputError
 from onnxstyle.options import StyleOptions, check_int, check_number
 from onnxstyle.runtime import checkpoint, guard, images, outputs
 from onnxstyle.runtime import prepare as door
+from onnxstyle.runtime.look import AddedTerm
 from onnxstyle.runtime.objective import Objective
 from onnxstyle.runtime.stylize import Callback, Clock, Progress, Result
 from onnxstyle.video import flow as flows
@@ -86,37 +87,21 @@ class TemporalOptions:
             raise InputError(f"unknown flow {self.flow!r}: expected one of {', '.join(flows.METHODS)}")
 
 
-class TemporalObjective:
-    """An objective plus Ruder et al.'s temporal term, in NumPy beside the graph; the same
-    interface as Objective for the host optimisers (scipy, lbfgs)."""
+class TemporalObjective(AddedTerm):
+    """An objective plus Ruder et al.'s temporal term, in NumPy beside the graph."""
+
+    name = "temporal"
 
     def __init__(self, base: Objective, target: np.ndarray, mask: np.ndarray, weight: float) -> None:
-        self.base, self.weight = base, float(weight)
+        super().__init__(base, weight)
         self.target = np.asarray(target, np.float32)
         self.mask = np.asarray(mask, np.float32)[..., None]  # H x W x 1: one c per pixel
         self.scale = self.weight / self.target.size  # W / D, D = H * W * 3 values (Ruder et al.)
 
-    def __getattr__(self, name: str):  # provider, engine, ...: the base objective's
-        return getattr(self.base, name)
-
-    def parts(self, terms: dict[str, float]) -> dict[str, float]:
-        """The weighted terms, temporal included: they add up to terms["total"]."""
-        return {**self.base.parts(terms), "temporal": self.weight * terms["temporal"]}
-
-    def evaluate(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-        terms, grad = self.base.evaluate(x)
-        d = np.asarray(x, np.float32).reshape(self.target.shape) - self.target
+    def added(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        d = x.reshape(self.target.shape) - self.target
         cd = self.mask * d
-        temporal = float((cd * d).sum()) / self.target.size
-        terms = {**terms, "temporal": temporal, "total": terms["total"] + self.weight * temporal}
-        return terms, grad + (2 * self.scale * cd).reshape(grad.shape)
-
-    def terms(self, x: np.ndarray) -> dict[str, float]:
-        return self.evaluate(x)[0]
-
-    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        terms, grad = self.evaluate(x)
-        return terms["total"], grad.astype(np.float64).reshape(np.shape(x))
+        return float((cd * d).sum()) / self.target.size, 2 * self.scale * cd
 
 
 class FrameStylizer:

@@ -1,0 +1,81 @@
+"""The look held across sizes (issue 27 item 6): a style term on the picture as seen at
+`look_size`, beside the graph.
+
+VGG19's deepest style layer sees about 200 px, so at 512 px and above the painting's large
+structures are in no style layer's view: the finer rungs of the ladder paint them over with fine
+texture, and the content term pulls the picture back to the photo. A Gram pyramid (Snelgrove
+2017, "High-Resolution Multi-Scale Neural Texture Synthesis") keeps them: every rung larger than
+`look_size` also compares the picture shrunk to `look_size` (an exact box filter, a linear map
+with its transpose as the backward) with the painting at that size, the same style term of the
+same graph at that size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def box_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """[n_out, n_in] float32: output sample i is the mean of the input interval it covers,
+    [i, i + 1) * n_in / n_out, each input sample weighted by its overlap (an exact area resize)."""
+    step = n_in / n_out
+    lo = np.arange(n_out)[:, None] * step
+    j = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(lo + step, j + 1) - np.maximum(lo, j), 0, None)
+    return (overlap / step).astype(np.float32)
+
+
+class AddedTerm:
+    """An objective plus one term computed in NumPy beside the graph (`added`); the interface of
+    Objective for the host optimisers (scipy, lbfgs, adam)."""
+
+    name = "added"
+
+    def __init__(self, base, weight: float) -> None:
+        self.base, self.weight = base, float(weight)
+
+    def __getattr__(self, name: str):  # provider, engine, shape, ...: the base objective's
+        return getattr(self.base, name)
+
+    def added(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """(the term, the gradient of weight * term); x float32, as the optimiser has it (flat or not)."""
+        raise NotImplementedError
+
+    def parts(self, terms: dict[str, float]) -> dict[str, float]:
+        """The weighted terms, this one included: they add up to terms["total"]."""
+        return {**self.base.parts(terms), self.name: self.weight * terms[self.name]}
+
+    def evaluate(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        terms, grad = self.base.evaluate(x)
+        value, g = self.added(np.asarray(x, np.float32))
+        terms = {**terms, self.name: value, "total": terms["total"] + self.weight * value}
+        return terms, grad + g.reshape(grad.shape)
+
+    def terms(self, x: np.ndarray) -> dict[str, float]:
+        return self.evaluate(x)[0]
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        terms, grad = self.evaluate(x)
+        return terms["total"], grad.astype(np.float64).reshape(np.shape(x))
+
+
+class LookObjective(AddedTerm):
+    """`base` (the picture at its size) plus `coarse`'s style term (an Objective at the look
+    size, content and TV weights 0) on the picture shrunk to the look size."""
+
+    name = "look"
+
+    def __init__(self, base, coarse) -> None:
+        super().__init__(base, coarse.weights[1])
+        self.coarse = coarse
+        (h, w), (hh, ww) = base.shape[:2], coarse.shape[:2]
+        self.rows, self.cols = box_matrix(hh, h), box_matrix(ww, w)
+
+    def seen(self, x: np.ndarray) -> np.ndarray:
+        """x (H x W x 3) at the look size."""
+        return np.einsum("ih,hwc,jw->ijc", self.rows, x, self.cols, optimize=True)
+
+    def added(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        terms, g = self.coarse.evaluate(self.seen(x.reshape(self.base.shape)))  # g: of coarse's total, weight * style
+        g = np.asarray(g, np.float32).reshape(self.coarse.shape)
+        return terms["style"], np.einsum("ih,ijc,jw->hwc", self.rows, g, self.cols, optimize=True)

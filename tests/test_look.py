@@ -1,0 +1,72 @@
+"""The look held across sizes (issue 27 item 6, runtime/look.py): the style term on the picture
+shrunk to look_size, its value against the float64 oracle, its gradient against finite
+differences, where it applies, and its one-line refusal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import oracle
+import pytest
+from test_graph import directional_errors, rel
+
+from onnxstyle import defaults
+from onnxstyle.options import OptionError, StyleOptions
+from onnxstyle.runtime import images, prepare
+from onnxstyle.runtime.look import LookObjective, box_matrix
+from onnxstyle.runtime.stylize import initial_canvas
+
+DATA = Path(__file__).parent / "data"
+CONTENT, STYLE = (images.load_rgb(DATA / n) for n in ("chelsea.png", "the_scream.jpg"))
+
+
+@pytest.mark.parametrize("n_in,n_out", [(64, 32), (57, 23), (300, 256)])
+def test_box_matrix_averages_the_area_each_output_covers(n_in, n_out):
+    # oracle: each input sample repeated n_out times, so that every output's interval is whole
+    # samples of the repeated signal: the mean over those is the area average
+    rng = np.random.default_rng(0)
+    col = rng.uniform(0, 255, n_in)
+    want = np.repeat(col, n_out).reshape(n_out, n_in).mean(axis=1)
+    # float32 weights and sums of up to ceil(n_in / n_out) + 1 terms of 0..255: well under 1e-3
+    np.testing.assert_allclose(box_matrix(n_out, n_in) @ col.astype(np.float32), want, atol=1e-3)
+
+
+def prepared(size: int, look: int | None, content: np.ndarray = CONTENT, **kw) -> prepare.Prepared:
+    opts = StyleOptions(size=size, look_size=look, device="cpu", style_weight=1e3, **kw)
+    return prepare.prepare(opts, content, [STYLE], size)
+
+
+def test_look_term_is_the_oracles_style_of_the_shrunk_picture(weights):
+    p = prepared(64, 32, images.load_rgb(DATA / "astronaut.png"))  # square: 64 -> 32, whole 2 x 2 boxes
+    obj = p.objective
+    assert isinstance(obj, LookObjective) and obj.coarse.shape[:2] == (32, 32)
+    x = initial_canvas(p.content, "random", seed=1)
+    got = obj.terms(x)
+    h, w = obj.coarse.shape[:2]
+    seen = x.reshape(h, 2, w, 2, 3).mean(axis=(1, 3))
+    style = images.resize(STYLE, images.fit_size(STYLE.shape, 32))
+    targets = {k: oracle.gram(f) for k, f in oracle.features(style, weights).items()}
+    want = oracle.terms(seen, {}, targets, weights, {}, defaults.STYLE_LAYERS)["style"]
+    assert rel(got["look"], want) < 1e-4  # test_graph's bound for the graph's float32 style term
+    base = obj.base.terms(x)
+    assert got["total"] == pytest.approx(base["total"] + 1e3 * got["look"], rel=1e-6)
+    assert obj.parts(got)["look"] == pytest.approx(1e3 * got["look"], rel=1e-6)
+
+
+def test_look_gradient_matches_finite_differences():
+    p = prepared(60, 28)  # 60 x 40 seen at 28 x 19: boxes straddle pixels
+    x = initial_canvas(p.content, "random", seed=3).astype(np.float64)
+    assert max(directional_errors(p.objective, x)) < 5e-3  # test_graph's bound
+
+
+def test_look_applies_only_above_its_size():
+    assert not isinstance(prepared(32, 32).objective, LookObjective)
+    assert not isinstance(prepared(64, None).objective, LookObjective)
+    assert isinstance(prepared(64, 48).objective, LookObjective)
+
+
+def test_lbfgs_device_refuses_the_look_in_one_line():
+    with pytest.raises(OptionError, match="lbfgs-device cannot take the look term"):
+        prepared(64, 32, optimizer="lbfgs-device")
+    assert not isinstance(prepared(64, None, optimizer="lbfgs-device").objective, LookObjective)
