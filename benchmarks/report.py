@@ -70,6 +70,8 @@ BENCHES: dict[str, Bench] = {
     "style_weight": Bench("the style-weight sweep behind the default (defaults.md)", [["style_weight.py"]],
                           ["style_weight.json", "style_weight.md"]),
     "losses": Bench("the style losses' balance and time", [["losses.py"]], ["losses.json", "losses.md"]),
+    "look": Bench("the default's look at 256 and 512 px, six pairs, seen at 256 px (defaults.md)", [["look.py"]],
+                  ["look.json", "look.md"]),
 }
 
 
@@ -248,7 +250,24 @@ def style_weight_table(prov: dict) -> list[str]:
                    [[w, *(cell[p, w] for p in pairs)] for w in weights])]
 
 
+def look_table(prov: dict) -> list[str]:
+    res = read("look.json")
+    rows, loads = [], []
+    for pair, row in res["pairs"].items():
+        if "256" not in row or "512" not in row:
+            continue
+        a, b = row["256"], row["512"]
+        loads += [a["load"], b["load"]]
+        rows.append([pair.replace(":", " x "), f"{a['style']:.4f} / {a['content']:.3f}",
+                     f"{b['style']:.4f} / {b['content']:.3f}",
+                     f"**{b['ratio']['style']:.2f}x** / **{b['ratio']['content']:.2f}x**"])
+    return [caption("look.json", prov, loads), "",
+            *table(["pair", "256 px: style / content distance", "512 px, seen at 256 px", "512 px over 256 px"],
+                   rows)]
+
+
 TABLES: dict[str, Callable[[dict], list[str]]] = {
+    "look": look_table,
     "serve": serve_table,
     "overhead": overhead_table,
     "winograd": winograd_table,

@@ -185,7 +185,7 @@ def parse_look(text: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise InputError(f"look size: expected a size in px or none, got {text!r}") from None
+        raise InputError(f"expected a size in px or none, got {text!r}") from None
 
 
 def parse_ints(text: str) -> tuple[int, ...]:

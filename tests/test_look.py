@@ -47,11 +47,14 @@ def test_look_term_is_the_oracles_style_of_the_shrunk_picture(weights):
     seen = x.reshape(h, 2, w, 2, 3).mean(axis=(1, 3))
     style = images.resize(STYLE, images.fit_size(STYLE.shape, 32))
     targets = {k: oracle.gram(f) for k, f in oracle.features(style, weights).items()}
-    want = oracle.terms(seen, {}, targets, weights, {}, defaults.STYLE_LAYERS)["style"]
-    assert rel(got["look"], want) < 1e-4  # test_graph's bound for the graph's float32 style term
+    photo = images.resize(p.content, (h, w))
+    want = oracle.terms(seen, oracle.features(photo, weights), targets, weights, defaults.CONTENT_LAYERS,
+                        defaults.STYLE_LAYERS)
+    # test_graph's bound for the graph's float32 terms
+    assert rel(got["look"], want["content"] + 1e3 * want["style"]) < 1e-4
     base = obj.base.terms(x)
-    assert got["total"] == pytest.approx(base["total"] + 1e3 * got["look"], rel=1e-6)
-    assert obj.parts(got)["look"] == pytest.approx(1e3 * got["look"], rel=1e-6)
+    assert got["total"] == pytest.approx(base["total"] + got["look"], rel=1e-6)
+    assert obj.parts(got)["look"] == got["look"]
 
 
 def test_look_gradient_matches_finite_differences():
@@ -70,3 +73,18 @@ def test_lbfgs_device_refuses_the_look_in_one_line():
     with pytest.raises(OptionError, match="lbfgs-device cannot take the look term"):
         prepared(64, 32, optimizer="lbfgs-device")
     assert not isinstance(prepared(64, None, optimizer="lbfgs-device").objective, LookObjective)
+
+
+def test_tiled_picture_keeps_the_same_look_term():
+    x = initial_canvas(prepared(64, 32).content, "random", seed=5)
+    whole, tiled = (prepared(64, 32, tile=t).objective.terms(x) for t in (None, 32))
+    assert tiled["look"] == whole["look"]  # the look size's picture is never tiled
+    assert tiled["total"] == pytest.approx(whole["total"], rel=1e-4)  # test_tiles' float32 bound
+
+
+def test_a_run_reports_the_look_part():
+    from onnxstyle import stylize
+
+    r = stylize(CONTENT, STYLE, size=64, look_size=32, iterations=2, until="iterations", device="cpu")
+    assert r.parts["look"] > 0 and r.final["look"] > 0
+    assert sum(v for k, v in r.parts.items() if k != "total") == pytest.approx(r.final["total"], rel=1e-5)

@@ -5,9 +5,9 @@ VGG19's deepest style layer sees about 200 px, so at 512 px and above the painti
 structures are in no style layer's view: the finer rungs of the ladder paint them over with fine
 texture, and the content term pulls the picture back to the photo. A Gram pyramid (Snelgrove
 2017, "High-Resolution Multi-Scale Neural Texture Synthesis") keeps them: every rung larger than
-`look_size` also compares the picture shrunk to `look_size` (an exact box filter, a linear map
-with its transpose as the backward) with the painting at that size, the same style term of the
-same graph at that size.
+`look_size` also scores the picture shrunk to `look_size` (an exact box filter, a linear map with
+its transpose as the backward) as a picture of that size: the content and style terms of the same
+graph there, against the photo and the painting at that size.
 """
 
 from __future__ import annotations
@@ -60,13 +60,13 @@ class AddedTerm:
 
 
 class LookObjective(AddedTerm):
-    """`base` (the picture at its size) plus `coarse`'s style term (an Objective at the look
-    size, content and TV weights 0) on the picture shrunk to the look size."""
+    """`base` (the picture at its size) plus `coarse` (the same objective at the look size, TV
+    weight 0) on the picture shrunk to the look size: the look term is coarse's weighted total."""
 
     name = "look"
 
     def __init__(self, base, coarse) -> None:
-        super().__init__(base, coarse.weights[1])
+        super().__init__(base, 1.0)
         self.coarse = coarse
         (h, w), (hh, ww) = base.shape[:2], coarse.shape[:2]
         self.rows, self.cols = box_matrix(hh, h), box_matrix(ww, w)
@@ -76,6 +76,6 @@ class LookObjective(AddedTerm):
         return np.einsum("ih,hwc,jw->ijc", self.rows, x, self.cols, optimize=True)
 
     def added(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        terms, g = self.coarse.evaluate(self.seen(x.reshape(self.base.shape)))  # g: of coarse's total, weight * style
+        terms, g = self.coarse.evaluate(self.seen(x.reshape(self.base.shape)))
         g = np.asarray(g, np.float32).reshape(self.coarse.shape)
-        return terms["style"], np.einsum("ih,ijc,jw->hwc", self.rows, g, self.cols, optimize=True)
+        return terms["total"], np.einsum("ih,ijc,jw->hwc", self.rows, g, self.cols, optimize=True)

@@ -135,6 +135,6 @@ def prepare(opts: StyleOptions, content: np.ndarray, styles: Sequence[np.ndarray
                                   f"{look} px use --look-size none, or scipy, lbfgs or adam")
             small = hw_at(content.shape, look, opts.tileable)
             sc, ssts, sms = sized(small, look)
-            coarse = Objective(sc, ssts, opts.replace(content_weight=0.0, tv_weight=0.0), style_masks=sms)
+            coarse = Objective(sc, ssts, opts.replace(tv_weight=0.0), style_masks=sms)
             objective = LookObjective(objective, coarse)
     return Prepared(opts, objective, fitted, c)
