@@ -300,9 +300,9 @@ class StyleOptions:
     scales: tuple[int, ...] | str | None = opt(defaults.SCALES, "Coarse to fine: auto (doubling up to --size, "
                                                f"shorter sides from {defaults.LADDER_START} px), sizes such as "
                                                "256,512,1024, or none (--size only)", parse_scales)
-    look_size: int | None = opt(defaults.LOOK_SIZE, "Above this longer side (px) the style is also matched on "
-                                "the picture shrunk to it, so the look holds at every size (none: each size as "
-                                "VGG19 sees it there)", parse_look)
+    look_size: int | None = opt(defaults.LOOK_SIZE, "Above this longer side (px) the picture shrunk to it is "
+                                "also scored as a picture of that size, so the look holds at every size (none: "
+                                "each size only as VGG19 sees it there)", parse_look)
     seed: int = opt(defaults.SEED, "Random seed of the initial canvas", cli=int)
     device: str = opt(defaults.DEVICE, " | ".join(DEVICES))
     precision: str = opt(defaults.PRECISION, "On CUDA: tf32 (TF32 tensor cores for convolutions and "

@@ -37,8 +37,9 @@ def prepared(size: int, look: int | None, content: np.ndarray = CONTENT, **kw) -
     return prepare.prepare(opts, content, [STYLE], size)
 
 
-def test_look_term_is_the_oracles_style_of_the_shrunk_picture(weights):
-    p = prepared(64, 32, images.load_rgb(DATA / "astronaut.png"))  # square: 64 -> 32, whole 2 x 2 boxes
+def test_look_term_is_the_oracles_loss_of_the_shrunk_picture(weights):
+    astronaut = images.load_rgb(DATA / "astronaut.png")
+    p = prepared(64, 32, astronaut)  # square: 64 -> 32, whole 2 x 2 boxes
     obj = p.objective
     assert isinstance(obj, LookObjective) and obj.coarse.shape[:2] == (32, 32)
     x = initial_canvas(p.content, "random", seed=1)
@@ -47,7 +48,7 @@ def test_look_term_is_the_oracles_style_of_the_shrunk_picture(weights):
     seen = x.reshape(h, 2, w, 2, 3).mean(axis=(1, 3))
     style = images.resize(STYLE, images.fit_size(STYLE.shape, 32))
     targets = {k: oracle.gram(f) for k, f in oracle.features(style, weights).items()}
-    photo = images.resize(p.content, (h, w))
+    photo = images.resize(astronaut, (h, w))
     want = oracle.terms(seen, oracle.features(photo, weights), targets, weights, defaults.CONTENT_LAYERS,
                         defaults.STYLE_LAYERS)
     # test_graph's bound for the graph's float32 terms

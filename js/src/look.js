@@ -1,5 +1,5 @@
-// runtime/look.py's look term: above look_size, the style also matched on the picture shrunk to
-// look_size by an exact box filter (a linear map; its transpose is the backward).
+// runtime/look.py's look term: above look_size, the picture shrunk to look_size by an exact box
+// filter (a linear map; its transpose is the backward) also scored as a picture of that size.
 
 /** Rows of the [nOut, nIn] box filter: output i averages [i, i + 1) * nIn / nOut, each input
  * weighted by its overlap; {start, weights} per output (the nonzero run). */
@@ -46,8 +46,8 @@ function alongCols(x, cols, h, n, c, back) {
 }
 
 export class LookObjective {
-  /** `base` (the picture at its size) plus `coarse`'s style term (an Objective at the look size,
-   * content and TV weights 0) on the picture shrunk to the look size. */
+  /** `base` (the picture at its size) plus `coarse` (the same objective at the look size, TV
+   * weight 0) on the picture shrunk to the look size: the look term is coarse's weighted total. */
   constructor(base, coarse) {
     this.base = base;
     this.coarse = coarse;
@@ -55,7 +55,6 @@ export class LookObjective {
     const [h, w] = base.shape, [hh, ww] = coarse.shape;
     this.rows = boxRows(hh, h);
     this.cols = boxRows(ww, w);
-    this.weight = coarse.weights[1];
   }
 
   /** x (H*W*3) at the look size. */
@@ -70,6 +69,6 @@ export class LookObjective {
     const c = await this.coarse.evaluate(this.seen(x));
     const back = alongRows(alongCols(c.grad, this.cols, this.rows.length, w, 3, true), this.rows, h, w * 3, true);
     const g = Float32Array.from(grad, (v, i) => v + back[i]);
-    return { terms: { ...terms, look: c.terms.style, total: terms.total + this.weight * c.terms.style }, grad: g };
+    return { terms: { ...terms, look: c.terms.total, total: terms.total + c.terms.total }, grad: g };
   }
 }

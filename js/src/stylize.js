@@ -42,7 +42,7 @@ export function prepare(content, styles, size, styleScale) {
  * and the total they add up to, from the terms (unweighted) and the run's options. */
 export function weighted(terms, opts) {
   return { content: opts.contentWeight * terms.content, style: opts.styleWeight * terms.style,
-    tv: opts.tvWeight * terms.tv, ...('look' in terms ? { look: opts.styleWeight * terms.look } : {}), total: terms.total };
+    tv: opts.tvWeight * terms.tv, ...('look' in terms ? { look: terms.look } : {}), total: terms.total };
 }
 
 /**
@@ -71,15 +71,12 @@ export async function stylize(models, content, styles, options = {}, { onProgres
   }
   const t0 = performance.now();
   const { content: cz, styles: sts } = prepare(content, styles, opts.size, opts.styleScale);
-  const terms = { styleWeight: opts.styleWeight, contentLayers: opts.contentLayers, styleLayers: opts.styleLayers,
-    styleBlend: opts.styleBlend };
-  let objective = await Objective.create(models, {
-    content: cz, styles: sts, contentWeight: opts.contentWeight, tvWeight: opts.tvWeight, ...terms,
-  });
+  const terms = { contentWeight: opts.contentWeight, styleWeight: opts.styleWeight, contentLayers: opts.contentLayers,
+    styleLayers: opts.styleLayers, styleBlend: opts.styleBlend };
+  let objective = await Objective.create(models, { content: cz, styles: sts, tvWeight: opts.tvWeight, ...terms });
   if (opts.lookSize != null && Math.max(cz.height, cz.width) > opts.lookSize) { // runtime/prepare.py's look term
     const small = prepare(content, styles, opts.lookSize, opts.styleScale);
-    const coarse = await Objective.create(models, { content: small.content, styles: small.styles, contentWeight: 0,
-      tvWeight: 0, ...terms });
+    const coarse = await Objective.create(models, { content: small.content, styles: small.styles, tvWeight: 0, ...terms });
     objective = new LookObjective(objective, coarse);
   }
   const x0 = initialCanvas(cz, opts.init, opts.seed, opts.noiseRatio);
