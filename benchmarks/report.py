@@ -266,8 +266,17 @@ def look_table(prov: dict) -> list[str]:
                    rows)]
 
 
+def look_tried_table(prov: dict) -> list[str]:
+    res = read("look_tried.json")
+    rows = [[v["variant"], f"{v['ratio']['style']:.2f}x", f"{v['ratio']['content']:.2f}x"] for v in res["variants"]]
+    return [caption("look_tried.json", prov, [v["load"] for v in res["variants"]]), "",
+            *table([f"{res['pair'].replace(':', ' x ')} at 512 px, over 256 px", "style distance", "content distance"],
+                   rows)]
+
+
 TABLES: dict[str, Callable[[dict], list[str]]] = {
     "look": look_table,
+    "look_tried": look_tried_table,
     "serve": serve_table,
     "overhead": overhead_table,
     "winograd": winograd_table,
