@@ -151,7 +151,10 @@ def estimate(hw: tuple[int, int], tile: int | None, pairs: int, optimizer: str =
              pictures: int = 0) -> int:
     """Peak bytes of a stylize run at H x W in the memory of `device_kind` ("cpu": the process;
     "cuda": the GPU's; see the module doc); `pictures`: float32 H x W x 3 arrays the caller holds
-    beside a still's (in the host's memory: a video frame's temporal term and flows)."""
+    beside a still's (in the host's memory: a video frame's temporal term and flows). The look
+    term (runtime/look.py) adds nothing here: its evaluation at look_size (256 px) runs in the same
+    session after the picture's, on fewer pixels than any region (a tile's region is at least
+    128 + 2 x 160 px a side), and its targets are a few MB."""
     h, w = hw
     n = h * w * 3
     layers = list(content_layers or defaults.CONTENT_LAYERS)
