@@ -154,7 +154,7 @@ def estimate(hw: tuple[int, int], tile: int | None, pairs: int, optimizer: str =
     beside a still's (in the host's memory: a video frame's temporal term and flows). The look
     term (runtime/look.py) adds nothing here: its evaluation at look_size (256 px) runs in the same
     session after the picture's, on fewer pixels than any region (a tile's region is at least
-    128 + 2 x 160 px a side), and its targets are a few MB."""
+    128 + 2 x 160 px a side), and its targets are a few MB (reasoned, not measured apart)."""
     h, w = hw
     n = h * w * 3
     layers = list(content_layers or defaults.CONTENT_LAYERS)
