@@ -64,8 +64,28 @@ def inputs(pair: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     return c, s
 
 
-def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads: int,
-                  budget: float = math.inf) -> dict:
+def torch_loss(pair: str, size: int):
+    """x -> the total loss in torch (torch_ref.TorchObjective), the objective of the default's last
+    scale at `size`: above defaults.LOOK_SIZE with the look term as runtime/prepare.py builds it
+    (the picture shrunk by the same box matrices, scored at that size, TV weight 0)."""
+    import torch
+    from torch_ref import TorchObjective
+
+    from onnxstyle.runtime.look import box_matrix
+
+    content, style = inputs(pair, size)
+    whole = TorchObjective(content, [style])
+    look = onnxstyle.defaults.LOOK_SIZE
+    if max(content.shape[:2]) <= look:
+        return lambda x: whole.terms(x)["total"]
+    small = inputs(pair, look)
+    coarse = TorchObjective(small[0], [small[1]], tv_weight=0.0)
+    (h, w), (hh, ww) = content.shape[:2], small[0].shape[:2]
+    rows, cols = torch.from_numpy(box_matrix(hh, h)), torch.from_numpy(box_matrix(ww, w))
+    return lambda x: whole.terms(x)["total"] + coarse.terms(torch.einsum("ih,hwc,jw->ijc", rows, x, cols))["total"]
+
+
+def torch_to_loss(pair: str, size: int, target: float, threads: int, budget: float = math.inf) -> dict:
     """The peers' recipe from the default start: seconds until its finished picture's loss first
     reaches `target` (or until `budget` seconds have gone by: then its time is a lower bound).
 
@@ -76,10 +96,10 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
     stops when it also reaches the target. The first time the unclamped loss reached it is kept
     as `unclamped` (what earlier runs measured)."""
     import torch
-    from torch_ref import TorchObjective
 
     torch.set_num_threads(threads)
-    obj = TorchObjective(content, [style])
+    total = torch_loss(pair, size)
+    content = inputs(pair, size)[0]
     x = torch.from_numpy(initial_canvas(content, "noise", onnxstyle.defaults.SEED)).requires_grad_(True)
     opt = torch.optim.LBFGS([x], lr=1, max_iter=TORCH_ITERATIONS, max_eval=TORCH_ITERATIONS * 5 // 4,
                             tolerance_grad=-1, tolerance_change=-1, history_size=100)
@@ -95,7 +115,7 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
 
     def closure():
         opt.zero_grad()
-        loss = obj.terms(x)["total"]
+        loss = total(x)
         loss.backward()
         value = float(loss.detach())
         seen["evals"] += 1
@@ -106,7 +126,7 @@ def torch_to_loss(content: np.ndarray, style: np.ndarray, target: float, threads
                 seen["unclamped"] = {"seconds": now, "evaluations": seen["evals"]}
             t = time.perf_counter()
             with torch.no_grad():
-                clamped = float(obj.terms(x.detach().clamp(0, 255))["total"])
+                clamped = float(total(x.detach().clamp(0, 255)))
             seen["checked"] += time.perf_counter() - t
             seen["best_clamped"] = min(seen["best_clamped"], clamped)
             if clamped <= target:
@@ -216,12 +236,13 @@ def default_run(pair: str, size: int, threads: int) -> dict:
             "time_left": time_left(trace, seconds), "trace": trace}
 
 
-def scipy500(content: np.ndarray, style: np.ndarray, threads: int) -> dict:
-    """500 single-scale scipy iterations of the same objective from the same start."""
+def scipy500(pair: str, size: int, threads: int) -> dict:
+    """500 single-scale scipy iterations of the same objective (the default's last scale, from the
+    same originals: the look term's targets too) from the same start."""
     split: dict = {}
     t = time.perf_counter()
     with cost_split(split):
-        r = onnxstyle.stylize(content, style, size=None, iterations=500, until="iterations", optimizer="scipy",
+        r = onnxstyle.stylize(*originals(pair), size=size, iterations=500, until="iterations", optimizer="scipy",
                               scales="none", threads=threads)
     return {"seconds": time.perf_counter() - t, "final": r.final["total"], "evaluations": r.evaluations, **split}
 
@@ -245,15 +266,15 @@ def main() -> None:
         print("torch is not installed: the peers' recipe is left out", file=sys.stderr)
     rows = []
     for pair in args.pairs.split(","):
-        content, style = inputs(pair, args.size)
+        content = inputs(pair, args.size)[0]
         row: dict = {"pair": pair, "size": list(content.shape[:2]), "threads": threads, "load": os.getloadavg()[0]}
         row["onnxstyle"] = default_run(pair, args.size, threads)
-        row["scipy500"] = scipy500(content, style, threads)
+        row["scipy500"] = scipy500(pair, args.size, threads)
         o, s = row["onnxstyle"], row["scipy500"]
         row["wins"] = o["seconds"] < s["seconds"] and o["final"] <= 1.05 * s["final"]
         print(json.dumps({k: v for k, v in row.items() if k != "onnxstyle"}), flush=True)
         if not args.no_torch:
-            row["torch"] = torch_to_loss(content, style, o["final"], threads, args.torch_minutes * 60)
+            row["torch"] = torch_to_loss(pair, args.size, o["final"], threads, args.torch_minutes * 60)
         row["load_after"] = os.getloadavg()[0]
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "onnxstyle"}), flush=True)
