@@ -80,7 +80,7 @@ def markdown(res: dict) -> list[str]:
              + " | ".join(f"{s} px / 256 px: style, content" for s in sizes) + " | seconds | load | commit |",
              "|---|" + "---|" * (len(res["sizes"]) + len(sizes) + 3)]
     for pair, row in res["pairs"].items():
-        if not all(str(s) in row for s in res["sizes"]):
+        if not all(str(s) in row for s in res["sizes"]) or not all("ratio" in row[str(s)] for s in sizes):
             continue
         cells = [f"{row[str(s)]['style']:.4f}, {row[str(s)]['content']:.3f}" for s in res["sizes"]]
         cells += [f"**{row[str(s)]['ratio']['style']:.2f}x, {row[str(s)]['ratio']['content']:.2f}x**" for s in sizes]
