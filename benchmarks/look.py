@@ -105,7 +105,10 @@ def merge(files: list[Path], name: str) -> None:
             res = {**d, "pairs": {}}
         for pair, row in d["pairs"].items():
             res["pairs"].setdefault(pair, {}).update(row)
-    for row in res["pairs"].values():
+    for pair, row in res["pairs"].items():
+        shown = [OUT / f"{pair.replace(':', '_')}_{s}.jpg" for s in sorted(map(int, row))]
+        if len(shown) > 1 and all(p.is_file() for p in shown):
+            images.save(side_by_side(shown), OUT / f"{pair.replace(':', '_')}.jpg")
         base = row.get(str(SEEN))
         for size, r in row.items():
             if base and size != str(SEEN):
@@ -152,8 +155,8 @@ def main() -> None:
                 row[str(size)]["ratio"] = {k: d[k] / base[k] for k in ("style", "content")}
             print(pair, size, row[str(size)], flush=True)
             write(res, a.name)
-        shown = [OUT / f"{cname}_{sname}_{s}.jpg" for s in sizes]
-        images.save(side_by_side(shown), OUT / f"{cname}_{sname}.jpg")
+        if len(sizes) > 1:
+            images.save(side_by_side([OUT / f"{cname}_{sname}_{s}.jpg" for s in sizes]), OUT / f"{cname}_{sname}.jpg")
 
 
 if __name__ == "__main__":
