@@ -105,6 +105,7 @@ def merge(files: list[Path], name: str) -> None:
             res = {**d, "pairs": {}}
         for pair, row in d["pairs"].items():
             res["pairs"].setdefault(pair, {}).update(row)
+    res["sizes"] = sorted({int(s) for row in res["pairs"].values() for s in row})
     for pair, row in res["pairs"].items():
         shown = [OUT / f"{pair.replace(':', '_')}_{s}.jpg" for s in sorted(map(int, row))]
         if len(shown) > 1 and all(p.is_file() for p in shown):
