@@ -75,8 +75,11 @@ POOL = "avg"  # Gatys et al. 2015: average pooling gives slightly more appealing
 # 0.954x, 1.090x and 1.024x that loss (mean 1.023x) for 0.92x the cost (one check; two: see
 # above). Where the shorter side is below 2 * LADDER_START a run has one scale.
 SCALES = "auto"
-# Above this size every rung also matches the style on the picture shrunk to it (runtime/look.py): measured
-# with a float64 VGG19 at 256 px (benchmarks/results/look.md), see there.
+# Above this size every rung also scores the picture shrunk to it as a picture of that size, content and
+# style, weight 1 (runtime/look.py; Snelgrove 2017's Gram pyramid). Measured with a float64 VGG19 at 256 px
+# (benchmarks/results/look.md, look_tried.json; docs/defaults.md): the old default's 512 px result had 3.34x
+# the 256 px result's style distance (Tuebingen x The Starry Night); with this, 1.12x-1.29x style and
+# 1.04x-1.11x content over three pairs (style alone at 256 px: 0.74x-1.00x style but 1.70x-1.84x content).
 LOOK_SIZE = 256
 # The smallest rung's shorter side: VGG19's conv5_1 still sees 8x8 positions. chelsea x the_scream
 # (2:3) at 256 px: a first rung of 85x128 ended at 1.055x; one scale at 1.026x, for less cost.
