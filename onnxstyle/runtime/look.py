@@ -1,5 +1,5 @@
-"""The look held across sizes (issue 27 item 6): a style term on the picture as seen at
-`look_size`, beside the graph.
+"""The look held across sizes (issue 27 item 6): the picture as seen at `look_size` scored
+as a picture of that size, beside the graph.
 
 VGG19's deepest style layer sees about 200 px, so at 512 px and above the painting's large
 structures are in no style layer's view: the finer rungs of the ladder paint them over with fine
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxstyle.runtime.objective import AddedTerm
+
 
 def box_matrix(n_out: int, n_in: int) -> np.ndarray:
     """[n_out, n_in] float32: output sample i is the mean of the input interval it covers,
@@ -23,40 +25,6 @@ def box_matrix(n_out: int, n_in: int) -> np.ndarray:
     j = np.arange(n_in)[None, :]
     overlap = np.clip(np.minimum(lo + step, j + 1) - np.maximum(lo, j), 0, None)
     return (overlap / step).astype(np.float32)
-
-
-class AddedTerm:
-    """An objective plus one term computed in NumPy beside the graph (`added`); the interface of
-    Objective for the host optimisers (scipy, lbfgs, adam)."""
-
-    name = "added"
-
-    def __init__(self, base, weight: float) -> None:
-        self.base, self.weight = base, float(weight)
-
-    def __getattr__(self, name: str):  # provider, engine, shape, ...: the base objective's
-        return getattr(self.base, name)
-
-    def added(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """(the term, the gradient of weight * term); x float32, as the optimiser has it (flat or not)."""
-        raise NotImplementedError
-
-    def parts(self, terms: dict[str, float]) -> dict[str, float]:
-        """The weighted terms, this one included: they add up to terms["total"]."""
-        return {**self.base.parts(terms), self.name: self.weight * terms[self.name]}
-
-    def evaluate(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-        terms, grad = self.base.evaluate(x)
-        value, g = self.added(np.asarray(x, np.float32))
-        terms = {**terms, self.name: value, "total": terms["total"] + self.weight * value}
-        return terms, grad + g.reshape(grad.shape)
-
-    def terms(self, x: np.ndarray) -> dict[str, float]:
-        return self.evaluate(x)[0]
-
-    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        terms, grad = self.evaluate(x)
-        return terms["total"], grad.astype(np.float64).reshape(np.shape(x))
 
 
 class LookObjective(AddedTerm):

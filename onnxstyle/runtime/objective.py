@@ -630,3 +630,37 @@ class Objective:
         if not all(np.isfinite(v) for v in terms.values()):
             raise NumericalError("the loss is NaN or Inf")
         return terms, grad_out if grad_out is not None else outs[4]
+
+
+class AddedTerm:
+    """An objective plus one term computed in NumPy beside the graph (`added`); the interface of
+    Objective for the host optimisers (scipy, lbfgs, adam)."""
+
+    name = "added"
+
+    def __init__(self, base, weight: float) -> None:
+        self.base, self.weight = base, float(weight)
+
+    def __getattr__(self, name: str):  # provider, engine, shape, ...: the base objective's
+        return getattr(self.base, name)
+
+    def added(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """(the term, the gradient of weight * term); x float32, as the optimiser has it (flat or not)."""
+        raise NotImplementedError
+
+    def parts(self, terms: dict[str, float]) -> dict[str, float]:
+        """The weighted terms, this one included: they add up to terms["total"]."""
+        return {**self.base.parts(terms), self.name: self.weight * terms[self.name]}
+
+    def evaluate(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        terms, grad = self.base.evaluate(x)
+        value, g = self.added(np.asarray(x, np.float32))
+        terms = {**terms, self.name: value, "total": terms["total"] + self.weight * value}
+        return terms, grad + g.reshape(grad.shape)
+
+    def terms(self, x: np.ndarray) -> dict[str, float]:
+        return self.evaluate(x)[0]
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        terms, grad = self.evaluate(x)
+        return terms["total"], grad.astype(np.float64).reshape(np.shape(x))

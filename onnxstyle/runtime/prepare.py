@@ -125,14 +125,14 @@ def prepare(opts: StyleOptions, content: np.ndarray, styles: Sequence[np.ndarray
         ms = None if masks is None else [None if m is None else images.resize_mask(m, hw) for m in masks]
         return images.resize(content, hw), sts, ms
 
+    look = opts.look_size if opts.look_size is not None and max(hw) > opts.look_size else None
+    if look is not None and opts.optimizer == "lbfgs-device":
+        raise OptionError("look_size", f"--optimizer lbfgs-device cannot take the look term yet: above {look} px "
+                          "use --look-size none, or scipy, lbfgs or adam")
     c, sts, ms = sized(hw, size)
     with blas.single_thread():  # the style targets' products: the same bits whatever the env's threads
         objective = Objective(c, sts, opts, style_masks=ms, tile=fitted.tile)
-        look = opts.look_size
-        if look is not None and max(hw) > look:  # the picture as seen at the look size (runtime/look.py)
-            if opts.optimizer == "lbfgs-device":
-                raise OptionError("look_size", f"--optimizer lbfgs-device cannot take the look term yet: above "
-                                  f"{look} px use --look-size none, or scipy, lbfgs or adam")
+        if look is not None:  # the picture as seen at the look size (runtime/look.py)
             small = hw_at(content.shape, look, opts.tileable)
             sc, ssts, sms = sized(small, look)
             coarse = Objective(sc, ssts, opts.replace(tv_weight=0.0), style_masks=sms)

@@ -25,8 +25,7 @@ from onnxstyle.errors import InputError
 from onnxstyle.options import StyleOptions, check_int, check_number
 from onnxstyle.runtime import checkpoint, guard, images, outputs
 from onnxstyle.runtime import prepare as door
-from onnxstyle.runtime.look import AddedTerm
-from onnxstyle.runtime.objective import Objective
+from onnxstyle.runtime.objective import AddedTerm, Objective
 from onnxstyle.runtime.stylize import Callback, Clock, Progress, Result
 from onnxstyle.video import flow as flows
 from onnxstyle.video import io, is_clip, work_folder
