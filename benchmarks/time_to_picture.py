@@ -66,7 +66,7 @@ def inputs(pair: str, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def torch_loss(pair: str, size: int):
     """x -> the total loss in torch (torch_ref.TorchObjective), the objective of the default's last
-    scale at `size`: above defaults.LOOK_SIZE with the look term as runtime/prepare.py builds it
+    scale at `size`: above defaults.LOOK_SIZE with the look term (defaults.LOOK_WEIGHT) as runtime/prepare.py builds it
     (the picture shrunk by the same box matrices, scored at that size, TV weight 0)."""
     import torch
     from torch_ref import TorchObjective
@@ -82,7 +82,9 @@ def torch_loss(pair: str, size: int):
     coarse = TorchObjective(small[0], [small[1]], tv_weight=0.0)
     (h, w), (hh, ww) = content.shape[:2], small[0].shape[:2]
     rows, cols = torch.from_numpy(box_matrix(hh, h)), torch.from_numpy(box_matrix(ww, w))
-    return lambda x: whole.terms(x)["total"] + coarse.terms(torch.einsum("ih,hwc,jw->ijc", rows, x, cols))["total"]
+    weight = onnxstyle.defaults.LOOK_WEIGHT
+    return lambda x: (whole.terms(x)["total"]
+                      + weight * coarse.terms(torch.einsum("ih,hwc,jw->ijc", rows, x, cols))["total"])
 
 
 def torch_to_loss(pair: str, size: int, target: float, threads: int, budget: float = math.inf) -> dict:

@@ -81,6 +81,7 @@ SCALES = "auto"
 # the 256 px result's style distance (Tuebingen x The Starry Night); with this, 1.12x-1.29x style and
 # 1.04x-1.24x content over four pairs (style alone at 256 px: 0.74x-1.00x style but 1.70x-1.84x content).
 LOOK_SIZE = 256
+LOOK_WEIGHT = 1.0  # the look term's weight (--look-weight), as above
 # The smallest rung's shorter side: VGG19's conv5_1 still sees 8x8 positions. chelsea x the_scream
 # (2:3) at 256 px: a first rung of 85x128 ended at 1.055x; one scale at 1.026x, for less cost.
 LADDER_START = 128

@@ -303,6 +303,8 @@ class StyleOptions:
     look_size: int | None = opt(defaults.LOOK_SIZE, "Above this longer side (px) the picture shrunk to it is "
                                 "also scored as a picture of that size, so the look holds at every size (none: "
                                 "each size only as VGG19 sees it there)", parse_look)
+    look_weight: float = opt(defaults.LOOK_WEIGHT, "Weight of the picture as seen at --look-size (times its "
+                             "content and style terms there)", cli=float)
     seed: int = opt(defaults.SEED, "Random seed of the initial canvas", cli=int)
     device: str = opt(defaults.DEVICE, " | ".join(DEVICES))
     precision: str = opt(defaults.PRECISION, "On CUDA: tf32 (TF32 tensor cores for convolutions and "
@@ -559,6 +561,7 @@ _CHECKS: dict[str, Callable[[Any, StyleOptions], Any]] = {
     "max_memory": _max_memory,
     "tile": _tile,
     "look_size": _look_size,
+    "look_weight": _number("look_weight"),
 }
 
 FIELDS: dict[str, Field] = {f.name: f for f in fields(StyleOptions)}

@@ -1,6 +1,6 @@
-"""The look held across sizes (issue 27 item 6, runtime/look.py): the style term on the picture
-shrunk to look_size, its value against the float64 oracle, its gradient against finite
-differences, where it applies, and its one-line refusal."""
+"""The look held across sizes (issue 27 item 6, runtime/look.py): the content and style terms
+on the picture shrunk to look_size, times look_weight; its value against the float64 oracle,
+its gradient against finite differences, where it applies, and its one-line refusal."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def prepared(size: int, look: int | None, content: np.ndarray = CONTENT, **kw) -
 
 def test_look_term_is_the_oracles_loss_of_the_shrunk_picture(weights):
     astronaut = images.load_rgb(DATA / "astronaut.png")
-    p = prepared(64, 32, astronaut)  # square: 64 -> 32, whole 2 x 2 boxes
+    p = prepared(64, 32, astronaut, look_weight=2.0)  # square: 64 -> 32, whole 2 x 2 boxes
     obj = p.objective
     assert isinstance(obj, LookObjective) and obj.coarse.shape[:2] == (32, 32)
     x = initial_canvas(p.content, "random", seed=1)
@@ -54,12 +54,12 @@ def test_look_term_is_the_oracles_loss_of_the_shrunk_picture(weights):
     # test_graph's bound for the graph's float32 terms
     assert rel(got["look"], want["content"] + 1e3 * want["style"]) < 1e-4
     base = obj.base.terms(x)
-    assert got["total"] == pytest.approx(base["total"] + got["look"], rel=1e-6)
-    assert obj.parts(got)["look"] == got["look"]
+    assert got["total"] == pytest.approx(base["total"] + 2.0 * got["look"], rel=1e-6)
+    assert obj.parts(got)["look"] == 2.0 * got["look"]
 
 
 def test_look_gradient_matches_finite_differences():
-    p = prepared(60, 28)  # 60 x 40 seen at 28 x 19: boxes straddle pixels
+    p = prepared(60, 28, look_weight=2.5)  # 60 x 40 seen at 28 x 19: boxes straddle pixels; weighted
     x = initial_canvas(p.content, "random", seed=3).astype(np.float64)
     assert max(directional_errors(p.objective, x)) < 5e-3  # test_graph's bound
 

@@ -14,13 +14,15 @@ const USAGE = `usage: onnxstyle.js stylize CONTENT STYLE [STYLE...] -o OUT [opti
   --iterations K          L-BFGS iterations (default: the defaults file's)
   --content-weight W, --style-weight W, --tv-weight W, --style-scale S, --seed N
   --init noise|content|random
-  --look-size N|none      above N px also match the style on the picture shrunk to N (default: the defaults file's)
+  --look-size N|none      above N px also score the picture shrunk to N as a picture of that size (default: the defaults file's)
+  --look-weight W         that score's weight (default: the defaults file's)
   --report R.json         write a JSON report (initial and final as the Python report's: the weighted parts and their total)
   --models DIR            the exported graphs (default: ${modelsDir()})
   --threads N             onnxruntime intra-op threads for the loss graph (default: all cores)
   --quiet                 no progress lines`;
 
-const NUMBERS = ['size', 'iterations', 'content-weight', 'style-weight', 'tv-weight', 'style-scale', 'seed', 'threads'];
+const NUMBERS = ['size', 'iterations', 'content-weight', 'style-weight', 'tv-weight', 'style-scale', 'look-weight', 'seed',
+  'threads'];
 
 function fail(message) {
   process.stderr.write(`onnxstyle.js: error: ${message}\n`);

@@ -47,10 +47,12 @@ function alongCols(x, cols, h, n, c, back) {
 
 export class LookObjective {
   /** `base` (the picture at its size) plus `coarse` (the same objective at the look size, TV
-   * weight 0) on the picture shrunk to the look size: the look term is coarse's weighted total. */
-  constructor(base, coarse) {
+   * weight 0) on the picture shrunk to the look size: the look term is coarse's weighted total,
+   * added times `weight`. */
+  constructor(base, coarse, weight = 1) {
     this.base = base;
     this.coarse = coarse;
+    this.weight = weight;
     this.shape = base.shape;
     const [h, w] = base.shape, [hh, ww] = coarse.shape;
     this.rows = boxRows(hh, h);
@@ -68,7 +70,7 @@ export class LookObjective {
     const { terms, grad } = await this.base.evaluate(x);
     const c = await this.coarse.evaluate(this.seen(x));
     const back = alongRows(alongCols(c.grad, this.cols, this.rows.length, w, 3, true), this.rows, h, w * 3, true);
-    const g = Float32Array.from(grad, (v, i) => v + back[i]);
-    return { terms: { ...terms, look: c.terms.total, total: terms.total + c.terms.total }, grad: g };
+    const g = Float32Array.from(grad, (v, i) => v + this.weight * back[i]);
+    return { terms: { ...terms, look: c.terms.total, total: terms.total + this.weight * c.terms.total }, grad: g };
   }
 }

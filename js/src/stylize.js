@@ -42,7 +42,7 @@ export function prepare(content, styles, size, styleScale) {
  * and the total they add up to, from the terms (unweighted) and the run's options. */
 export function weighted(terms, opts) {
   return { content: opts.contentWeight * terms.content, style: opts.styleWeight * terms.style,
-    tv: opts.tvWeight * terms.tv, ...('look' in terms ? { look: terms.look } : {}), total: terms.total };
+    tv: opts.tvWeight * terms.tv, ...('look' in terms ? { look: opts.lookWeight * terms.look } : {}), total: terms.total };
 }
 
 /**
@@ -60,7 +60,8 @@ export async function stylize(models, content, styles, options = {}, { onProgres
   const opts = {
     size: d.size, iterations: d.iterations, contentWeight: d.content_weight, styleWeight: d.style_weight,
     tvWeight: d.tv_weight, contentLayers: d.content_layers, styleLayers: d.style_layers, styleScale: d.style_scale,
-    init: d.init, noiseRatio: d.noise_ratio, seed: d.seed, styleBlend: null, lookSize: d.look_size ?? null, ...options,
+    init: d.init, noiseRatio: d.noise_ratio, seed: d.seed, styleBlend: null, lookSize: d.look_size ?? null,
+    lookWeight: d.look_weight ?? 1, ...options,
   };
   styles = Array.isArray(styles) ? styles : [styles];
   if (!(Number.isInteger(opts.iterations) && opts.iterations >= 1)) throw new Error(`iterations ${opts.iterations}: expected an integer >= 1`);
@@ -77,7 +78,7 @@ export async function stylize(models, content, styles, options = {}, { onProgres
   if (opts.lookSize != null && Math.max(cz.height, cz.width) > opts.lookSize) { // runtime/prepare.py's look term
     const small = prepare(content, styles, opts.lookSize, opts.styleScale);
     const coarse = await Objective.create(models, { content: small.content, styles: small.styles, tvWeight: 0, ...terms });
-    objective = new LookObjective(objective, coarse);
+    objective = new LookObjective(objective, coarse, opts.lookWeight);
   }
   const x0 = initialCanvas(cz, opts.init, opts.seed, opts.noiseRatio);
   const initial = (await objective.evaluate(x0)).terms;

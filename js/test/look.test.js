@@ -31,7 +31,7 @@ test('the look term: the coarse loss of the shrunk picture; gradient by differen
   const opts = { styleWeight: 1e3, tvWeight: 0 };
   const base = await Objective.create(models, { content: big.content, styles: big.styles, ...opts });
   const coarse = await Objective.create(models, { content: small.content, styles: small.styles, ...opts });
-  const look = new LookObjective(base, coarse);
+  const look = new LookObjective(base, coarse, 2); // weighted: --look-weight 2
   const x = Float32Array.from(new Generator(3).uniform(0, 255, 48 * 48 * 3));
   const seen = new Float32Array(24 * 24 * 3);
   for (let i = 0; i < 24; i++) for (let j = 0; j < 24; j++) for (let c = 0; c < 3; c++) {
@@ -43,7 +43,7 @@ test('the look term: the coarse loss of the shrunk picture; gradient by differen
   const want = (await coarse.evaluate(seen)).terms.total;
   assert.ok(Math.abs(terms.look - want) / want < 1e-5, `${terms.look} vs ${want}`); // float32 shrink: sums of 4
   const b = (await base.evaluate(x)).terms.total;
-  assert.ok(Math.abs(terms.total - (b + terms.look)) / terms.total < 1e-5);
+  assert.ok(Math.abs(terms.total - (b + 2 * terms.look)) / terms.total < 1e-5);
   // central difference along the gradient's direction (RMS 1 per pixel), eps 0.1: test_graph's bound
   let norm = 0;
   for (const g of grad) norm += g * g;

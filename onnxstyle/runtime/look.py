@@ -33,8 +33,8 @@ class LookObjective(AddedTerm):
 
     name = "look"
 
-    def __init__(self, base, coarse) -> None:
-        super().__init__(base, 1.0)
+    def __init__(self, base, coarse, weight: float) -> None:
+        super().__init__(base, weight)
         self.coarse = coarse
         (h, w), (hh, ww) = base.shape[:2], coarse.shape[:2]
         self.rows, self.cols = box_matrix(hh, h), box_matrix(ww, w)
@@ -46,4 +46,5 @@ class LookObjective(AddedTerm):
     def added(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         terms, g = self.coarse.evaluate(self.seen(x.reshape(self.base.shape)))
         g = np.asarray(g, np.float32).reshape(self.coarse.shape)
-        return terms["total"], np.einsum("ih,ijc,jw->hwc", self.rows, g, self.cols, optimize=True)
+        g = np.einsum("ih,ijc,jw->hwc", self.rows, g, self.cols, optimize=True)
+        return terms["total"], self.weight * g

@@ -136,5 +136,5 @@ def prepare(opts: StyleOptions, content: np.ndarray, styles: Sequence[np.ndarray
             small = hw_at(content.shape, look, opts.tileable)
             sc, ssts, sms = sized(small, look)
             coarse = Objective(sc, ssts, opts.replace(tv_weight=0.0), style_masks=sms)
-            objective = LookObjective(objective, coarse)
+            objective = LookObjective(objective, coarse, opts.look_weight)
     return Prepared(opts, objective, fitted, c)
