@@ -9,7 +9,9 @@ content distance = ||F(x) - F(photo)||^2 / ||F(photo)||^2 at conv4_2, the painti
 at the 256 px run's sizes. The ratio of a size's distances to the 256 px run's says whether the
 look holds (the issue's goal: at most 1.2x style, 1.5x content). Writes each picture and each pair's
 side by side to docs/gallery/sizes/, and benchmarks/results/NAME.{json,md} after each run;
-`--merge A.json B.json --name look` joins runs made apart (each row keeps its commit and load).
+`--merge A.json B.json --name look` joins runs made apart (each row keeps its commit and load);
+`--pictures DIR` measures the default's pictures another run saved (time_to_picture.py --pictures:
+each such row names its file; that run's results file has its commit and load).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from onnxstyle.runtime.prepare import hw_at  # noqa: E402
 DATA = HERE.parent.parent / "shared" / "data"  # ../shared/data (sources and licences in its README)
 PICTURES = {"astronaut": "content/astronaut.png", "chelsea": "content/chelsea.png",
             "tubingen": "content/tubingen.jpg", "starry_night": "style/starry_night.jpg",
-            "the_scream": "style/the_scream.jpg", "woman_with_hat": "style/woman-with-hat-matisse.jpg"}
+            "the_scream": "style/the_scream.jpg", "woman_with_hat": "style/woman-with-hat-matisse.jpg",
+            "camera": "special/gray_L_camera.png"}
 PAIRS = ("tubingen:starry_night", "astronaut:the_scream", "chelsea:woman_with_hat",
          "tubingen:the_scream", "astronaut:woman_with_hat", "chelsea:starry_night")
 SEEN = 256  # the size every result is measured at
@@ -86,8 +89,9 @@ def markdown(res: dict) -> list[str]:
         cells += [f"**{row[str(s)]['ratio']['style']:.2f}x, {row[str(s)]['ratio']['content']:.2f}x**" for s in sizes]
         rs = [row[str(s)] for s in res["sizes"]]
         lines.append(f"| {pair.replace(':', ' x ')} | " + " | ".join(cells) + " | "
-                     + ", ".join(f"{r['seconds']:.0f}" for r in rs) + " | " + ", ".join(f"{r['load']:.1f}" for r in rs)
-                     + " | " + ", ".join(sorted({r['commit'] for r in rs})) + " |")
+                     + ", ".join(f"{r['seconds']:.0f}" if "seconds" in r else "-" for r in rs) + " | "
+                     + ", ".join(f"{r['load']:.1f}" if "load" in r else "-" for r in rs) + " | "
+                     + ", ".join(sorted({r.get("commit", r.get("from", "")) for r in rs})) + " |")
     return lines
 
 
@@ -124,6 +128,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--name", default="look", help="results file stem")
     ap.add_argument("--out", type=Path, default=OUT, help="where the pictures go")
+    ap.add_argument("--pictures", type=Path, help="measure CONTENT_STYLE_SIZE.png from here where there is one "
+                    "(time_to_picture.py --pictures) instead of running the default")
     ap.add_argument("--look-weight", type=float, default=defaults.LOOK_WEIGHT, help="the look term's weight")
     ap.add_argument("--merge", nargs="+", type=Path, help="merge these results files into NAME instead of running")
     a = ap.parse_args()
@@ -148,13 +154,19 @@ def main() -> None:
         row = res["pairs"][pair] = {}
         for size in sizes:
             load = os.getloadavg()[0]
-            t = time.perf_counter()
-            r = onnxstyle.stylize(content, style, size=size, device="cpu", threads=a.threads, look_weight=a.look_weight)
-            secs = time.perf_counter() - t
-            images.save(r.image, out / f"{cname}_{sname}_{size}.jpg")
-            d = distances(images.resize(r.image.astype(np.float32), hw), photo, painting, weights)
-            row[str(size)] = {**d, "seconds": round(secs, 1), "load": round(load, 2), "commit": commit,
-                              "loss": r.loss, "scales": [[s["size"], s["iterations"]] for s in r.scales]}
+            made = a.pictures / f"{cname}_{sname}_{size}.png" if a.pictures else None
+            if made and made.is_file():  # the default's picture from another run (its own commit and load)
+                image, meta = images.load_rgb(made), {"from": f"{a.pictures.name}/{made.name}"}
+            else:
+                t = time.perf_counter()
+                r = onnxstyle.stylize(content, style, size=size, device="cpu", threads=a.threads,
+                                      look_weight=a.look_weight)
+                image, meta = r.image, {"seconds": round(time.perf_counter() - t, 1), "load": round(load, 2),
+                                        "commit": commit, "loss": r.loss,
+                                        "scales": [[s["size"], s["iterations"]] for s in r.scales]}
+            images.save(image, out / f"{cname}_{sname}_{size}.jpg")
+            d = distances(images.resize(image.astype(np.float32), hw), photo, painting, weights)
+            row[str(size)] = {**d, **meta}
             base = row.get(str(SEEN))
             if base and size != SEEN:
                 row[str(size)]["ratio"] = {k: d[k] / base[k] for k in ("style", "content")}

@@ -221,8 +221,9 @@ def markdown(rows: list[dict], size: int, threads: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def default_run(pair: str, size: int, threads: int) -> dict:
-    """The default command, timed, with its cost split and its progress trace."""
+def default_run(pair: str, size: int, threads: int, pictures: Path | None = None) -> dict:
+    """The default command, timed, with its cost split and its progress trace; its picture saved
+    to `pictures` as CONTENT_STYLE_SIZE.png (look.py --pictures measures it)."""
     trace: list[list[float]] = []
     t0 = time.perf_counter()
 
@@ -233,6 +234,9 @@ def default_run(pair: str, size: int, threads: int) -> dict:
     with cost_split(split):
         r = onnxstyle.stylize(*originals(pair), size=size, threads=threads, callback=record)
     seconds = time.perf_counter() - t0
+    if pictures is not None:
+        pictures.mkdir(parents=True, exist_ok=True)
+        images.save(r.image, pictures / f"{pair.replace(':', '_')}_{size}.png")
     return {"seconds": seconds, "final": r.final["total"], "iterations": r.iterations,
             "evaluations": r.evaluations, "scales": r.scales, "stop": r.reason, **split,
             "time_left": time_left(trace, seconds), "trace": trace}
@@ -257,6 +261,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="every run (default: physical cores)")
     ap.add_argument("--torch-minutes", type=float, default=4.0, help="stop torch's run after this long")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--pictures", type=Path, help="save the default's pictures here")
     args = ap.parse_args()
     from onnxstyle.runtime.session import cpu_threads
 
@@ -270,7 +275,7 @@ def main() -> None:
     for pair in args.pairs.split(","):
         content = inputs(pair, args.size)[0]
         row: dict = {"pair": pair, "size": list(content.shape[:2]), "threads": threads, "load": os.getloadavg()[0]}
-        row["onnxstyle"] = default_run(pair, args.size, threads)
+        row["onnxstyle"] = default_run(pair, args.size, threads, args.pictures)
         row["scipy500"] = scipy500(pair, args.size, threads)
         o, s = row["onnxstyle"], row["scipy500"]
         row["wins"] = o["seconds"] < s["seconds"] and o["final"] <= 1.05 * s["final"]

@@ -76,12 +76,15 @@ POOL = "avg"  # Gatys et al. 2015: average pooling gives slightly more appealing
 # above). Where the shorter side is below 2 * LADDER_START a run has one scale.
 SCALES = "auto"
 # Above this size every rung also scores the picture shrunk to it as a picture of that size, content and
-# style, weight 1 (runtime/look.py; Snelgrove 2017's Gram pyramid). Measured with a float64 VGG19 at 256 px
+# style (runtime/look.py; Snelgrove 2017's Gram pyramid). Measured with a float64 VGG19 at 256 px
 # (benchmarks/results/look.md, look_tried.json; docs/defaults.md): the old default's 512 px result had 3.34x
-# the 256 px result's style distance (Tuebingen x The Starry Night); with this, 1.12x-1.29x style and
-# 1.04x-1.24x content over four pairs (style alone at 256 px: 0.74x-1.00x style but 1.70x-1.84x content).
+# the 256 px result's style distance (Tuebingen x The Starry Night); with the look term at weight 1,
+# 1.12x-1.29x style and 1.04x-1.24x content over four pairs (style alone at 256 px: 0.74x-1.00x style but
+# 1.70x-1.84x content).
 LOOK_SIZE = 256
-LOOK_WEIGHT = 1.0  # the look term's weight (--look-weight), as above
+# The look term's weight: at weight 1 two pairs stayed above 1.2x style (1.29x, 1.26x); at 2, 1.23x and
+# 1.19x; at 4, 1.18x and (see look_weight.md) on the same two, content 1.05x and below (look_tried.json).
+LOOK_WEIGHT = 4.0
 # The smallest rung's shorter side: VGG19's conv5_1 still sees 8x8 positions. chelsea x the_scream
 # (2:3) at 256 px: a first rung of 85x128 ended at 1.055x; one scale at 1.026x, for less cost.
 LADDER_START = 128
