@@ -257,13 +257,24 @@ def look_table(prov: dict) -> list[str]:
         if "256" not in row or "512" not in row:
             continue
         a, b = row["256"], row["512"]
-        loads += [a["load"], b["load"]]
+        loads += [r["load"] for r in (a, b) if "load" in r]  # a picture from another run: that run's file
         rows.append([pair.replace(":", " x "), f"{a['style']:.4f} / {a['content']:.3f}",
                      f"{b['style']:.4f} / {b['content']:.3f}",
                      f"**{b['ratio']['style']:.2f}x** / **{b['ratio']['content']:.2f}x**"])
     return [caption("look.json", prov, loads), "",
             *table(["pair", "256 px: style / content distance", "512 px, seen at 256 px", "512 px over 256 px"],
                    rows)]
+
+
+def look_weight_table(prov: dict) -> list[str]:
+    res = read("look_weight.json")
+    ws = sorted({w for row in res["pairs"].values() for w in row["weights"]}, key=float)
+    rows = [[pair.replace(":", " x "), *(f"{row['weights'][w]['ratio']['style']:.2f}x / "
+                                         f"{row['weights'][w]['ratio']['content']:.2f}x" if w in row["weights"]
+                                         else "-" for w in ws)] for pair, row in res["pairs"].items()]
+    loads = [r["load"] for row in res["pairs"].values() for r in row["weights"].values()]
+    return [caption("look_weight.json", prov, loads), "",
+            *table(["512 px over 256 px, style / content", *(f"look weight {float(w):g}" for w in ws)], rows)]
 
 
 def look_tried_table(prov: dict) -> list[str]:
@@ -277,6 +288,7 @@ def look_tried_table(prov: dict) -> list[str]:
 TABLES: dict[str, Callable[[dict], list[str]]] = {
     "look": look_table,
     "look_tried": look_tried_table,
+    "look_weight": look_weight_table,
     "serve": serve_table,
     "overhead": overhead_table,
     "winograd": winograd_table,

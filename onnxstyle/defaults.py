@@ -82,8 +82,8 @@ SCALES = "auto"
 # 1.12x-1.29x style and 1.04x-1.24x content over four pairs (style alone at 256 px: 0.74x-1.00x style but
 # 1.70x-1.84x content).
 LOOK_SIZE = 256
-# The look term's weight: at weight 1 two pairs stayed above 1.2x style (1.29x, 1.26x); at 2, 1.23x and
-# 1.19x; at 4, 1.18x and (see look_weight.md) on the same two, content 1.05x and below (look_tried.json).
+# The look term's weight (--look-weight): at weight 1 two pairs stayed above 1.2x style (1.29x, 1.26x); at
+# 2, 1.23x and 1.19x; at 4, 1.18x and 1.13x, content 1.05x and 1.01x (benchmarks/results/look_weight.json).
 LOOK_WEIGHT = 4.0
 # The smallest rung's shorter side: VGG19's conv5_1 still sees 8x8 positions. chelsea x the_scream
 # (2:3) at 256 px: a first rung of 85x128 ended at 1.055x; one scale at 1.026x, for less cost.
