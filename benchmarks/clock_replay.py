@@ -28,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent)]
 
 from onnxstyle import defaults  # noqa: E402
+from onnxstyle.options import StyleOptions  # noqa: E402
+from onnxstyle.runtime.prepare import evaluated_pixels  # noqa: E402
 from onnxstyle.runtime.stylize import Clock, Progress  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -81,7 +83,9 @@ def main() -> None:
     rows = []
     for size, run in runs:
         sc = run["onnxstyle"]["scales"]
-        pixels, caps = [h * w for h, w in (s["size"] for s in sc)], [defaults.ITERATIONS] * len(sc)
+        caps = [defaults.ITERATIONS] * len(sc)  # each scale's pixels evaluated, the look term's where it ran
+        pixels = [evaluated_pixels(StyleOptions(look_size=defaults.LOOK_SIZE if "look" in s["final"] else None),
+                                   s["size"], s["size"]) for s in sc]
         own = [s["iterations"] for s in sc]
         pool = list(defaults.CONVERGED_STOPS)
         if current_rule(size, run):

@@ -55,7 +55,8 @@ CONVERGED_CHECKS = 2  # checks in a row: one window's plateau is often false (se
 # alike (means 313 and 323), so one pool: the Clock expects a scale to stop at the mean of those
 # still ahead of it (319 before it starts), at most the cap.
 CONVERGED_STOPS = (260, 260, 280, 280, 280, 280, 300, 300, 320, 380, 380, 400, 420)
-# The Clock's time per iteration at a later scale: this scale's x (its pixels / these) ** CLOCK_EXPONENT.
+# The Clock's time per iteration at a later scale: this scale's x (its pixels / these) ** CLOCK_EXPONENT,
+# the pixels each evaluation scores (the look term's picture's too, above LOOK_SIZE).
 # Whole iterations of the default runs (time_to_picture_256.json, _512.json, the runs on an unshared
 # CPU): 128 -> 256 px 2.76-3.45x (exponent 0.73-0.89), 256 -> 512 px 3.63-4.11x (0.93-1.02), 128 ->
 # 512 px 10.8-13.2x (0.86-0.93). The graph alone grows 4.06-4.16x per doubling (bench.md's quiet run,

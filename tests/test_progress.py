@@ -14,6 +14,7 @@ from onnxstyle import defaults
 from onnxstyle.cli.app import app
 from onnxstyle.cli.progress import clock
 from onnxstyle.errors import InputError
+from onnxstyle.runtime import prepare
 from onnxstyle.runtime.stylize import Clock, Progress
 
 
@@ -39,6 +40,23 @@ def test_time_left_decreases_and_is_near_the_real_time_left(model_path):
     hws = [seen[0][1].image.shape[:2], seen[-1][1].image.shape[:2]]
     clock = Clock([h * w for h, w in hws], [6, 10], "converged")
     assert [clock.remaining(p) for _, p in seen] == left
+
+
+def test_the_clock_costs_the_look_terms_evaluation(model_path):
+    # above the look size each evaluation also scores the picture at that size: the Clock is given
+    # those pixels too (replayed with them, the run's very estimates; with h x w alone, others)
+    seen: list[Progress] = []
+    onnxstyle.stylize(DATA / "chelsea.png", DATA / "the_scream.jpg", scales=[32, 64], iterations=[3, 3],
+                      size=None, look_size=32, callback=seen.append)
+    hws = [seen[0].image.shape[:2], seen[-1].image.shape[:2]]
+    opts = onnxstyle.StyleOptions(look_size=32)
+    shape = (300, 451)  # chelsea.png's
+    pixels = [prepare.evaluated_pixels(opts, shape, hw) for hw in hws]
+    assert pixels == [32 * 21, 64 * 43 + 32 * 21]
+    early = [p for p in seen if p.scale == 0]
+    costed, plain = Clock(pixels, [3, 3], "converged"), Clock([h * w for h, w in hws], [3, 3], "converged")
+    assert [costed.remaining(p) for p in early] == [p.remaining for p in early]
+    assert [plain.remaining(p) for p in early] != [p.remaining for p in early]
 
 
 def test_weighted_parts_add_up_to_the_total(model_path):

@@ -26,6 +26,21 @@ def hw_at(shape: tuple[int, ...], size: int | None, tileable: bool = False) -> t
     return tiles.on_grid(hw) if tileable else hw
 
 
+def look_hw(opts: StyleOptions, shape: tuple[int, ...], hw: tuple[int, int]) -> tuple[int, int] | None:
+    """(height, width) of the look term's picture (runtime/look.py) for a picture of `shape` at
+    hw, or None where it does not apply (no look size, or hw not above it)."""
+    if opts.look_size is None or max(hw) <= opts.look_size:
+        return None
+    return hw_at(shape, opts.look_size, opts.tileable)
+
+
+def evaluated_pixels(opts: StyleOptions, shape: tuple[int, ...], hw: tuple[int, int]) -> int:
+    """The pixels one evaluation at hw scores: hw's, plus the look term's picture where it applies
+    (the Clock's cost of a scale)."""
+    small = look_hw(opts, shape, hw) or (0, 0)
+    return hw[0] * hw[1] + small[0] * small[1]
+
+
 def choose(opts: StyleOptions, hw: tuple[int, int], styles: int, masked: bool = False,
            pictures: int = 0) -> tuple[StyleOptions, str]:
     """The options as they run at H x W, the run's largest size: the optimiser chosen where none
@@ -125,16 +140,15 @@ def prepare(opts: StyleOptions, content: np.ndarray, styles: Sequence[np.ndarray
         ms = None if masks is None else [None if m is None else images.resize_mask(m, hw) for m in masks]
         return images.resize(content, hw), sts, ms
 
-    look = opts.look_size if opts.look_size is not None and max(hw) > opts.look_size else None
-    if look is not None and opts.optimizer == "lbfgs-device":
-        raise OptionError("look_size", f"--optimizer lbfgs-device cannot take the look term yet: above {look} px "
-                          "use --look-size none, or scipy, lbfgs or adam")
+    small = look_hw(opts, content.shape, hw)
+    if small is not None and opts.optimizer == "lbfgs-device":
+        raise OptionError("look_size", "--optimizer lbfgs-device cannot take the look term yet: above "
+                          f"{opts.look_size} px use --look-size none, or scipy, lbfgs or adam")
     c, sts, ms = sized(hw, size)
     with blas.single_thread():  # the style targets' products: the same bits whatever the env's threads
         objective = Objective(c, sts, opts, style_masks=ms, tile=fitted.tile)
-        if look is not None:  # the picture as seen at the look size (runtime/look.py)
-            small = hw_at(content.shape, look, opts.tileable)
-            sc, ssts, sms = sized(small, look)
+        if small is not None:  # the picture as seen at the look size (runtime/look.py)
+            sc, ssts, sms = sized(small, opts.look_size)
             coarse = Objective(sc, ssts, opts.replace(tv_weight=0.0), style_masks=sms)
             objective = LookObjective(objective, coarse, opts.look_weight)
     return Prepared(opts, objective, fitted, c)

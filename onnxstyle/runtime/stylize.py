@@ -61,7 +61,8 @@ Callback = Callable[[Progress], bool | None]
 
 class Clock:
     """Seconds left for the whole run (all scales): Clock(pixels, iterations, until) with each
-    scale's pixels (h x w), its iterations (the cap under until="converged") and the stop mode.
+    scale's pixels evaluated (prepare.evaluated_pixels: h x w, the look term's too), its
+    iterations (the cap under until="converged") and the stop mode.
     `remaining(p)` reads only p.scale, p.iteration, p.elapsed (seconds since the scale started)
     and p.evaluations, so its answers are a pure function of the Progress values given to it in
     order: a recorded trace of those four replays offline to the same estimates.
@@ -391,7 +392,7 @@ def stylize(
                                style_masks is not None)  # refuses up front what cannot fit
     styles = door.colours(opts, c, styles)
     seen = door.space(opts, c)
-    clock = Clock([h * w for h, w in hws], iters, opts.until)
+    clock = Clock([door.evaluated_pixels(opts, c.shape, hw) for hw in hws], iters, opts.until)
     run = guard.RunGuard(callback, cancel)  # cancel token, stop, last good image for NaN faults
     result: Result | None = None
     stats: list[dict] = []
