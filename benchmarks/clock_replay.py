@@ -34,7 +34,7 @@ from onnxstyle.runtime.stylize import Clock, Progress  # noqa: E402
 
 RESULTS = HERE / "results"
 AT = 20  # the iteration of each scale where the issue reads the time left
-RULE = "this session's rule"  # the notes of the 512 px runs under the current stopping rule
+RULE = "current rule"  # the notes of the 512 px runs under the current stopping rule
 
 
 def trace(run: dict) -> tuple[list[tuple[int, int, float, int, float]], float]:

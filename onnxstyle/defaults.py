@@ -48,13 +48,13 @@ CONVERGED_CHANGE = 0.15  # mean |x_k - x_(k-20)| / 20, 0..255 units
 CONVERGED_LOSS = 0.005  # relative loss decrease over the window
 CONVERGED_CHECKS = 2  # checks in a row: one window's plateau is often false (see above)
 # Where the rule stopped each scale of the default ladder (scipy, two checks in a row, the ladder
-# from the shorter side): benchmarks/results/time_to_picture_256.json at 87d9d73 (three pairs: 128 px rungs
-# 280, 280; 256 px 300, 260; the one-rung 256x170 landscape 380) and time_to_picture_512.json (its
-# three runs under this rule: 128 px 280, 280; 256 px 260, 300, 256x170 380; 512 px 320, 400,
-# 512x341 420). The first rung (from noise) and the finer ones (from the upsampled picture) stop
-# alike (means 313 and 323), so one pool: the Clock expects a scale to stop at the mean of those
-# still ahead of it (319 before it starts), at most the cap.
-CONVERGED_STOPS = (260, 260, 280, 280, 280, 280, 300, 300, 320, 380, 380, 400, 420)
+# from the shorter side): benchmarks/results/time_to_picture_256.json (three pairs: 128 px rungs 280,
+# 300; 256 px 320, 280; the one-rung 256x170 landscape 400) and time_to_picture_512.json (the same
+# pairs with the look term at weight 4: 128 px 280, 300; 256 px 320, 280, 256x170 400; 512 px 280,
+# 160, 512x341 220). The first rung (from noise) and the finer ones (from the upsampled picture) stop
+# alike, so one pool: the Clock expects a scale to stop at the mean of those still ahead of it (294
+# before it starts), at most the cap.
+CONVERGED_STOPS = (160, 220, 280, 280, 280, 280, 280, 300, 300, 320, 320, 400, 400)
 # The Clock's time per iteration at a later scale: this scale's x (its pixels / these) ** CLOCK_EXPONENT,
 # the pixels each evaluation scores (the look term's picture's too, above LOOK_SIZE).
 # Whole iterations of the default runs (time_to_picture_256.json, _512.json, the runs on an unshared
