@@ -7,7 +7,7 @@ texture, and the content term pulls the picture back to the photo. A Gram pyrami
 2017, "High-Resolution Multi-Scale Neural Texture Synthesis") keeps them: every rung larger than
 `look_size` also scores the picture shrunk to `look_size` (an exact box filter, a linear map with
 its transpose as the backward) as a picture of that size: the content and style terms of the same
-graph there, against the photo and the painting at that size.
+graph there, against the photo and the painting at that size, times `look_weight`.
 """
 
 from __future__ import annotations
