@@ -61,7 +61,7 @@ export async function stylize(models, content, styles, options = {}, { onProgres
     size: d.size, iterations: d.iterations, contentWeight: d.content_weight, styleWeight: d.style_weight,
     tvWeight: d.tv_weight, contentLayers: d.content_layers, styleLayers: d.style_layers, styleScale: d.style_scale,
     init: d.init, noiseRatio: d.noise_ratio, seed: d.seed, styleBlend: null, lookSize: d.look_size ?? null,
-    lookWeight: d.look_weight ?? 1, ...options,
+    lookWeight: d.look_weight ?? 1, ...options, // a defaults file from before look_weight: weight 1, as then
   };
   styles = Array.isArray(styles) ? styles : [styles];
   if (!(Number.isInteger(opts.iterations) && opts.iterations >= 1)) throw new Error(`iterations ${opts.iterations}: expected an integer >= 1`);
