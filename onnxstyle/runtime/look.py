@@ -45,6 +45,5 @@ class LookObjective(AddedTerm):
 
     def added(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         terms, g = self.coarse.evaluate(self.seen(x.reshape(self.base.shape)))
-        g = np.asarray(g, np.float32).reshape(self.coarse.shape)
-        g = np.einsum("ih,ijc,jw->hwc", self.rows, g, self.cols, optimize=True)
-        return terms["total"], self.weight * g
+        g = self.weight * np.asarray(g, np.float32).reshape(self.coarse.shape)  # weighted at the smaller size
+        return terms["total"], np.einsum("ih,ijc,jw->hwc", self.rows, g, self.cols, optimize=True)
