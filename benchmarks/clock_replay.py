@@ -25,7 +25,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent)]
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+from time_to_picture import RULE  # noqa: E402
 
 from onnxstyle import defaults  # noqa: E402
 from onnxstyle.options import StyleOptions  # noqa: E402
@@ -34,7 +36,6 @@ from onnxstyle.runtime.stylize import Clock, Progress  # noqa: E402
 
 RESULTS = HERE / "results"
 AT = 20  # the iteration of each scale where the issue reads the time left
-RULE = "current rule"  # the notes of the 512 px runs under the current stopping rule
 
 
 def trace(run: dict) -> tuple[list[tuple[int, int, float, int, float]], float]:
@@ -73,8 +74,9 @@ def errors(run: dict, clock: Clock) -> list[float]:
             if i == AT]
 
 
-def current_rule(size: int, run: dict) -> bool:
-    return size == 256 or RULE in (run.get("note") or "")
+def current_rule(run: dict) -> bool:
+    """Whether the run stopped under the rule as it is now (the rule each row records)."""
+    return run.get("rule") == RULE
 
 
 def main() -> None:
@@ -88,11 +90,11 @@ def main() -> None:
                                    s["size"], s["size"]) for s in sc]
         own = [s["iterations"] for s in sc]
         pool = list(defaults.CONVERGED_STOPS)
-        if current_rule(size, run):
+        if current_rule(run):
             for s in own:
                 pool.remove(s)
         rows.append({
-            "size": size, "pair": run["pair"], "shape": run["size"], "rule": current_rule(size, run),
+            "size": size, "pair": run["pair"], "shape": run["size"], "rule": current_rule(run),
             "note": run.get("note", ""), "stops": own, "seconds": [round(s["seconds"], 1) for s in sc],
             "replayed": "trace" if "trace" in run["onnxstyle"] else "scale totals",
             "old": errors(run, Clock(pixels, caps, "iterations", exponent=1.0)),

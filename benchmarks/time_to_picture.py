@@ -44,11 +44,17 @@ from convergence import CONTENTS, DATA, STYLES  # noqa: E402
 from report import torch_cells  # noqa: E402
 
 import onnxstyle  # noqa: E402
+from onnxstyle import defaults  # noqa: E402
 from onnxstyle.runtime import images, prepare  # noqa: E402
 from onnxstyle.runtime.objective import Objective  # noqa: E402
 from onnxstyle.runtime.stylize import initial_canvas  # noqa: E402
 
 PAIRS = "astronaut:starry_night,chelsea:the_scream,camera:the_scream"
+# What decides where the default run's scales stop, recorded with each row: clock_replay.py pools
+# and holds out the stops of the rows run under the rule as it is now
+RULE = {k: getattr(defaults, k) for k in ("UNTIL", "ITERATIONS", "CONVERGED_WINDOW", "CONVERGED_CHANGE",
+                                          "CONVERGED_LOSS", "CONVERGED_CHECKS", "SCALES", "LADDER_START",
+                                          "OPTIMIZER", "LBFGS_MEMORY", "LOOK_SIZE", "LOOK_WEIGHT", "STYLE_WEIGHT")}
 TORCH_ITERATIONS = 1000  # jcjohnson/neural-style's -num_iterations
 
 
@@ -274,7 +280,8 @@ def main() -> None:
     rows = []
     for pair in args.pairs.split(","):
         content = inputs(pair, args.size)[0]
-        row: dict = {"pair": pair, "size": list(content.shape[:2]), "threads": threads, "load": os.getloadavg()[0]}
+        row: dict = {"pair": pair, "size": list(content.shape[:2]), "threads": threads, "rule": RULE,
+                     "load": os.getloadavg()[0]}
         row["onnxstyle"] = default_run(pair, args.size, threads, args.pictures)
         row["scipy500"] = scipy500(pair, args.size, threads)
         o, s = row["onnxstyle"], row["scipy500"]
