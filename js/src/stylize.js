@@ -66,6 +66,10 @@ export async function stylize(models, content, styles, options = {}, { onProgres
   styles = Array.isArray(styles) ? styles : [styles];
   if (!(Number.isInteger(opts.iterations) && opts.iterations >= 1)) throw new Error(`iterations ${opts.iterations}: expected an integer >= 1`);
   if (opts.size != null && !(Number.isInteger(opts.size) && opts.size >= 16)) throw new Error(`size ${opts.size}: expected an integer >= 16`);
+  for (const k of ['contentWeight', 'styleWeight', 'tvWeight', 'lookWeight']) { // options.py's check_number
+    if (!(Number.isFinite(opts[k]) && opts[k] >= 0)) throw new Error(`${k} ${opts[k]}: expected a finite number >= 0`);
+  }
+  if (!(opts.styleScale >= 0.05 && opts.styleScale <= 8)) throw new Error(`styleScale ${opts.styleScale}: expected a number within 0.05..8`); // options.py's
   if (options.maxPixels && opts.size) {
     const [h, w] = fitSize([content.height, content.width], opts.size);
     if (h * w > options.maxPixels) throw new Error(`${w}x${h} px is more than this runtime can hold (${options.maxPixels.toLocaleString('en')} px): pick a smaller size`);

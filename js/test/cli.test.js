@@ -43,10 +43,15 @@ test('stylize writes the picture and a report whose terms add up', () => {
 test('bad input: one line, non-zero exit', () => {
   for (const args of [['stylize', 'nope.jpg', 'onnxstyle/data/the_scream.jpg', '-o', '/tmp/x.png'],
     ['stylize', 'onnxstyle/data/chelsea.jpg', 'onnxstyle/data/the_scream.jpg', '-o', '/tmp/x.png', '--size', 'big'],
-    ['stylize', 'onnxstyle/data/chelsea.jpg'], ['paint']]) {
+    ['stylize', 'onnxstyle/data/chelsea.jpg'], ['paint'],
+    // options the library refuses as Python's options.py does, before anything is written
+    ...['--style-weight=-1', '--content-weight=-0.5', '--tv-weight=-1', '--look-weight=-4', '--style-scale=0']
+      .map((o) => ['stylize', 'onnxstyle/data/chelsea.jpg', 'onnxstyle/data/the_scream.jpg', '-o', '/tmp/onnxstyle-refused.png', '--size', '32', o])]) {
+    rmSync('/tmp/onnxstyle-refused.png', { force: true });
     const r = cli(...args);
     assert.notEqual(r.status, 0, args.join(' '));
     assert.match(r.stderr, /^onnxstyle\.js: error: /);
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    assert.ok(!existsSync('/tmp/onnxstyle-refused.png'), args.join(' '));
   }
 });
