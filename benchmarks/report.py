@@ -69,7 +69,8 @@ BENCHES: dict[str, Bench] = {
     "serve": Bench("onnxstyle serve: requests per second, latency, memory", [["serve.py"]], ["serve.json", "serve.md"]),
     "style_weight": Bench("the style-weight sweep behind the default (defaults.md)", [["style_weight.py"]],
                           ["style_weight.json", "style_weight.md"]),
-    "losses": Bench("the style losses' balance and time", [["losses.py"]], ["losses.json", "losses.md"]),
+    "losses": Bench("the style losses' balance and time", [["losses.py", "--threads", "1"]],
+                    ["losses.json", "losses.md"]),
     "look": Bench("the default's look at 256 and 512 px, six pairs, seen at 256 px (defaults.md)", [["look.py"]],
                   ["look.json", "look.md"]),
 }
@@ -285,7 +286,16 @@ def look_tried_table(prov: dict) -> list[str]:
                    rows)]
 
 
+def losses_time_table(prov: dict) -> list[str]:
+    t = read("losses.json")["time"]
+    return [caption("losses.json", prov, [t["load"], t.get("load_after", t["load"])]), "",
+            *table([f"loss, {t['size']} px, {t.get('threads') or 'default'} thread(s)",
+                    f"s per loss+gradient (median of {t['repeats']})", "over gram"],
+                   [[k, f"{v:.3f}", f"**{t['ratio'][k]:.2f}x**"] for k, v in t["median_s"].items()])]
+
+
 TABLES: dict[str, Callable[[dict], list[str]]] = {
+    "losses_time": losses_time_table,
     "look": look_table,
     "look_tried": look_tried_table,
     "look_weight": look_weight_table,
