@@ -2,6 +2,7 @@
 
   python benchmarks/big.py proof 2048 2.5G --iterations 1 --init small.png     # a CLI stylize
   python benchmarks/big.py eval 1024 --tile 512                                 # one evaluation
+  python benchmarks/big.py proof 1024 "" --scales none --look-size none --optimizer scipy  # the look's cost
 
 Each case runs in a fresh process; the peak is the child's ru_maxrss (VmHWM). Results are
 appended to benchmarks/results/big.json (benchmarks/results/big.md summarises them).
@@ -61,6 +62,8 @@ def main() -> None:
     ap.add_argument("--scales", default="")
     ap.add_argument("--optimizer", default="lbfgs")
     ap.add_argument("--init", default="")
+    ap.add_argument("--look-size", default="", help="the CLI's --look-size (default: its default)")
+    ap.add_argument("--threads", default="", help="the CLI's --threads (default: its default)")
     ap.add_argument("--output", default="/tmp/onnxstyle_big.jpg")
     ap.add_argument("--content", type=Path, default=CONTENT)
     ap.add_argument("--style", type=Path, default=STYLE)
@@ -78,10 +81,13 @@ def main() -> None:
         cmd += ["--scales", a.scales]
     if a.init:
         cmd += ["--init", a.init]
+    for flag, value in (("--look-size", a.look_size), ("--threads", a.threads)):
+        cmd += [flag, value] if value else []
     _, seconds, peak = child(cmd)
     rep = json.loads(report.read_text())
     record({"mode": "proof", "size": a.size, "limit": a.limit, "iterations": a.iterations,
             "content": a.content.name, "scales": a.scales, "init": Path(a.init).name, "optimizer": a.optimizer,
+            "look_size": a.look_size or "default", "threads": a.threads or "default",
             "seconds": round(seconds, 1), "peak_mib": round(peak), "tiled": [s["tiled"] for s in rep["scales"]]})
 
 

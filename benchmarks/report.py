@@ -244,11 +244,13 @@ def serve_table(prov: dict) -> list[str]:
 
 def style_weight_table(prov: dict) -> list[str]:
     rows = read("style_weight.json")
-    pairs, weights = (list(dict.fromkeys(r[k] for r in rows)) for k in ("pair", "style_weight"))
-    cell = {(r["pair"], r["style_weight"]): f"{r['content']:.3g} / {r['style']:.3g}" for r in rows}
+    runs = list(dict.fromkeys((r.get("size", 256), r["pair"]) for r in rows))  # (a file from before sizes: 256)
+    weights = list(dict.fromkeys(r["style_weight"] for r in rows))
+    cell = {(r.get("size", 256), r["pair"], r["style_weight"]): f"{r['content']:.3g} / {r['style']:.3g}"
+            for r in rows}
     return [caption("style_weight.json", prov), "",
-            *table(["style_weight", *(f"{p.replace(':', ' x ')}: final content / style" for p in pairs)],
-                   [[w, *(cell[p, w] for p in pairs)] for w in weights])]
+            *table(["style_weight", *(f"{p.replace(':', ' x ')}, {s} px: final content / style" for s, p in runs)],
+                   [[w, *(cell.get((s, p, w), "-") for s, p in runs)] for w in weights])]
 
 
 def look_table(prov: dict) -> list[str]:
