@@ -76,7 +76,7 @@ def main() -> None:
     report = Path(a.output).with_suffix(".json")
     cmd = [sys.executable, "-m", "onnxstyle", "stylize", str(a.content), str(a.style), "-o", a.output,
            "--size", str(a.size), "--iterations", a.iterations, "--optimizer", a.optimizer,
-           "--max-memory", a.limit, "--report", str(report), "--overwrite"]
+           "--report", str(report), "--overwrite"] + (["--max-memory", a.limit] if a.limit else [])
     if a.scales:
         cmd += ["--scales", a.scales]
     if a.init:

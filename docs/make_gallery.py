@@ -1,8 +1,10 @@
-"""Regenerate the README pictures and docs/gallery.md from ../shared/data at 512 px.
+"""Regenerate docs/gallery.md's pictures of the controls from ../shared/data at 512 px.
 
     python docs/make_gallery.py            # everything (about an hour on 2 CPU cores)
-    python docs/make_gallery.py --only readme            # the README's three pictures
-    python docs/make_gallery.py --only gallery sheet     # docs/gallery.md
+    python docs/make_gallery.py --only sheet             # the contact sheet and loss curve
+
+(The README's pictures and the gallery's sizes section are the default command's, made by
+benchmarks/look.py and benchmarks/time_to_picture.py --pictures.)
 
 Each picture runs a 256 -> 512 coarse-to-fine ladder with the library's defaults unless the
 control under test says otherwise.
@@ -24,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 OUT = HERE / "gallery"
 C = {n: DATA / "content" / f"{n}.png" for n in ("astronaut", "chelsea")}
-S = {n: DATA / "style" / f"{n}.jpg" for n in ("starry_night", "the_scream", "woman-with-hat-matisse")}
+S = {n: DATA / "style" / f"{n}.jpg" for n in ("starry_night", "the_scream")}
+SIZES = "## The default at 256 and 512 px"  # gallery.md's section from benchmarks/look.py, kept as it is
 
 
 def half_mask(path: Path, side: str) -> np.ndarray:
@@ -40,13 +43,8 @@ def half_mask(path: Path, side: str) -> np.ndarray:
 def pictures() -> dict[str, list[tuple[str, str, dict]]]:
     """group -> [(file stem, caption, stylize kwargs)]."""
     a, ch = C["astronaut"], C["chelsea"]
-    sn, sc, mt = S["starry_night"], S["the_scream"], S["woman-with-hat-matisse"]
+    sn, sc = S["starry_night"], S["the_scream"]
     return {
-        "readme": [
-            ("astronaut_starry_night", "astronaut x The Starry Night", dict(content=a, style=sn)),
-            ("chelsea_the_scream", "chelsea x The Scream", dict(content=ch, style=sc)),
-            ("astronaut_matisse", "astronaut x Woman with a Hat", dict(content=a, style=mt)),
-        ],
         "gallery": [
             ("blend", "1. two styles, --style-blend 0.5,0.5 (Starry Night + The Scream)",
              dict(content=ch, style=[sn, sc], style_blend=[0.5, 0.5])),
@@ -84,13 +82,13 @@ def label(img: np.ndarray, text: str) -> Image.Image:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", nargs="+", choices=["readme", "gallery", "sheet"], default=None)
+    ap.add_argument("--only", nargs="+", choices=["gallery", "sheet"], default=None)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     size = 96 if args.quick else 512
     scales = [48, 96] if args.quick else [256, 512]
-    iters = [5, 3] if args.quick else ([200, 80] if args.only == ["readme"] else [100, 30])
+    iters = [5, 3] if args.quick else [100, 30]
     lines = ["# Gallery", "", "Made by `python docs/make_gallery.py` from `../shared/data` at 512 px "
              f"(256 -> 512 ladder, {iters[0]} + {iters[1]} L-BFGS iterations, defaults otherwise; "
              "image credits in `../shared/data/README.md` and the README).", ""]
@@ -130,7 +128,9 @@ def main() -> None:
         lines += ["## 10. Checkpoints: contact sheet and loss curve", "",
                   "![sheet](gallery/sheet.png)", "", "![losses](gallery/losses.png)", ""]
     if not args.only or "gallery" in args.only:
-        (HERE / "gallery.md").write_text("\n".join(lines))
+        old = (HERE / "gallery.md").read_text() if (HERE / "gallery.md").is_file() else ""
+        kept = old[old.index(SIZES):] if SIZES in old else ""
+        (HERE / "gallery.md").write_text("\n".join(lines) + ("\n" + kept if kept else ""))
 
 
 if __name__ == "__main__":

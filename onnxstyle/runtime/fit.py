@@ -152,9 +152,10 @@ def estimate(hw: tuple[int, int], tile: int | None, pairs: int, optimizer: str =
     """Peak bytes of a stylize run at H x W in the memory of `device_kind` ("cpu": the process;
     "cuda": the GPU's; see the module doc); `pictures`: float32 H x W x 3 arrays the caller holds
     beside a still's (in the host's memory: a video frame's temporal term and flows). The look
-    term (runtime/look.py) adds nothing here: its evaluation at look_size (256 px) runs in the same
-    session after the picture's, on fewer pixels than any region (a tile's region is at least
-    128 + 2 x 160 px a side), and its targets are a few MB (reasoned, not measured apart)."""
+    term (runtime/look.py) is not counted: its evaluation at look_size (256 px) runs in the same
+    session after the picture's, on fewer pixels than any region. Measured, it adds 39 MiB at
+    512 px and 138 MiB at 1024 px (3-4 % of the peak), inside this estimate's margin
+    (benchmarks/results/big.md: 3847 MiB measured against 4.0 GiB estimated at 1024 px)."""
     h, w = hw
     n = h * w * 3
     layers = list(content_layers or defaults.CONTENT_LAYERS)
