@@ -30,8 +30,8 @@ def write(rows: list[dict], pictures: list[np.ndarray], args: argparse.Namespace
 
     lines = [f"# The style-weight sweep ({args.iterations} iterations, one scale)", "",
              f"`python benchmarks/style_weight.py --sizes {args.sizes} --weights {args.weights} --iterations "
-             f"{args.iterations}`: final terms, unweighted; content weight 1, TV 0, the default noise canvas "
-             "(seed 0).", "",
+             f"{args.iterations} --threads {args.threads}`: final terms, unweighted; content weight 1, TV 0, "
+             "the default noise canvas (seed 0).", "",
              "| size | pair | style_weight | content | style | seconds | load |", "|---|---|---|---|---|---|---|",
              *(f"| {r['size']} | {r['pair']} | {r['style_weight']} | {r['content']:.4g} | {r['style']:.4g} | "
                f"{r['seconds']} | {r['load']} |" for r in rows)]
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--weights", default="1e2,1e3,1e4,1e5,1e6,1e7")
     ap.add_argument("--sizes", default="256,512")
     ap.add_argument("--iterations", type=int, default=150)
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime's threads (default: the library's)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--sheet", type=Path, default=ROOT / "docs" / "defaults_sweep.jpg")
     args = ap.parse_args()
@@ -57,7 +58,8 @@ def main() -> None:
     pictures: list[np.ndarray] = []
     for size in (int(s) for s in args.sizes.split(",")):
         opts = onnxstyle.StyleOptions.parse({"size": size, "iterations": args.iterations, "until": "iterations",
-                                             "scales": "none", "content_weight": 1, "tv_weight": 0, "seed": 0})
+                                             "scales": "none", "content_weight": 1, "tv_weight": 0, "seed": 0,
+                                             "threads": args.threads})
         for content, style in PAIRS:
             c, s = load_rgb(DATA / content), load_rgb(DATA / style)
             for w in args.weights.split(","):
