@@ -73,6 +73,8 @@ BENCHES: dict[str, Bench] = {
                     ["losses.json", "losses.md"]),
     "look": Bench("the default's look at 256 and 512 px, six pairs, seen at 256 px (defaults.md)", [["look.py"]],
                   ["look.json", "look.md"]),
+    "clock_replay": Bench("the time left shown against the real remainder: the time_to_picture runs replayed",
+                          [["clock_replay.py"]], ["clock_replay.json", "clock_replay.md"]),
 }
 
 
