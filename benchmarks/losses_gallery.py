@@ -1,40 +1,50 @@
-"""Pictures of the style losses, a texture, a tileable texture and a painting per scale, with the
-seam of the tileable texture measured (docs/losses.md).
+"""Pictures of the style losses on three pairs, a texture, a tileable texture and a painting per
+scale, with the seam of the tileable texture measured (docs/losses.md, issue 27).
 
-    python benchmarks/losses_gallery.py --size 160 --iterations 60
+    python benchmarks/losses_gallery.py --size 512 --jobs 2 --threads 1
 
-Small on purpose (2 shared CPU cores): chelsea x The Starry Night at --size, one scale, each
---style-loss; textures of The Starry Night (plain and --tileable, each shown repeated 2 x 2);
-chelsea with The Scream at half --size then The Starry Night at --size (--style-per-scale).
+Every picture is the command it records (`runs[stem].command`) at --size with the ladder
+--scales and a fixed count of L-BFGS iterations per rung (--until iterations: the same work for
+every loss, so the pictures compare the losses, not the stops): each --style-loss on each pair;
+textures of The Starry Night (plain and --tileable, each saved repeated 2 x 2); chelsea with
+The Scream on the coarse rung and The Starry Night on the fine one (--style-per-scale).
 Seam: the mean absolute difference between the last and the first column (row) of the texture,
 against the same between neighbouring columns (rows) inside it (mean and 95th percentile).
-Writes docs/gallery/losses/*.jpg and benchmarks/results/losses_gallery.{json,md}.
+Pictures are made --jobs at a time, each in its own process at --threads; the results file is
+written after each, and a rerun with the same settings keeps the pictures already made (--fresh
+makes them all again). Writes docs/gallery/losses/*.jpg and benchmarks/results/losses_gallery.{json,md};
+`benchmarks/report.py` renders the gallery in docs/losses.md from the json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-import onnxstyle  # noqa: E402
+from convergence import CONTENTS, DATA, STYLES  # noqa: E402
+
 from onnxstyle.layout import STYLE_LOSSES  # noqa: E402
-from onnxstyle.runtime import images  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent / "tests" / "data"  # copies of ../shared/data (its CREDITS.md)
 OUT = HERE.parent / "docs" / "gallery" / "losses"
+RESULTS = HERE / "results" / "losses_gallery.json"
+PAIRS = "chelsea:starry_night,astronaut:the_scream,tubingen:matisse"  # a landscape, a square, a landscape
+TEXTURE = "starry_night"
+PER_SCALE = ("chelsea", "the_scream", "starry_night")  # content, coarse rung's painting, fine rung's
 
 
-def seam(x: np.ndarray) -> dict[str, float]:
+def seam(x: np.ndarray) -> dict[str, dict[str, float]]:
     x = x.astype(np.float64)
     out = {}
     for axis, name in ((1, "columns"), (0, "rows")):
@@ -45,53 +55,101 @@ def seam(x: np.ndarray) -> dict[str, float]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--size", type=int, default=160)
-    ap.add_argument("--iterations", type=int, default=60)
-    a = ap.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    c, sn, sc = (images.load_rgb(DATA / n) for n in ("chelsea.png", "starry_night.jpg", "the_scream.jpg"))
-    common = {"size": a.size, "iterations": a.iterations, "until": "iterations", "device": "cpu"}
-    runs = {f"loss_{k}": (c, sn, {"scales": None, "style_loss": k}) for k in STYLE_LOSSES}
-    runs["texture_plain"] = (sn, sn, {"scales": None, "content_weight": 0.0, "noise_ratio": 1.0})
-    runs["texture_tileable"] = (sn, sn, {"scales": None, "content_weight": 0.0, "noise_ratio": 1.0,
-                                         "tileable": True})
-    runs["per_scale"] = (c, [sc, sn], {"scales": (a.size // 2, a.size), "style_per_scale": True,
-                                       "iterations": (a.iterations, a.iterations // 2)})
-    res: dict = {"commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                          text=True, cwd=HERE).stdout.strip(), "size": a.size,
-                 "iterations": a.iterations, "runs": {}}
-    for stem, (content, style, kw) in runs.items():
-        t = time.perf_counter()
-        r = onnxstyle.stylize(content, style, **{**common, **kw})
-        secs = time.perf_counter() - t
-        img = r.image
-        if stem.startswith("texture"):
-            res.setdefault("seam", {})[stem] = seam(img)
-            img = np.tile(img, (2, 2, 1))
-        images.save(img, OUT / f"{stem}.jpg")
-        res["runs"][stem] = {"shape": list(r.image.shape[:2]), "seconds": secs, "evaluations": r.evaluations,
-                             "s_per_eval": secs / max(1, r.evaluations), "load": os.getloadavg()[0],
-                             "loss": [r.initial["total"], r.final["total"]]}
-        print(stem, res["runs"][stem], flush=True)
-    (HERE / "results" / "losses_gallery.json").write_text(json.dumps(res, indent=2))
+def plan(a: argparse.Namespace) -> dict[str, dict]:
+    """stem -> what to run: the files (names in DATA), the options, the command a user types."""
+    ladder = f"--size {a.size} --scales {','.join(map(str, a.scales))} " \
+             f"--iterations {','.join(map(str, a.iterations))} --until iterations"
+    opts = {"size": a.size, "scales": a.scales, "iterations": a.iterations, "until": "iterations"}
+    runs = {}
+    for pair in a.pairs.split(","):
+        c, s = pair.split(":")
+        for loss in a.losses.split(","):
+            runs[f"{c}_{s}_{loss}"] = {
+                "kind": "loss", "pair": pair, "loss": loss, "files": [CONTENTS[c], STYLES[s]],
+                "options": {**opts, "style_loss": loss},
+                "command": f"onnxstyle stylize {c} {s} -o out.jpg {ladder} --style-loss {loss}"}
+    for tileable in (False, True):
+        runs[f"texture_{'tileable' if tileable else 'plain'}"] = {
+            "kind": "texture", "files": [STYLES[TEXTURE], STYLES[TEXTURE]],
+            "options": {**opts, "content_weight": 0.0, "noise_ratio": 1.0, "tileable": tileable},
+            "command": f"onnxstyle texture {TEXTURE} -o tex.jpg {ladder}" + (" --tileable" if tileable else "")}
+    c, s1, s2 = PER_SCALE
+    runs["per_scale"] = {"kind": "per_scale", "files": [CONTENTS[c], STYLES[s1], STYLES[s2]],
+                         "options": {**opts, "style_per_scale": True},
+                         "command": f"onnxstyle stylize {c} {s1} {s2} -o out.jpg {ladder} --style-per-scale"}
+    return runs
+
+
+def make(stem: str, run: dict, threads: int) -> tuple[str, np.ndarray, dict]:
+    """One picture, in a worker process: (stem, the image, its record)."""
+    import onnxstyle
+    from onnxstyle.runtime import images
+
+    content, *styles = (images.load_rgb(DATA / f) for f in run["files"])
+    t = time.perf_counter()
+    r = onnxstyle.stylize(content, styles if len(styles) > 1 else styles[0], device="cpu", threads=threads,
+                          **run["options"])
+    secs = time.perf_counter() - t
+    rec = {k: run[k] for k in ("kind", "pair", "loss", "command") if k in run}
+    rec.update(shape=list(r.image.shape[:2]), seconds=secs, evaluations=r.evaluations,
+               s_per_eval=secs / max(1, r.evaluations), load=os.getloadavg()[0],
+               loss_start_end=[r.initial["total"], r.final["total"]])
+    return stem, r.image, rec
+
+
+def write_md(res: dict) -> None:
     lines = ["# Pictures of the style losses, textures, per-scale (`benchmarks/losses_gallery.py`)", "",
-             f"`python benchmarks/losses_gallery.py --size {a.size} --iterations {a.iterations}` at commit "
-             f"{res['commit']}, CPU, 2 cores shared with other jobs (s per evaluation is under that load).", "",
+             f"At commit {res['commit']}, {res['size']} px, scales {res['scales']}, iterations "
+             f"{res['iterations']} per scale, {res['jobs']} picture(s) at a time at {res['threads']} thread(s) "
+             "each (s per evaluation is under the load shown).", "",
              "| picture | size | evaluations | s | s/eval | load | loss start -> end |",
              "|---|---|---|---|---|---|---|"]
     for stem, v in res["runs"].items():
         lines.append(f"| {stem} | {v['shape'][1]}x{v['shape'][0]} | {v['evaluations']} | {v['seconds']:.0f} | "
-                     f"{v['s_per_eval']:.2f} | {v['load']:.1f} | {v['loss'][0]:.4g} -> {v['loss'][1]:.4g} |")
-    lines += ["", "Seam (mean absolute difference, 0..255) across the texture's wrap edge against neighbouring "
-              "columns / rows inside it:", "", "| texture | axis | seam | inside: mean | inside: 95th pct |",
-              "|---|---|---|---|---|"]
-    for stem, axes in res.get("seam", {}).items():
-        for axis, v in axes.items():
-            lines.append(f"| {stem} | {axis} | {v['seam']:.1f} | {v['inner_mean']:.1f} | {v['inner_p95']:.1f} |")
-    (HERE / "results" / "losses_gallery.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+                     f"{v['s_per_eval']:.2f} | {v['load']:.1f} | {v['loss_start_end'][0]:.4g} -> "
+                     f"{v['loss_start_end'][1]:.4g} |")
+    (RESULTS.with_suffix(".md")).write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--scales", default=None, help="the ladder (default: half --size, --size)")
+    ap.add_argument("--iterations", default="200,100", help="L-BFGS iterations per scale")
+    ap.add_argument("--pairs", default=PAIRS)
+    ap.add_argument("--losses", default=",".join(STYLE_LOSSES))
+    ap.add_argument("--jobs", type=int, default=1, help="pictures made at a time, one process each")
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads per picture")
+    ap.add_argument("--fresh", action="store_true", help="make every picture again")
+    a = ap.parse_args()
+    a.scales = tuple(int(s) for s in a.scales.split(",")) if a.scales else (a.size // 2, a.size)
+    a.iterations = tuple(int(n) for n in a.iterations.split(","))
+    runs = plan(a)
+    settings = {"size": a.size, "scales": list(a.scales), "iterations": list(a.iterations)}
+    old = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not a.fresh else {}
+    same = all(old.get(k) == v for k, v in settings.items())
+    done = {k: v for k, v in old.get("runs", {}).items() if same and k in runs and (OUT / f"{k}.jpg").is_file()}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=HERE).stdout.strip() or "unknown"
+    res = {**settings, "commit": commit, "jobs": a.jobs, "threads": a.threads, "runs": done,
+           "seam": {k: v for k, v in old.get("seam", {}).items() if k in done}}
+    OUT.mkdir(parents=True, exist_ok=True)
+    from onnxstyle.runtime import images
+
+    todo = {k: v for k, v in runs.items() if k not in done}
+    print(f"losses_gallery: {len(todo)} to make, {len(done)} kept", flush=True)
+    with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for fut in as_completed([pool.submit(make, k, v, a.threads) for k, v in todo.items()]):
+            stem, img, rec = fut.result()
+            if rec["kind"] == "texture":
+                res["seam"][stem] = seam(img)
+                img = np.tile(img, (2, 2, 1))
+            images.save(img, OUT / f"{stem}.jpg")
+            res["runs"][stem] = rec
+            res["runs"] = {k: res["runs"][k] for k in runs if k in res["runs"]}  # the plan's order
+            RESULTS.write_text(json.dumps(res, indent=1) + "\n")
+            write_md(res)
+            print(stem, {k: rec[k] for k in ("seconds", "evaluations", "load")}, flush=True)
 
 
 if __name__ == "__main__":

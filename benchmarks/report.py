@@ -71,6 +71,9 @@ BENCHES: dict[str, Bench] = {
                           [["style_weight.py", "--threads", "1"]], ["style_weight.json", "style_weight.md"]),
     "losses": Bench("the style losses' balance and time", [["losses.py", "--threads", "1"]],
                     ["losses.json", "losses.md"]),
+    "losses_gallery": Bench("every style loss on three pairs at 512 px, textures, a painting per scale",
+                            [["losses_gallery.py", "--jobs", "2", "--threads", "1"]],
+                            ["losses_gallery.json", "losses_gallery.md"]),
     "look": Bench("the default's look at 256 and 512 px, six pairs, seen at 256 px (defaults.md)", [["look.py"]],
                   ["look.json", "look.md"]),
     "clock_replay": Bench("the time left shown against the real remainder: the time_to_picture runs replayed",
@@ -298,7 +301,41 @@ def losses_time_table(prov: dict) -> list[str]:
                    [[k, f"{v:.3f}", f"**{t['ratio'][k]:.2f}x**"] for k, v in t["median_s"].items()])]
 
 
+def losses_gallery_table(prov: dict) -> list[str]:
+    """The pictures in docs/losses.md, each from its record: a row per pair, a column per loss."""
+    res = read("losses_gallery.json")
+    runs = res["runs"]
+    pic = lambda stem: f"![{stem}](gallery/losses/{stem}.jpg)" if stem in runs else "-"  # noqa: E731
+    losses = list(dict.fromkeys(r["loss"] for r in runs.values() if r["kind"] == "loss"))
+    pairs = list(dict.fromkeys(r["pair"] for r in runs.values() if r["kind"] == "loss"))
+    stem = {(r["pair"], r["loss"]): k for k, r in runs.items() if r["kind"] == "loss"}
+    lines = [caption("losses_gallery.json", prov, [r["load"] for r in runs.values()]), "",
+             *table(["", *losses], [[f"**{p.replace(':', ' x ')}**", *(pic(stem.get((p, loss), "")) for loss in losses)]
+                                    for p in pairs])]
+    one = next((r for r in runs.values() if r["kind"] == "loss"), None)
+    if one:
+        lines += ["", f"Each `{one['command'].rsplit(' --style-loss', 1)[0]} --style-loss <loss>` "
+                  "(photo and painting named as in the table)."]
+    others = [k for k, r in runs.items() if r["kind"] != "loss"]
+    if others:
+        lines += ["", *table(others, [[pic(k) for k in others]]), "",
+                  *(f"- {k}: `{runs[k]['command']}`" + (" (shown repeated 2 x 2)" if runs[k]["kind"] == "texture"
+                                                          else "") for k in others)]
+    return lines
+
+
+def losses_seam_table(prov: dict) -> list[str]:
+    res = read("losses_gallery.json")
+    rows = [[k, axis, f"{v['seam']:.1f}", f"{v['inner_mean']:.1f}", f"{v['inner_p95']:.1f}"]
+            for k, axes in res["seam"].items() for axis, v in axes.items()]
+    return [caption("losses_gallery.json", prov, [res["runs"][k]["load"] for k in res["seam"]]), "",
+            *table([f"texture, {res['size']} px", "axis", "across the wrap edge", "between neighbours inside: mean",
+                    "95th percentile"], rows)]
+
+
 TABLES: dict[str, Callable[[dict], list[str]]] = {
+    "losses_gallery": losses_gallery_table,
+    "losses_seam": losses_seam_table,
     "losses_time": losses_time_table,
     "look": look_table,
     "look_tried": look_tried_table,

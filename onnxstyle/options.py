@@ -44,6 +44,9 @@ class OptionError(InputError):
         super().__init__(message)
         self.option = option
 
+    def __reduce__(self):  # so it crosses to and from worker processes (batch, Ray, pools) whole
+        return type(self), (self.option, str(self))
+
 
 # ------------------------------------------------------------------------------- checks
 

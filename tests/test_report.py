@@ -76,3 +76,30 @@ def test_busy_machine_refuses_to_run(monkeypatch, capsys):
     monkeypatch.setattr(report.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
     assert report.run("bench_quick", busy_ok=False) is False
     assert "refused" in capsys.readouterr().err
+
+
+def test_the_losses_gallery_shows_every_planned_picture_with_its_command(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import argparse
+
+    import losses_gallery
+
+    a = argparse.Namespace(size=512, scales=(256, 512), iterations=(200, 100), pairs=losses_gallery.PAIRS,
+                           losses="gram,w2,sliced")
+    plan = losses_gallery.plan(a)
+    runs = {k: {**{f: v[f] for f in ("kind", "pair", "loss", "command") if f in v}, "load": 1.0}
+            for k, v in plan.items()}
+    seam = {"columns": {"seam": 1.0, "inner_mean": 2.0, "inner_p95": 3.0}}
+    (tmp_path / "losses_gallery.json").write_text(report.json.dumps(
+        {"size": 512, "runs": runs, "seam": {k: seam for k in runs if k.startswith("texture")}}))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    prov = {"losses_gallery.json": {"commit": "abc", "loads": [1.0], "machine": {"cores": 2}}}
+    text = "\n".join(report.losses_gallery_table(prov))
+    assert len(plan) == 3 * 3 + 3 and all(f"(gallery/losses/{k}.jpg)" in text for k in plan)
+    assert "--size 512 --scales 256,512 --iterations 200,100 --until iterations --style-loss <loss>" in text
+    assert "`onnxstyle texture starry_night -o tex.jpg" in text and "--tileable` (shown repeated 2 x 2)" in text
+    assert "| **astronaut x the_scream** |" in text and "--style-per-scale" in text
+    del runs["astronaut_the_scream_w2"]  # a picture not made (yet) is a dash, not a broken link
+    (tmp_path / "losses_gallery.json").write_text(report.json.dumps({"size": 512, "runs": runs, "seam": {}}))
+    assert "astronaut_the_scream_w2" not in "\n".join(report.losses_gallery_table(prov))
+    assert len(report.losses_seam_table(prov)) == 4  # caption, blank, head, rule: no texture measured

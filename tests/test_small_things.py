@@ -52,3 +52,20 @@ def test_an_install_run_from_the_checkout_uses_its_models_folder(tmp_path, monke
     (other / "pyproject.toml").write_text('[project]\nname = "something-else"\n')
     monkeypatch.chdir(other)
     assert files.models_dir() == tmp_path / "cache" / "onnxstyle"
+
+
+def test_an_option_error_crosses_process_boundaries():
+    """Worker pools and Ray pickle a job's error back to the caller: it must arrive whole."""
+    import pickle
+
+    from onnxstyle.errors import one_line
+    from onnxstyle.options import OptionError, StyleOptions
+
+    try:
+        StyleOptions(style_weight=-1)
+    except OptionError as e:
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is OptionError and back.option == e.option == "style_weight"
+        assert one_line(back) == one_line(e) and str(back) == str(e)
+    else:
+        raise AssertionError("a negative style weight was taken")
