@@ -5,8 +5,12 @@
     python benchmarks/report.py --list       the benchmarks and the results files each writes
 A benchmark starts only on a quiet machine: with the 1-minute load average above the core count
 it refuses (--busy runs it anyway). After it, each results file it wrote gets an entry in
-results/provenance.json: the commit, the machine, the load before and after, and busy: true when
-either was above the core count; a table built from a busy file says so in its caption.
+results/provenance.json: the commit, the machine, the load before and after, the CPU that other
+processes used while it ran (others_cpu, in cores: the machine's busy time from /proc/stat less
+the benchmark's own), and busy: true when the load before was above the core count or others
+used more than OTHERS_LIMIT cores on average (the load after counts the benchmark itself: a
+two-thread benchmark on two cores ends at a load of 2 on a quiet machine, so it is not the test
+where others_cpu is measured); a table built from a busy file says so in its caption.
 A table sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->` (NAME one of TABLES);
 the lines between are this script's, so a number in a table comes from a results file or is not
 there (a table whose file was never written, nor has an entry, says so, and fills in when its
@@ -27,6 +31,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,7 @@ RESULTS = HERE / "results"
 PROVENANCE = RESULTS / "provenance.json"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CITE = re.compile(r"benchmarks/results/([\w./-]+\.(?:md|json))")
+OTHERS_LIMIT = 0.25  # cores' worth of other work on average: a quarter of a core (this box idles at ~0.02)
 MARK = re.compile(r"<!-- figures:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 
@@ -88,6 +94,23 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def cpu_busy_s() -> float | None:
+    """Seconds of busy CPU, all cores together, since boot (Linux's /proc/stat); None elsewhere."""
+    try:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+            int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def others_cpu(busy: tuple[float | None, float | None], own_s: float, wall_s: float) -> float | None:
+    """Cores' worth of CPU that processes other than the benchmark used while it ran."""
+    if None in busy or wall_s <= 0:
+        return None
+    return max(0.0, (busy[1] - busy[0] - own_s) / wall_s)
+
+
 def git(*args: str) -> str:
     out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
     return out.stdout.strip() if out.returncode == 0 else ""
@@ -117,22 +140,27 @@ def run(name: str, busy_ok: bool) -> bool:
     commit = git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no")
                                                     else "")
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    t0, busy0, own0 = time.monotonic(), cpu_busy_s(), os.times()
     for cmd in bench.commands:
         print("report:", name, ":", " ".join(cmd), file=sys.stderr)
         if subprocess.run([sys.executable, *cmd], cwd=HERE).returncode != 0:
             print(f"report: {name} failed: {' '.join(cmd)}", file=sys.stderr)
             return False
-    after = os.getloadavg()[0]
+    after, own1 = os.getloadavg()[0], os.times()
+    own = own1.children_user + own1.children_system - own0.children_user - own0.children_system
+    others = others_cpu((busy0, cpu_busy_s()), own, time.monotonic() - t0)
     entry = {"benchmark": name, "commit": commit, "started": started, "machine": machine(),
-             "load_before": round(before, 2), "load_after": round(after, 2), "busy": max(before, after) > n,
+             "load_before": round(before, 2), "load_after": round(after, 2),
+             "others_cpu": None if others is None else round(others, 3),
+             "busy": before > n or (after > n if others is None else others > OTHERS_LIMIT),
              "commands": [" ".join(c) for c in bench.commands], "source": "benchmarks/report.py"}
     prov = load_provenance()
     for f in bench.files:
         if (RESULTS / f).is_file():
             prov[f] = entry
     PROVENANCE.write_text(json.dumps(prov, indent=1, sort_keys=True) + "\n")
-    print(f"report: {name}: load {before:.1f} -> {after:.1f} on {n} cores" + (" (BUSY: marked)" if entry["busy"]
-                                                                              else ""), file=sys.stderr)
+    print(f"report: {name}: load {before:.1f} -> {after:.1f} on {n} cores, others' CPU {others} cores"
+          + (" (BUSY: marked)" if entry["busy"] else ""), file=sys.stderr)
     return True
 
 
@@ -146,11 +174,15 @@ def caption(file: str, prov: dict, loads: list[float] | None = None) -> str:
         raise KeyError(f"{file} has no entry in {PROVENANCE.relative_to(ROOT)}")
     if "load_before" in p:
         load = f"load {p['load_before']:.1f} before, {p['load_after']:.1f} after"
+
     else:
         lo, hi = min(loads or p["loads"]), max(loads or p["loads"])
         load = f"load {lo:.1f}" + (f"-{hi:.1f}" if round(hi, 1) != round(lo, 1) else "")
     busy = "**busy machine**: " if p.get("busy") else ""
-    return f"_{busy}from `benchmarks/results/{file}`, commit {p['commit']}, {load} on {p['machine']['cores']} cores._"
+    others = f"; other processes used {p['others_cpu']:.2f} cores while it ran" if p.get("others_cpu") is not None \
+        else ""
+    return f"_{busy}from `benchmarks/results/{file}`, commit {p['commit']}, {load} on {p['machine']['cores']} cores" \
+           f"{others}._"
 
 
 def read(file: str):

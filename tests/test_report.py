@@ -103,3 +103,32 @@ def test_the_losses_gallery_shows_every_planned_picture_with_its_command(tmp_pat
     (tmp_path / "losses_gallery.json").write_text(report.json.dumps({"size": 512, "runs": runs, "seam": {}}))
     assert "astronaut_the_scream_w2" not in "\n".join(report.losses_gallery_table(prov))
     assert len(report.losses_seam_table(prov)) == 4  # caption, blank, head, rule: no texture measured
+
+
+def test_busy_is_other_processes_cpu_not_the_benchmarks_own(monkeypatch, tmp_path):
+    """A two-thread benchmark on two cores ends at a load of 2 by itself: it is busy only when
+    other processes took CPU while it ran (the machine's busy seconds less the benchmark's own)."""
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "PROVENANCE", tmp_path / "provenance.json")
+    monkeypatch.setitem(report.BENCHES, "toy", report.Bench("toy", [["toy.py"]], ["toy.json"]))
+    (tmp_path / "toy.json").write_text("{}")
+    monkeypatch.setattr(report.subprocess, "run", lambda *a, **k: report.subprocess.CompletedProcess(a, 0))
+    monkeypatch.setattr(report, "git", lambda *a: "abc")
+    monkeypatch.setattr(report, "machine", lambda: {"cores": 2})
+    n = report.cores()
+
+    def run(own_s: float, machine_s: float) -> dict:  # a 10 s run: its own CPU, the machine's busy CPU
+        for name, obj, values in (
+                ("monotonic", report.time, [0.0, 10.0]), ("cpu_busy_s", report, [1000.0, 1000.0 + machine_s]),
+                ("times", report.os, [report.os.times_result((0, 0, 0, 0, 0)),
+                                      report.os.times_result((0, 0, own_s, 0, 0))]),
+                ("getloadavg", report.os, [(0.1, 0, 0), (n + 0.2, 0, 0)])):  # after: its own load
+            monkeypatch.setattr(obj, name, iter(values).__next__)
+        assert report.run("toy", busy_ok=False)
+        return report.load_provenance()["toy.json"]
+
+    quiet = run(10.0 * n, 10.0 * n + 1.0)  # all cores its own, others 0.1 s a second
+    assert quiet["busy"] is False and quiet["others_cpu"] == 0.1
+    assert "other processes used 0.10 cores" in report.caption("toy.json", {"toy.json": quiet})
+    shared = run(10.0, 10.0 + 5.0)  # one core its own, others half a core
+    assert shared["busy"] is True and shared["others_cpu"] == 0.5
