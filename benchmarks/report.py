@@ -203,6 +203,11 @@ def winograd_table(prov: dict) -> list[str]:
                     "loss rel. diff", "grad rel. err (largest entry)"], body)]
 
 
+def torch_best(tr: dict) -> float:
+    """The peers' recipe's best loss of its finished (clamped) picture; unclamped when it kept none."""
+    return tr["best_clamped"] if tr["best_clamped"] < math.inf else tr["best"]
+
+
 def torch_cells(tr: dict | None, seconds: float) -> list[str]:
     """The peers' recipe: its finished picture's time to the default's loss (a lower bound
     when it never got there), the ratio default / torch (an upper bound then), its unclamped time."""
@@ -211,8 +216,7 @@ def torch_cells(tr: dict | None, seconds: float) -> list[str]:
     bound = "" if tr["reached"] else "> "
     cell = f"{bound}{tr['seconds']:.0f} s, {bound}{tr['evaluations']} ev"
     if not tr["reached"]:
-        best = tr["best_clamped"] if tr["best_clamped"] < math.inf else tr["best"]
-        cell += f" (best {best:.4g})"
+        cell += f" (best {torch_best(tr):.4g})"
     un = tr.get("unclamped")
     return [cell, ("" if tr["reached"] else "<= ") + f"{seconds / tr['seconds']:.2f}",
             f"{un['seconds']:.0f} s ({seconds / un['seconds']:.2f})" if un else f"not reached (best {tr['best']:.4g})"]
@@ -233,8 +237,39 @@ def time_to_picture_table(size: int) -> Callable[[dict], list[str]]:
         return [caption(file, prov), "",
                 *table(["pair", "load", "default command", "final loss", "500 scipy iterations: time, loss",
                         "loss ratio", "time ratio", "default wins", "torch LBFGS to that loss", "default / torch"],
-                       body)]
+                       body), "", *time_to_picture_summary(read(file))]
     return render
+
+
+def span(xs: list[float], fmt: str) -> str:
+    lo, hi = format(min(xs), fmt), format(max(xs), fmt)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def time_to_picture_summary(rows: list[dict]) -> list[str]:
+    """The sentences under a time-to-picture table, each number from its rows."""
+    time = [r["onnxstyle"]["seconds"] / r["scipy500"]["seconds"] for r in rows]
+    loss = [r["onnxstyle"]["final"] / r["scipy500"]["final"] for r in rows]
+    share = {k: [r["onnxstyle"][f"{k}_s"] / r["onnxstyle"]["seconds"] * 100 for r in rows]
+             for k in ("evaluations", "optimizer", "elsewhere")}
+    lines = [f"- The default wins on {sum(r['wins'] for r in rows)} of {len(rows)} pairs: {span(time, '.2f')}x "
+             f"the time of 500 iterations, at {span(loss, '.2f')}x their loss.",
+             f"- Each default run's time: the loss+gradient graph {span(share['evaluations'], '.0f')} %, the "
+             f"optimiser and the stopping rule {span(share['optimizer'], '.0f')} %, the rest (targets, resizing, "
+             f"sessions) {span(share['elsewhere'], '.0f')} %."]
+    ran = [r for r in rows if r.get("torch")]
+    if ran:
+        got = sum(r["torch"]["reached"] for r in ran)
+        un = [r["torch"]["unclamped"]["seconds"] for r in ran if r["torch"].get("unclamped")]
+        best = ", ".join(f"{torch_best(r['torch']):.4g}" for r in ran)
+        ours = ", ".join(f"{r['onnxstyle']['final']:.4g}" for r in ran)
+        lo, hi = min(r["torch"]["range"][0] for r in ran), max(r["torch"]["range"][1] for r in ran)
+        lines.append(f"- The peers' recipe, {span([r['torch']['seconds'] for r in ran], '.0f')} s a pair: its "
+                     f"finished picture reached the default's loss on {got} of {len(ran)} pairs (best {best} "
+                     f"against {ours}); its unclamped loss on {len(un)}"
+                     + (f" (after {', '.join(f'{x:.0f}' for x in un)} s, its pixels within {lo:.0f} to {hi:.0f} "
+                        "where [0, 255] is the picture's range)." if un else "."))
+    return lines
 
 
 def batch_table(prov: dict) -> list[str]:
@@ -365,7 +400,23 @@ def losses_seam_table(prov: dict) -> list[str]:
                     "95th percentile"], rows)]
 
 
+def clock_table(prov: dict) -> list[str]:
+    """The time left shown against the real remainder, one sentence (a replay: no timing of its own)."""
+    d = read("clock_replay.json")
+    if "clock_replay.json" not in prov:
+        raise KeyError(f"clock_replay.json has no entry in {PROVENANCE.relative_to(ROOT)}")
+    s = d["summary"]["current rule"]
+    pct = lambda k: f"{s[k]['median_abs'] * 100:.0f} %"  # noqa: E731
+    return [f"_from `benchmarks/results/clock_replay.json`, commit {d['commit']}: the time-to-picture runs replayed "
+            "through the Clock (no timing of its own)._", "",
+            f"After {d['at']} iterations of each scale the time left shown is within {pct('new')} of the real "
+            f"remainder (the median over {s['points']} points: each scale of each run under today's stopping rule; "
+            f"{pct('held_out')} with each run's own stops held out of the pool; counting to the cap instead gave "
+            f"{pct('old')})."]
+
+
 TABLES: dict[str, Callable[[dict], list[str]]] = {
+    "clock": clock_table,
     "losses_gallery": losses_gallery_table,
     "losses_seam": losses_seam_table,
     "losses_time": losses_time_table,
