@@ -22,8 +22,8 @@ def test_every_table_equals_its_results_file():
 
 def test_a_changed_number_fails_the_check(tmp_path):
     readme = (ROOT / "README.md").read_text()
-    m = report.MARK.search(readme)
-    row = next(ln for ln in m["body"].splitlines() if ln.startswith("| ") and any(c.isdigit() for c in ln))
+    m, row = next((m, ln) for m in report.MARK.finditer(readme) for ln in m["body"].splitlines()
+                  if ln.startswith("| ") and any(c.isdigit() for c in ln))  # the first table row with a number
     i = next(k for k, c in enumerate(row) if c.isdigit())
     changed = row[:i] + str((int(row[i]) + 1) % 10) + row[i + 1:]
     doc = tmp_path / "README.md"
@@ -132,3 +132,20 @@ def test_busy_is_other_processes_cpu_not_the_benchmarks_own(monkeypatch, tmp_pat
     assert "other processes used 0.10 cores" in report.caption("toy.json", {"toy.json": quiet})
     shared = run(10.0, 10.0 + 5.0)  # one core its own, others half a core
     assert shared["busy"] is True and shared["others_cpu"] == 0.5
+
+
+def test_time_to_picture_sentences_follow_their_rows():
+    def row(ours_s, ours_loss, scipy_s, scipy_loss, torch):
+        ours = {"seconds": ours_s, "final": ours_loss, "evaluations_s": 0.9 * ours_s, "optimizer_s": 0.08 * ours_s,
+                "elsewhere_s": 0.02 * ours_s}
+        return {"wins": ours_s < scipy_s and ours_loss <= 1.05 * scipy_loss, "onnxstyle": ours,
+                "scipy500": {"seconds": scipy_s, "final": scipy_loss}, "torch": torch}
+    reached = {"seconds": 240.0, "reached": True, "best": 90.0, "best_clamped": 95.0, "range": [-5.0, 260.0],
+               "unclamped": {"seconds": 100.0}}
+    missed = {"seconds": 241.0, "reached": False, "best": 150.0, "best_clamped": float("inf"), "range": [0.0, 255.0]}
+    text = "\n".join(report.time_to_picture_summary([row(80.0, 100.0, 100.0, 100.0, reached),
+                                                     row(120.0, 110.0, 100.0, 100.0, missed)]))
+    assert "wins on 1 of 2 pairs: 0.80-1.20x the time of 500 iterations, at 1.00-1.10x their loss" in text
+    assert "graph 90 %, the optimiser and the stopping rule 8 %, the rest (targets, resizing, sessions) 2 %" in text
+    assert "reached the default's loss on 1 of 2 pairs (best 95, 150 against 100, 110)" in text  # 150: unclamped
+    assert "its unclamped loss on 1 (after 100 s, its pixels within -5 to 260" in text
