@@ -328,18 +328,22 @@ def style_weight_table(prov: dict) -> list[str]:
 
 def look_table(prov: dict) -> list[str]:
     res = read("look.json")
+    bigger = sorted({int(k) for row in res["pairs"].values() for k in row if k.isdigit() and k != "256"})
     rows, loads = [], []
     for pair, row in res["pairs"].items():
-        if "256" not in row or "512" not in row:
+        if "256" not in row or not any(str(s) in row for s in bigger):
             continue
-        a, b = row["256"], row["512"]
-        loads += [r["load"] for r in (a, b) if "load" in r]  # a picture from another run: that run's file
-        rows.append([pair.replace(":", " x "), f"{a['style']:.4f} / {a['content']:.3f}",
-                     f"{b['style']:.4f} / {b['content']:.3f}",
-                     f"**{b['ratio']['style']:.2f}x** / **{b['ratio']['content']:.2f}x**"])
-    return [caption("look.json", prov, loads), "",
-            *table(["pair", "256 px: style / content distance", "512 px, seen at 256 px", "512 px over 256 px"],
-                   rows)]
+        loads += [r["load"] for k, r in row.items() if k.isdigit() and "load" in r]  # a picture from elsewhere: none
+        cells = [f"{row['256']['style']:.4f} / {row['256']['content']:.3f}"]
+        for s in map(str, bigger):
+            r = row.get(s)
+            cells += [f"{r['style']:.4f} / {r['content']:.3f}",
+                      f"**{r['ratio']['style']:.2f}x** / **{r['ratio']['content']:.2f}x**"] if r else ["-", "-"]
+        rows.append([pair.replace(":", " x "), *cells])
+    head = ["pair", "256 px: style / content distance"]
+    for s in bigger:
+        head += [f"{s} px, seen at 256 px", f"{s} px over 256 px"]
+    return [caption("look.json", prov, loads), "", *table(head, rows)]
 
 
 def look_weight_table(prov: dict) -> list[str]:
