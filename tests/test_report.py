@@ -149,3 +149,15 @@ def test_time_to_picture_sentences_follow_their_rows():
     assert "graph 90 %, the optimiser and the stopping rule 8 %, the rest (targets, resizing, sessions) 2 %" in text
     assert "reached the default's loss on 1 of 2 pairs (best 95, 150 against 100, 110)" in text  # 150: unclamped
     assert "its unclamped loss on 1 (after 100 s, its pixels within -5 to 260" in text
+
+
+def test_a_run_waits_for_the_load_its_predecessor_left(monkeypatch):
+    n = report.cores()
+    loads = iter([n + 1.0, n + 0.5, n - 0.5])
+    monkeypatch.setattr(report.os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+    monkeypatch.setattr(report.time, "sleep", lambda s: None)
+    assert report.settled(n, 60.0) == n - 0.5  # fell within the wait
+    loads = iter([n + 1.0] * 100)
+    clock = iter(range(0, 1000, 10))
+    monkeypatch.setattr(report.time, "monotonic", lambda: next(clock))
+    assert report.settled(n, 60.0) == n + 1.0  # never fell: the caller refuses
