@@ -298,6 +298,21 @@ def batch_table(prov: dict) -> list[str]:
             f"- the engine's overhead per job, 1 worker against one process: {d['overhead_s_per_job']:+.3f} s"]
 
 
+def lossgrad_table(prov: dict) -> list[str]:
+    d = read("bench.json")
+    threads = {r["torch"].get("torch_threads") for r in d["lossgrad"] if r.get("torch")}
+    body = [[str(r["size"]), f"{r['onnxstyle']['median_s']:.3f}", f"{r['torch']['median_s']:.3f}",
+             f"**{r['time_ratio']:.2f}**", f"{r['onnxstyle']['peak_rss_mb']:.0f}", f"{r['torch']['peak_rss_mb']:.0f}",
+             f"**{r['mem_ratio']:.2f}**", f"{r['loss_rel_diff']:.1e}", f"{r['grad_rel_err']:.1e}"]
+            for r in d["lossgrad"] if r.get("torch")]
+    return [caption("bench.json", prov), "",
+            *table(["size px", "onnxstyle s", "torch s", "time ratio", "onnxstyle peak MB", "torch peak MB",
+                    "memory ratio", "loss rel. diff", "grad rel. err"], body), "",
+            f"Median of {len(d['lossgrad'][0]['onnxstyle']['times_s'])} calls after a warm-up, each case in a fresh "
+            f"process (peak: its whole memory), torch at {', '.join(map(str, sorted(threads)))} thread(s), "
+            "onnxruntime at onnxstyle's default (the physical cores)."]
+
+
 def overhead_table(prov: dict) -> list[str]:
     d = read("bench.json")
     body = [[r["optimizer"], f"{r['n']:,}", str(r["iterations"]), f"{r['overhead_ms_per_it']:.0f}"]
@@ -444,6 +459,7 @@ TABLES: dict[str, Callable[[dict], list[str]]] = {
     "look_weight": look_weight_table,
     "serve": serve_table,
     "overhead": overhead_table,
+    "lossgrad": lossgrad_table,
     "winograd": winograd_table,
     "batch": batch_table,
     "style_weight": style_weight_table,
