@@ -147,7 +147,7 @@ def test_time_to_picture_sentences_follow_their_rows():
                                                      row(120.0, 110.0, 100.0, 100.0, missed)]))
     assert "wins on 1 of 2 pairs: 0.80-1.20x the time of 500 iterations, at 1.00-1.10x their loss" in text
     assert "graph 90 %, the optimiser and the stopping rule 8 %, the rest (targets, resizing, sessions) 2 %" in text
-    assert "reached the default's loss on 1 of 2 pairs (best 95, 150 against 100, 110)" in text  # 150: unclamped
+    assert "reached the default's loss on 1 of 2 pairs (best 95, 150 unclamped against 100, 110)" in text
     assert "its unclamped loss on 1 (after 100 s, its pixels within -5 to 260" in text
 
 
