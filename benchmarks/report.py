@@ -174,7 +174,8 @@ def run(name: str, busy_ok: bool, wait_s: float = 0.0) -> bool:
         if (RESULTS / f).is_file():
             prov[f] = entry
     PROVENANCE.write_text(json.dumps(prov, indent=1, sort_keys=True) + "\n")
-    print(f"report: {name}: load {before:.1f} -> {after:.1f} on {n} cores, others' CPU {others} cores"
+    print(f"report: {name}: load {before:.1f} -> {after:.1f} on {n} cores, others' CPU "
+          f"{'unknown' if others is None else f'{others:.2f}'} cores"
           + (" (BUSY: marked)" if entry["busy"] else ""), file=sys.stderr)
     return True
 
