@@ -4,8 +4,9 @@
   python benchmarks/big.py eval 1024 --tile 512                                 # one evaluation
   python benchmarks/big.py proof 1024 "" --scales none --look-size none --optimizer scipy  # the look's cost
 
-Each case runs in a fresh process; the peak is the child's ru_maxrss (VmHWM). Results are
-appended to benchmarks/results/big.json (benchmarks/results/big.md summarises them).
+Each case runs in a fresh process; the peak is the child's ru_maxrss (VmHWM). Each result, with its
+commit, replaces the same case's row in benchmarks/results/big.json (the tables in docs/big.md:
+`python benchmarks/report.py big`).
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ def child(cmd: list[str]) -> tuple[str, float, float]:
 
 
 def record(row: dict) -> None:
+    """Add a row stamped with its commit; it replaces an earlier row of the same case."""
     rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    rows.append(row)
+    case = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "peak_mib", "tiled", "commit")}  # noqa: E731
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    row["commit"] = head.stdout.strip() or "unknown"
+    rows = [r for r in rows if case(r) != case(row)] + [row]
     RESULTS.write_text(json.dumps(rows, indent=1))
     print(json.dumps(row))
 

@@ -67,8 +67,8 @@ BENCHES: dict[str, Bench] = {
     **{f"time_to_picture_{s}": Bench(f"time to a finished picture at {s} px",
                                      [["time_to_picture.py", "--size", str(s), "--threads", "1"]],
                                      [f"time_to_picture_{s}.json", f"time_to_picture_{s}.md"]) for s in (256, 512)},
-    "big": Bench("tiled evaluation at 1024 px: time and peak memory", [["big.py", "eval", "1024"],
-                                                                      ["big.py", "eval", "1024", "--tile", "512"]],
+    "big": Bench("one evaluation at 2048 px, untiled and in 1536, 1024, 512 px tiles: time and peak memory",
+                 [["big.py", "eval", "2048", *t] for t in ([], *(["--tile", str(n)] for n in (1536, 1024, 512)))],
                  ["big.json"]),
     "batch": Bench("onnxstyle batch: 1 and 2 workers against one process, interleaved, medians of 3", [["batch.py"]],
                    ["batch.json", "batch.md"]),
@@ -119,6 +119,14 @@ def git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+def dirty(root: Path) -> bool:
+    """Code changed since the commit. Results, docs and the README (what earlier benchmarks of the same
+    call and the tables write) are not code."""
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results",
+                          ":!docs", ":!README.md"], cwd=root, capture_output=True, text=True)
+    return out.returncode == 0 and bool((out.stdout or "").strip())
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:
@@ -152,8 +160,7 @@ def run(name: str, busy_ok: bool, wait_s: float = 0.0) -> bool:
     if before > n and not busy_ok:
         print(f"report: {name} refused: load {before:.1f} above {n} cores (--busy to run it anyway)", file=sys.stderr)
         return False
-    commit = git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no")
-                                                    else "")
+    commit = git("rev-parse", "--short", "HEAD") + ("-dirty" if dirty(ROOT) else "")
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     t0, busy0, own0 = time.monotonic(), cpu_busy_s(), os.times()
     for cmd in bench.commands:
@@ -183,8 +190,9 @@ def run(name: str, busy_ok: bool, wait_s: float = 0.0) -> bool:
 # ------------------------------------------------------------------------------------ tables
 
 
-def caption(file: str, prov: dict, loads: list[float] | None = None) -> str:
-    """Where a table's numbers come from: file, commit, load on how many cores; busy said loudly."""
+def caption(file: str, prov: dict, loads: list[float] | None = None, timed: bool = True) -> str:
+    """Where a table's numbers come from: file, commit, load on how many cores; busy said loudly where the
+    table shows times (timed=False: losses, distances, pictures, counts, which the load does not change)."""
     p = prov.get(file)
     if p is None:
         raise KeyError(f"{file} has no entry in {PROVENANCE.relative_to(ROOT)}")
@@ -194,11 +202,11 @@ def caption(file: str, prov: dict, loads: list[float] | None = None) -> str:
     else:
         lo, hi = min(loads or p["loads"]), max(loads or p["loads"])
         load = f"load {lo:.1f}" + (f"-{hi:.1f}" if round(hi, 1) != round(lo, 1) else "")
-    busy = "**busy machine**: " if p.get("busy") else ""
+    busy = "**busy machine**: " if p.get("busy") and timed else ""
     others = f"; other processes used {p['others_cpu']:.2f} cores while it ran" if p.get("others_cpu") is not None \
         else ""
     return f"_{busy}from `benchmarks/results/{file}`, commit {p['commit']}, {load} on {p['machine']['cores']} cores" \
-           f"{others}._"
+           f"{others}" + ("" if timed else "; it shows no times, which the load would change") + "._"
 
 
 def read(file: str):
@@ -352,7 +360,7 @@ def style_weight_table(prov: dict) -> list[str]:
     weights = list(dict.fromkeys(r["style_weight"] for r in rows))
     cell = {(r.get("size", 256), r["pair"], r["style_weight"]): f"{r['content']:.3g} / {r['style']:.3g}"
             for r in rows}
-    return [caption("style_weight.json", prov), "",
+    return [caption("style_weight.json", prov, timed=False), "",
             *table(["style_weight", *(f"{p.replace(':', ' x ')}, {s} px: final content / style" for s, p in runs)],
                    [[w, *(cell.get((s, p, w), "-") for s, p in runs)] for w in weights])]
 
@@ -374,7 +382,7 @@ def look_table(prov: dict) -> list[str]:
     head = ["pair", "256 px: style / content distance"]
     for s in bigger:
         head += [f"{s} px, seen at 256 px", f"{s} px over 256 px"]
-    return [caption("look.json", prov, loads), "", *table(head, rows)]
+    return [caption("look.json", prov, loads, timed=False), "", *table(head, rows)]
 
 
 def look_weight_table(prov: dict) -> list[str]:
@@ -384,14 +392,14 @@ def look_weight_table(prov: dict) -> list[str]:
                                          f"{row['weights'][w]['ratio']['content']:.2f}x" if w in row["weights"]
                                          else "-" for w in ws)] for pair, row in res["pairs"].items()]
     loads = [r["load"] for row in res["pairs"].values() for r in row["weights"].values()]
-    return [caption("look_weight.json", prov, loads), "",
+    return [caption("look_weight.json", prov, loads, timed=False), "",
             *table(["512 px over 256 px, style / content", *(f"look weight {float(w):g}" for w in ws)], rows)]
 
 
 def look_tried_table(prov: dict) -> list[str]:
     res = read("look_tried.json")
     rows = [[v["variant"], f"{v['ratio']['style']:.2f}x", f"{v['ratio']['content']:.2f}x"] for v in res["variants"]]
-    return [caption("look_tried.json", prov, [v["load"] for v in res["variants"]]), "",
+    return [caption("look_tried.json", prov, [v["load"] for v in res["variants"]], timed=False), "",
             *table([f"{res['pair'].replace(':', ' x ')} at 512 px, over 256 px", "style distance", "content distance"],
                    rows)]
 
@@ -412,7 +420,7 @@ def losses_gallery_table(prov: dict) -> list[str]:
     losses = list(dict.fromkeys(r["loss"] for r in runs.values() if r["kind"] == "loss"))
     pairs = list(dict.fromkeys(r["pair"] for r in runs.values() if r["kind"] == "loss"))
     stem = {(r["pair"], r["loss"]): k for k, r in runs.items() if r["kind"] == "loss"}
-    lines = [caption("losses_gallery.json", prov, [r["load"] for r in runs.values()]), "",
+    lines = [caption("losses_gallery.json", prov, [r["load"] for r in runs.values()], timed=False), "",
              *table(["", *losses], [[f"**{p.replace(':', ' x ')}**", *(pic(stem.get((p, loss), "")) for loss in losses)]
                                     for p in pairs])]
     one = next((r for r in runs.values() if r["kind"] == "loss"), None)
@@ -431,9 +439,50 @@ def losses_seam_table(prov: dict) -> list[str]:
     res = read("losses_gallery.json")
     rows = [[k, axis, f"{v['seam']:.1f}", f"{v['inner_mean']:.1f}", f"{v['inner_p95']:.1f}"]
             for k, axes in res["seam"].items() for axis, v in axes.items()]
-    return [caption("losses_gallery.json", prov, [res["runs"][k]["load"] for k in res["seam"]]), "",
+    return [caption("losses_gallery.json", prov, [res["runs"][k]["load"] for k in res["seam"]], timed=False), "",
             *table([f"texture, {res['size']} px", "axis", "across the wrap edge", "between neighbours inside: mean",
                     "95th percentile"], rows)]
+
+
+def big_eval_table(prov: dict) -> list[str]:
+    """One evaluation of a big picture, untiled and in tiles: time and the whole process's peak memory."""
+    rows = [r for r in read("big.json") if r["mode"] == "eval"]
+    untiled = {r["size"]: r for r in rows if r["tile"] is None}
+    body = [[f"{r['size']} px", f"{r['tile']} px" if r["tile"] else "untiled", f"{r['seconds']:.1f}",
+             f"**{r['seconds'] / untiled[r['size']]['seconds']:.2f}x**" if r["size"] in untiled else "-",
+             f"{r['peak_mib']}", r["commit"]] for r in sorted(rows, key=lambda r: (r["size"], -(r["tile"] or 1e9)))]
+    return [caption("big.json", prov), "",
+            *table(["picture (longer side)", "tile", "s per evaluation", "over untiled", "peak MiB", "commit"], body)]
+
+
+def big_limit_table(prov: dict) -> list[str]:
+    """Stylize runs under --max-memory: what the fit chose and the whole process's peak (memory only)."""
+    rows = [r for r in read("big.json") if r["mode"] == "proof" and r["limit"]]
+    body = [[f"{r['size']} px ({r['content']})", r["limit"], "; ".join(r["tiled"]), f"**{r['peak_mib']}**",
+             r["commit"]] for r in rows]
+    return [caption("big.json", prov, timed=False), "",
+            *table(["stylize", "--max-memory", "the fit chose", "peak MiB, whole process", "commit"], body)]
+
+
+def lbfgs_vs_scipy_table(prov: dict) -> list[str]:
+    """onnxstyle's lbfgs against scipy's L-BFGS-B: the loss after the same iterations, same start (losses only)."""
+    rows, summary = [], []
+    for size in (64, 128):
+        files = {o: f"lbfgs_vs_scipy/convergence_{o}_{size}.json" for o in ("scipy", "lbfgs")}
+        if not all((RESULTS / f).is_file() for f in files.values()):
+            continue
+        scipy, ours = (read(f) for f in files.values())
+        ratios = []
+        for pair in (p for p in scipy if p in ours):
+            a, b = scipy[pair], ours[pair]
+            ratios.append(b["loss"][-1] / a["loss"][-1])
+            rows.append([pair.replace(":", " x "), f"{size}", f"{a['iterations']}", f"{a['loss'][-1]:.2f}",
+                         f"{b['loss'][-1]:.2f}", f"{ratios[-1]:.3f}", f"{a['evaluations']} / {b['evaluations']}"])
+        rows.append([f"**mean (range) at {size} px**", "", "", "", "",
+                     f"**{sum(ratios) / len(ratios):.3f}** ({min(ratios):.3f}-{max(ratios):.3f})", ""])
+        summary.append(caption(files["lbfgs"], prov, [r["load"] for r in ours.values()], timed=False))
+    return [*summary, "", *table(["pair", "px", "iterations", "scipy loss", "lbfgs loss", "lbfgs / scipy",
+                                  "evaluations (scipy / lbfgs)"], rows)]
 
 
 def clock_table(prov: dict) -> list[str]:
@@ -452,6 +501,9 @@ def clock_table(prov: dict) -> list[str]:
 
 
 TABLES: dict[str, Callable[[dict], list[str]]] = {
+    "big_eval": big_eval_table,
+    "lbfgs_vs_scipy": lbfgs_vs_scipy_table,
+    "big_limit": big_limit_table,
     "clock": clock_table,
     "losses_gallery": losses_gallery_table,
     "losses_seam": losses_seam_table,

@@ -132,6 +132,31 @@ def test_busy_is_other_processes_cpu_not_the_benchmarks_own(monkeypatch, tmp_pat
     assert "other processes used 0.10 cores" in report.caption("toy.json", {"toy.json": quiet})
     shared = run(10.0, 10.0 + 5.0)  # one core its own, others half a core
     assert shared["busy"] is True and shared["others_cpu"] == 0.5
+    assert "**busy machine**" in report.caption("toy.json", {"toy.json": shared})
+    untimed = report.caption("toy.json", {"toy.json": shared}, timed=False)  # distances: the load changes none
+    assert "busy" not in untimed and "shows no times" in untimed
+
+
+def test_results_and_docs_written_by_a_run_do_not_make_the_commit_dirty(tmp_path):
+    """report.py runs several benchmarks in one call: the results and tables the first writes are
+    not code, so the next one's commit is not "-dirty" for them; a changed script is."""
+    def git(*a: str) -> str:
+        return report.subprocess.run(["git", *a], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    for d in ("benchmarks/results", "docs"):
+        (tmp_path / d).mkdir(parents=True)
+    files = ["benchmarks/results/x.json", "docs/x.md", "README.md", "benchmarks/x.py"]
+    for f in files:
+        (tmp_path / f).write_text("a")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    dirty = lambda: report.dirty(tmp_path)  # noqa: E731
+    for f in files[:3]:
+        (tmp_path / f).write_text("b")
+    assert not dirty()
+    (tmp_path / files[3]).write_text("b")
+    assert dirty()
 
 
 def test_time_to_picture_sentences_follow_their_rows():
