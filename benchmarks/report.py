@@ -85,6 +85,11 @@ BENCHES: dict[str, Bench] = {
                        [["look.py", "--sizes", "1024", "--jobs", "2", "--threads", "1"]], ["look.json", "look.md"]),
     "look": Bench("the default's look at 256 and 512 px, six pairs, seen at 256 px (defaults.md)", [["look.py"]],
                   ["look.json", "look.md"]),
+    "tileable_time": Bench("--tileable's circular graph and wrapped tiles against the plain graph (losses.md)",
+                           [["tileable_time.py", "--size", "256", "--repeats", "3"]],
+                           ["tileable_time.json", "tileable_time.md"]),
+    "video": Bench("flow accuracy and the temporal error of stylized video on a clip with known motion (video.md)",
+                   [["../docs/make_video.py"]], ["video_make.json"]),
     "clock_replay": Bench("the time left shown against the real remainder: the time_to_picture runs replayed",
                           [["clock_replay.py"]], ["clock_replay.json", "clock_replay.md"]),
 }
@@ -165,7 +170,8 @@ def run(name: str, busy_ok: bool, wait_s: float = 0.0) -> bool:
     t0, busy0, own0 = time.monotonic(), cpu_busy_s(), os.times()
     for cmd in bench.commands:
         print("report:", name, ":", " ".join(cmd), file=sys.stderr)
-        if subprocess.run([sys.executable, *cmd], cwd=HERE).returncode != 0:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        if subprocess.run([sys.executable, *cmd], cwd=HERE, env=env).returncode != 0:
             print(f"report: {name} failed: {' '.join(cmd)}", file=sys.stderr)
             return False
     after, own1 = os.getloadavg()[0], os.times()
@@ -485,6 +491,36 @@ def lbfgs_vs_scipy_table(prov: dict) -> list[str]:
                                   "evaluations (scipy / lbfgs)"], rows)]
 
 
+def video_flow_table(prov: dict) -> list[str]:
+    """Optical flow on the clip with known motion: error against the true flow, time, pixels kept."""
+    d = read("video_make.json")
+    h, w = d["clip"]["size"]
+    return [caption("video_make.json", prov), "",
+            *table(["photo", "method", "EPE px", f"ms per flow at {w} x {h}", "kept by the mask"],
+                   [[r["photo"], r["method"], f"{r['epe_px']:.3f}", f"{r['ms_per_flow']:.1f}",
+                     f"{r['reliable_share'] * 100:.1f} %"] for r in d["flow"]])]
+
+
+def video_temporal_table(prov: dict) -> list[str]:
+    """Temporal error of the stylized clip, each temporal setting against independent frames."""
+    d = read("video_make.json")
+    return [caption("video_make.json", prov), "",
+            *table(["run", "temporal error", "x independent", "s first frame", "s per later frame"],
+                   [[r["run"], f"{r['temporal_error']:.1f}", f"**{r['ratio_to_independent']:.3f}**",
+                     f"{r['seconds_first']:.1f}", f"{r['seconds_later']:.1f}"] for r in d["runs"]]), "",
+            f"The content frames themselves score {d['content_temporal_error']:.1f} (the floor set by resampling "
+            "the photo)."]
+
+
+def tileable_time_table(prov: dict) -> list[str]:
+    """--tileable's graphs against the plain graph: time per evaluation, in one process."""
+    d = read("tileable_time.json")
+    h, w = d["shape"]
+    return [caption("tileable_time.json", prov, d["load"]), "",
+            *table([f"graph, {w}x{h} px", f"median s of {d['repeats']}", "over plain"],
+                   [[k, f"{v:.3f}", f"**{d['ratio'][k]:.2f}x**"] for k, v in d["median_s"].items()])]
+
+
 def clock_table(prov: dict) -> list[str]:
     """The time left shown against the real remainder, one sentence (a replay: no timing of its own)."""
     d = read("clock_replay.json")
@@ -502,6 +538,9 @@ def clock_table(prov: dict) -> list[str]:
 
 TABLES: dict[str, Callable[[dict], list[str]]] = {
     "big_eval": big_eval_table,
+    "tileable_time": tileable_time_table,
+    "video_flow": video_flow_table,
+    "video_temporal": video_temporal_table,
     "lbfgs_vs_scipy": lbfgs_vs_scipy_table,
     "big_limit": big_limit_table,
     "clock": clock_table,
