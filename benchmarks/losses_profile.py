@@ -75,6 +75,9 @@ def main() -> None:
              *(f"| {op} | " + " | ".join(f"{o.get(op, 0):.0f}" for _, o in res.values()) + " |" for op in top),
              "| wall, s | " + " | ".join(f"{t:.2f}" for t, _ in res.values()) + " |"]
     (HERE / "results" / "losses_profile.md").write_text("\n".join(lines) + "\n")
+    (HERE / "results" / "losses_profile.json").write_text(json.dumps(
+        {"commit": commit, "size": a.size, "wall_s": {k: t for k, (t, _) in res.items()},
+         "op_ms": {k: o for k, (_, o) in res.items()}}, indent=1) + "\n")
     print("\n".join(lines))
 
 

@@ -85,6 +85,8 @@ BENCHES: dict[str, Bench] = {
                        [["look.py", "--sizes", "1024", "--jobs", "2", "--threads", "1"]], ["look.json", "look.md"]),
     "look": Bench("the default's look at 256 and 512 px, six pairs, seen at 256 px (defaults.md)", [["look.py"]],
                   ["look.json", "look.md"]),
+    "losses_profile": Bench("where the sorted losses' time goes: onnxruntime's profile (losses.md)",
+                            [["losses_profile.py", "--size", "256"]], ["losses_profile.json", "losses_profile.md"]),
     "tileable_time": Bench("--tileable's circular graph and wrapped tiles against the plain graph (losses.md)",
                            [["tileable_time.py", "--size", "256", "--repeats", "3"]],
                            ["tileable_time.json", "tileable_time.md"]),
@@ -512,6 +514,19 @@ def video_temporal_table(prov: dict) -> list[str]:
             "the photo)."]
 
 
+def losses_profile_table(prov: dict) -> list[str]:
+    """Where the sorted losses' time goes: onnxruntime's profile per operator type, operators over 50 ms."""
+    d = read("losses_profile.json")
+    kinds = list(d["wall_s"])
+    ops = sorted({op for o in d["op_ms"].values() for op in o}, key=lambda op: -max(o.get(op, 0) for o in
+                                                                                   d["op_ms"].values()))
+    rows = [[op, *(f"{d['op_ms'][k].get(op, 0):.0f}" for k in kinds)] for op in ops
+            if max(o.get(op, 0) for o in d["op_ms"].values()) >= 50]
+    return [caption("losses_profile.json", prov), "",
+            *table([f"operator, {d['size']} px: ms", *kinds],
+                   [*rows, ["**wall, s**", *(f"**{d['wall_s'][k]:.2f}**" for k in kinds)]])]
+
+
 def tileable_time_table(prov: dict) -> list[str]:
     """--tileable's graphs against the plain graph: time per evaluation, in one process."""
     d = read("tileable_time.json")
@@ -539,6 +554,7 @@ def clock_table(prov: dict) -> list[str]:
 TABLES: dict[str, Callable[[dict], list[str]]] = {
     "big_eval": big_eval_table,
     "tileable_time": tileable_time_table,
+    "losses_profile": losses_profile_table,
     "video_flow": video_flow_table,
     "video_temporal": video_temporal_table,
     "lbfgs_vs_scipy": lbfgs_vs_scipy_table,
