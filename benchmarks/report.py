@@ -319,16 +319,25 @@ def batch_table(prov: dict) -> list[str]:
 def lossgrad_table(prov: dict) -> list[str]:
     d = read("bench.json")
     threads = {r["torch"].get("torch_threads") for r in d["lossgrad"] if r.get("torch")}
+    rows = [r for r in d["lossgrad"] if r.get("torch")]
     body = [[str(r["size"]), f"{r['onnxstyle']['median_s']:.3f}", f"{r['torch']['median_s']:.3f}",
              f"**{r['time_ratio']:.2f}**", f"{r['onnxstyle']['peak_rss_mb']:.0f}", f"{r['torch']['peak_rss_mb']:.0f}",
-             f"**{r['mem_ratio']:.2f}**", f"{r['loss_rel_diff']:.1e}", f"{r['grad_rel_err']:.1e}"]
-            for r in d["lossgrad"] if r.get("torch")]
+             f"**{r['mem_ratio']:.2f}**", f"{r['loss_rel_diff']:.1e}", f"{r['grad_rel_err']:.1e}"] for r in rows]
     return [caption("bench.json", prov), "",
             *table(["size px", "onnxstyle s", "torch s", "time ratio", "onnxstyle peak MB", "torch peak MB",
                     "memory ratio", "loss rel. diff", "grad rel. err"], body), "",
             f"Median of {len(d['lossgrad'][0]['onnxstyle']['times_s'])} calls after a warm-up, each case in a fresh "
             f"process (peak: its whole memory), torch at {', '.join(map(str, sorted(threads)))} thread(s), "
-            "onnxruntime at onnxstyle's default (the physical cores)."]
+            "onnxruntime at onnxstyle's default (the physical cores).", "", lossgrad_sentence(rows)]
+
+
+def lossgrad_sentence(rows: list[dict]) -> str:
+    """The ratios in words, each number from its rows."""
+    best = min(rows, key=lambda r: r["time_ratio"])
+    mem = ", ".join(f"{r['mem_ratio']:.2f}x at {r['size']} px" for r in rows)
+    return (f"onnxstyle's loss+gradient takes {span([r['time_ratio'] for r in rows], '.2f')}x torch's time "
+            f"(less at {sum(r['time_ratio'] < 1 for r in rows)} of {len(rows)} sizes; {best['time_ratio']:.2f}x at "
+            f"{best['size']} px) and {span([r['mem_ratio'] for r in rows], '.2f')}x its peak memory ({mem}).")
 
 
 def overhead_table(prov: dict) -> list[str]:
