@@ -10,7 +10,8 @@ at the 256 px run's sizes. The ratio of a size's distances to the 256 px run's s
 look holds (the issue's goal: at most 1.2x style, 1.5x content). Writes each picture and each pair's
 side by side to docs/gallery/sizes/, and benchmarks/results/NAME.{json,md} after each pair; a run
 adds its sizes to NAME.json, each pair keeping the sizes it does not make (`--sizes 1024` adds
-1024 px to the 256 and 512 px rows; --fresh starts anew); --jobs N measures N pairs at a time;
+1024 px to the 256 and 512 px rows; a size a pair already has is skipped, so a run cut short goes
+on where it stopped; --again makes them again, --fresh starts anew); --jobs N measures N pairs at a time;
 `--merge A.json B.json --name look` joins runs made apart (each row keeps its commit and load);
 `--pictures DIR` measures the default's pictures another run saved (time_to_picture.py --pictures:
 each such row names its file; that run's results file has its commit and load).
@@ -174,6 +175,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="pairs at a time, one process each")
     ap.add_argument("--fresh", action="store_true", help="start NAME.json anew (default: add to it, each pair "
                     "keeping the sizes this run does not make)")
+    ap.add_argument("--again", action="store_true", help="make the sizes NAME.json already has for a pair again "
+                    "(default: skip them, so a run cut short goes on where it stopped)")
     a = ap.parse_args()
     if a.merge:
         return merge(a.merge, a.name)
@@ -185,8 +188,13 @@ def main() -> None:
     res = json.loads(path.read_text()) if path.is_file() and not a.fresh else {
         "machine": f"{os.cpu_count()} cores", "seen": SEEN, "look_weight": a.look_weight, "pairs": {}}
     res["sizes"] = sorted(set(res.get("sizes", [])) | set(sizes))
+    plan = {pair: [s for s in sizes if a.again or str(s) not in res["pairs"].get(pair, {})]
+            for pair in a.pairs.split(",")}  # a run cut short goes on where it stopped
+    for pair in (p for p, todo in plan.items() if len(todo) < len(sizes)):
+        print(f"look: {pair}: {', '.join(str(s) for s in sizes if s not in plan[pair])} px already in {path.name} "
+              "(--again makes them again)", flush=True)
     with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        todo = {pool.submit(measure, pair, sizes, a, commit): pair for pair in a.pairs.split(",")}
+        todo = {pool.submit(measure, pair, todo, a, commit): pair for pair, todo in plan.items() if todo}
         for fut in as_completed(todo):
             pair = todo[fut]
             row = res["pairs"].setdefault(pair, {})
