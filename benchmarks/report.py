@@ -122,17 +122,16 @@ def others_cpu(busy: tuple[float | None, float | None], own_s: float, wall_s: fl
     return max(0.0, (busy[1] - busy[0] - own_s) / wall_s)
 
 
-def git(*args: str) -> str:
-    out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() if out.returncode == 0 else ""
+def git(*args: str, root: Path = ROOT) -> str:
+    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    return (out.stdout or "").strip() if out.returncode == 0 else ""
 
 
 def dirty(root: Path) -> bool:
     """Code changed since the commit. Results, docs and the README (what earlier benchmarks of the same
     call and the tables write) are not code."""
-    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results",
-                          ":!docs", ":!README.md"], cwd=root, capture_output=True, text=True)
-    return out.returncode == 0 and bool((out.stdout or "").strip())
+    return bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results", ":!docs",
+                    ":!README.md", root=root))
 
 
 def machine() -> dict:
@@ -319,8 +318,8 @@ def batch_table(prov: dict) -> list[str]:
 
 def lossgrad_table(prov: dict) -> list[str]:
     d = read("bench.json")
-    threads = {r["torch"].get("torch_threads") for r in d["lossgrad"] if r.get("torch")}
     rows = [r for r in d["lossgrad"] if r.get("torch")]
+    threads = {r["torch"].get("torch_threads") for r in rows}
     body = [[str(r["size"]), f"{r['onnxstyle']['median_s']:.3f}", f"{r['torch']['median_s']:.3f}",
              f"**{r['time_ratio']:.2f}**", f"{r['onnxstyle']['peak_rss_mb']:.0f}", f"{r['torch']['peak_rss_mb']:.0f}",
              f"**{r['mem_ratio']:.2f}**", f"{r['loss_rel_diff']:.1e}", f"{r['grad_rel_err']:.1e}"] for r in rows]

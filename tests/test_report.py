@@ -113,7 +113,7 @@ def test_busy_is_other_processes_cpu_not_the_benchmarks_own(monkeypatch, tmp_pat
     monkeypatch.setitem(report.BENCHES, "toy", report.Bench("toy", [["toy.py"]], ["toy.json"]))
     (tmp_path / "toy.json").write_text("{}")
     monkeypatch.setattr(report.subprocess, "run", lambda *a, **k: report.subprocess.CompletedProcess(a, 0))
-    monkeypatch.setattr(report, "git", lambda *a: "abc")
+    monkeypatch.setattr(report, "git", lambda *a, **k: "abc")
     monkeypatch.setattr(report, "machine", lambda: {"cores": 2})
     n = report.cores()
 
