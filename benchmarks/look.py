@@ -190,11 +190,11 @@ def main() -> None:
     res["sizes"] = sorted(set(res.get("sizes", [])) | set(sizes))
     plan = {pair: [s for s in sizes if a.again or str(s) not in res["pairs"].get(pair, {})]
             for pair in a.pairs.split(",")}  # a run cut short goes on where it stopped
-    for pair in (p for p, todo in plan.items() if len(todo) < len(sizes)):
+    for pair in (p for p, left in plan.items() if len(left) < len(sizes)):
         print(f"look: {pair}: {', '.join(str(s) for s in sizes if s not in plan[pair])} px already in {path.name} "
               "(--again makes them again)", flush=True)
     with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        todo = {pool.submit(measure, pair, todo, a, commit): pair for pair, todo in plan.items() if todo}
+        todo = {pool.submit(measure, pair, left, a, commit): pair for pair, left in plan.items() if left}
         for fut in as_completed(todo):
             pair = todo[fut]
             row = res["pairs"].setdefault(pair, {})
