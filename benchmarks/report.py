@@ -160,6 +160,15 @@ def settled(n: int, wait_s: float) -> float:
     return load
 
 
+def export_graphs() -> None:
+    """The graphs the benchmarks load, exported first where missing: the API writes no
+    files, so a fresh clone has none (the CLI's own first-use export)."""
+    code = "import onnxstyle.files as f, sys; sys.exit(0 if f.exported(f.default_model('avg')) else 1)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env).returncode != 0:
+        subprocess.run([sys.executable, "-m", "onnxstyle", "export"], cwd=ROOT, env=env, check=True)
+
+
 def run(name: str, busy_ok: bool, wait_s: float = 0.0) -> bool:
     """Run one benchmark; False when it was refused or failed."""
     bench, n = BENCHES[name], cores()
@@ -651,6 +660,7 @@ def main() -> int:
         ap.error(f"unknown benchmark {', '.join(unknown)}: one of {', '.join(BENCHES)}")
     ok = True
     if not args.tables:
+        export_graphs()
         ok = all([run(n, args.busy, args.wait) for n in (args.names or [n for n in BENCHES if n != "bench_quick"])])
     prov = load_provenance()
     for doc in DOCS:
