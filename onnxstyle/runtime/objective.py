@@ -658,6 +658,18 @@ class AddedTerm:
         terms = {**terms, self.name: value, "total": terms["total"] + self.weight * value}
         return terms, grad + g.reshape(grad.shape)
 
+    def evaluate_device(self, x: ort.OrtValue,
+                        grad_out: ort.OrtValue | None = None) -> tuple[dict[str, float], ort.OrtValue]:
+        """evaluate() for lbfgs-device: the base graph's work stays on the device, the added term
+        runs on the host, so the image comes to the host and the gradient makes a round trip
+        (three copies of the image per evaluation, through device_lbfgs's counted copies)."""
+        from onnxstyle.runtime.device_lbfgs import to_device, to_host
+
+        terms, grad = self.base.evaluate_device(x, grad_out)
+        value, g = self.added(to_host(x).reshape(self.shape))
+        to_device(to_host(grad) + g.reshape(grad.shape()), grad)
+        return {**terms, self.name: value, "total": terms["total"] + self.weight * value}, grad
+
     def terms(self, x: np.ndarray) -> dict[str, float]:
         return self.evaluate(x)[0]
 

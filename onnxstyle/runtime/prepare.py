@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnxstyle.options import INITS, OptionError, StyleOptions
+from onnxstyle.options import INITS, StyleOptions
 from onnxstyle.runtime import blas, color, fit, images, tiles
 from onnxstyle.runtime.look import LookObjective
 from onnxstyle.runtime.objective import Objective
@@ -141,9 +141,6 @@ def prepare(opts: StyleOptions, content: np.ndarray, styles: Sequence[np.ndarray
         return images.resize(content, hw), sts, ms
 
     small = look_hw(opts, content.shape, hw)
-    if small is not None and opts.optimizer == "lbfgs-device":
-        raise OptionError("look_size", "--optimizer lbfgs-device cannot take the look term yet: above "
-                          f"{opts.look_size} px use --look-size none, or scipy, lbfgs or adam")
     c, sts, ms = sized(hw, size)
     with blas.single_thread():  # the style targets' products: the same bits whatever the env's threads
         objective = Objective(c, sts, opts, style_masks=ms, tile=fitted.tile)

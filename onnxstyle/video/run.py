@@ -141,8 +141,6 @@ def check(options: StyleOptions, hw: tuple[int, int], styles: int) -> tuple[Styl
     if options.scales != "auto" and len(options.ladder()) > 1:  # auto: a stills default
         raise InputError("video runs at one size: drop --scales (use --size)")
     options, choice = door.choose(options, hw, styles, pictures=TEMPORAL_PICTURES)
-    if options.optimizer == "lbfgs-device":
-        raise InputError("--optimizer lbfgs-device cannot take the temporal term yet: use scipy or lbfgs for video")
     return options, choice
 
 
