@@ -21,7 +21,7 @@ say() { printf '[gpu_dryrun] %s\n' "$*"; }
 STAGE=$(mktemp -d /tmp/onnxstyle-gpu-dryrun.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 copy_tree() {  # the checkout as the device tool sends it: tracked and untracked-not-ignored files
-  (git ls-files -z; git ls-files -z -o --exclude-standard) | xargs -0 -r -I{} sh -c '[ -e "$1" ] && echo "$1"' _ {} \
+  (git ls-files -z; git ls-files -z -o --exclude-standard) | xargs -0 -r -I{} sh -c '[ ! -e "$1" ] || echo "$1"' _ {} \
     | tar -cf - -T - | tar -xf - -C "$1"
 }
 
