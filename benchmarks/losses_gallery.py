@@ -102,7 +102,7 @@ def make(stem: str, run: dict, threads: int, commit: str) -> tuple[str, np.ndarr
 
 def write_md(res: dict) -> None:
     lines = ["# Pictures of the style losses, textures, per-scale (`benchmarks/losses_gallery.py`)", "",
-             f"At commit {', '.join(sorted({v.get('commit', res['commit']) for v in res['runs'].values()}))}, "
+             f"At commit {', '.join(sorted({v['commit'] for v in res['runs'].values()}))}, "
              f"{res['size']} px, scales {res['scales']}, iterations "
              f"{res['iterations']} per scale, {res['jobs']} picture(s) at a time at {res['threads']} thread(s) "
              "each (s per evaluation is under the load shown).", "",
