@@ -17,6 +17,7 @@ Writes benchmarks/results/loss_scale.{json,md}.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import multiprocessing
@@ -39,21 +40,29 @@ RESULTS = HERE / "results" / "loss_scale.json"
 LOSSES = ("scaled", "w2", "histogram", "sliced")  # covariance's start-point scale holds (losses.md)
 
 
-def make(key: str, pair: str, loss: str, scale: float, a: argparse.Namespace, commit: str) -> tuple[str, dict]:
-    """One run in a worker process, seen at 256 px: (key, its record)."""
+@functools.cache
+def seen(pair: str):
+    """(photo, painting, look.Seen of them), once per pair in a worker: Seen's float64 VGG passes are slow."""
     from look import Seen
 
-    import onnxstyle
     from onnxstyle.runtime import images
 
     c, s = pair.split(":")
     content, style = images.load_rgb(DATA / CONTENTS[c]), images.load_rgb(DATA / STYLES[s])
+    return content, style, Seen(content, style)
+
+
+def make(key: str, pair: str, loss: str, scale: float, a: argparse.Namespace, commit: str) -> tuple[str, dict]:
+    """One run in a worker process, seen at 256 px: (key, its record)."""
+    import onnxstyle
+
+    content, style, see = seen(pair)
     load, t = os.getloadavg()[0], time.perf_counter()
     r = onnxstyle.stylize(content, style, device="cpu", threads=a.threads, size=a.size, scales=a.scales,
                           iterations=a.iterations, until="iterations", style_loss=loss,
                           style_weight=defaults.STYLE_WEIGHT * scale / defaults.STYLE_LOSS_SCALE[loss])
     secs = time.perf_counter() - t
-    return key, {"pair": pair, "loss": loss, "scale": scale, **Seen(content, style)(r.image),
+    return key, {"pair": pair, "loss": loss, "scale": scale, **see(r.image),
                  "seconds": round(secs, 1), "load": round(load, 2), "commit": commit}
 
 

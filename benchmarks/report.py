@@ -486,6 +486,19 @@ def losses_balance_table(prov: dict) -> list[str]:
                    [[p.replace(":", " x "), *(cell.get((p, loss), "-") for loss in losses)] for p in pairs])]
 
 
+def loss_scale_table(prov: dict) -> list[str]:
+    """Each loss's scale giving gram's content distance at the result (loss_scale.py), per pair and overall."""
+    d = read("loss_scale.json")
+    gram = {r["pair"]: r["content"] for r in d["runs"].values() if r["loss"] == "gram"}
+    pairs = list(gram)
+    rows = [[loss, *(f"{v['pairs'][p]:.3g}" if p in v["pairs"] else "-" for p in pairs), f"**{v['scale']:.3g}**",
+             f"{v['today']:.3g}"] for loss, v in d["derived"].items()]
+    return [caption("loss_scale.json", prov, [r["load"] for r in d["runs"].values()], timed=False), "",
+            *table(["loss: scale giving gram's content distance",
+                    *(f"{p.replace(':', ' x ')} (gram: {c:.3f})" for p, c in gram.items()),
+                    "geometric mean", "scale when measured"], rows)]
+
+
 def big_eval_table(prov: dict) -> list[str]:
     """One evaluation of a big picture, untiled and in tiles: time and the whole process's peak memory."""
     rows = [r for r in read("big.json") if r["mode"] == "eval"]
@@ -597,6 +610,7 @@ TABLES: dict[str, Callable[[dict], list[str]]] = {
     "losses_gallery": losses_gallery_table,
     "losses_seam": losses_seam_table,
     "losses_balance": losses_balance_table,
+    "loss_scale": loss_scale_table,
     "losses_time": losses_time_table,
     "look": look_table,
     "look_tried": look_tried_table,
