@@ -82,7 +82,7 @@ BENCHES: dict[str, Bench] = {
                             [["losses_gallery.py", "--jobs", "2", "--threads", "1"]],
                             ["losses_gallery.json", "losses_gallery.md"]),
     "loss_scale": Bench("each style loss's scale from the balance at the result, three pairs at 256 px (losses.md)",
-                        [["loss_scale.py", "--jobs", "1", "--threads", "1", "--tries",
+                        [["loss_scale.py", "--jobs", "2", "--threads", "1", "--tries",
                           "scaled=0.038/0.019,w2=0.065/0.032,histogram=0.165/0.085,sliced=0.35/0.175"]],
                         ["loss_scale.json", "loss_scale.md"]),
     "look_1024": Bench("the default's look at 1024 px, added to look.json's rows; resumable (defaults.md)",
