@@ -67,10 +67,11 @@ def distances(x: np.ndarray, photo: dict, painting: dict, weights) -> dict[str, 
     return {"style": float(np.mean(style)), "content": float(((f - p) ** 2).sum() / (p**2).sum())}
 
 
-def side_by_side(paths: list[Path]) -> np.ndarray:
-    """The pictures at one height (the largest's), left to right, 8 px apart."""
+def side_by_side(paths: list[Path], most: int = 512) -> np.ndarray:
+    """The pictures at one height (the largest's, at most `most` px: a 1024 px row weighs 1.4 MB), left
+    to right, 8 px apart."""
     pics = [images.load_rgb(p) for p in paths]
-    h = max(p.shape[0] for p in pics)
+    h = min(most, max(p.shape[0] for p in pics))
     pics = [images.resize(p, (h, round(p.shape[1] * h / p.shape[0]))) for p in pics]
     gap = np.full((h, 8, 3), 255.0, np.float32)
     return np.concatenate([x for p in pics for x in (p, gap)][:-1], axis=1)
