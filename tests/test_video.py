@@ -273,7 +273,9 @@ def test_progress_carries_the_whole_clip(tmp_path, photo, monkeypatch, capsys):
     assert [p.frame for p in seen] == [0, 0, 0, 1, 1, 2, 2] and {p.frames for p in seen} == {3}
     left = [p.remaining for p in seen]
     assert all(v is not None and v >= 0 for v in left) and left[-1] == 0.0
-    assert left[0] > left[3] > left[5] > 0  # each frame's first iteration still sees the frames after it
+    # the last iteration of frames 0 and 1 leaves nothing of its own frame: what is left is the frames
+    # after it (an order of the estimates would depend on the machine's timing)
+    assert left[2] > 0 and left[4] > 0
     from onnxstyle.cli import main
 
     monkeypatch.setattr(sys, "argv", ["onnxstyle", "video", str(src), str(tmp_path / "cli"), str(STYLE), "--size",
