@@ -95,10 +95,9 @@ def write(res: dict) -> None:
              "float64 VGG19 (content distance from the photo, Gram distance from the painting).", "",
              "| pair | loss | scale | content | over gram's | style | s | load |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(res["runs"].values(), key=lambda r: (r["pair"], r["loss"] != "gram", r["loss"], -r["scale"])):
-        g = gram.get(r["pair"])
+        over = f"{r['content'] / gram[r['pair']]['content']:.2f}x" if r["pair"] in gram else "-"  # gram not run yet
         lines.append(f"| {r['pair'].replace(':', ' x ')} | {r['loss']} | {r['scale']:.3g} | {r['content']:.3f} | "
-                     f"{r['content'] / g['content']:.2f}x | {r['style']:.4f} | {r['seconds']:.0f} | {r['load']:.1f} |"
-                     if g else "")
+                     f"{over} | {r['style']:.4f} | {r['seconds']:.0f} | {r['load']:.1f} |")
     lines += ["", "| loss | scale giving gram's content distance, per pair | geometric mean | today's |",
               "|---|---|---|---|"]
     for loss, d in res["derived"].items():
