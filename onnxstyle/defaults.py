@@ -15,20 +15,16 @@ STYLE_LAYERS: dict[str, float] = {
 # than the Caffe VGG19's, so the seed's style weight 2e2 does not carry over). Chosen by a sweep
 # on astronaut/chelsea x starry_night/the_scream at 256-512 px: see docs/defaults.md.
 STYLE_LOSS = "gram"  # Gatys et al. 2015 (the other losses: export/graph.py)
-# Each loss's style term times its scale, so that the default style weight gives about gram's
-# balance: with every scale 1, the norm of the style gradient at the initial canvas (128 px,
-# default layers, four pairs: astronaut, chelsea x The Starry Night, The Scream) was, over gram's,
-# covariance 0.37, scaled 3.1, histogram 2.1, sliced 1.4 (geometric means); each scale is 1 / that
-# ratio. With these scales the geometric means are 0.99-1.00, per pair 0.52-1.89
-# (benchmarks/results/losses.md; the ratio there over the scale is the unscaled one). w2: 2.31
-# with scale 1 (per pair 1.33-4.16; benchmarks/losses.py at 39e3f4f), so 0.43.
-# At the result these scales are too strong: the scale at which a loss's 256 px result is as far
-# from the photo as gram's (content distance at conv4_2, three pairs; benchmarks/results/loss_scale.md)
-# is scaled 0.021, w2 0.030, histogram 0.086, sliced 0.165 (covariance's stays: 0.97-1.05x gram's
-# content distance at 512 px, docs/losses.md). They replace these once the 512 px gallery is made
-# with them (the check at 512 px).
-STYLE_LOSS_SCALE: dict[str, float] = {"gram": 1.0, "covariance": 2.7, "scaled": 0.32, "w2": 0.43, "histogram": 0.47,
-                                      "sliced": 0.70}
+# Each loss's style term times its scale, so that the default style weight gives gram's balance at
+# the result: the scale at which a loss's 256 px result is as far from the photo as gram's (content
+# distance at conv4_2 seen by the float64 VGG19; three pairs, ladder 128 -> 256, geometric mean;
+# benchmarks/results/loss_scale.md). Covariance's 2.7 is from the gradient at the initial canvas
+# (norm 0.37x gram's with scale 1, four pairs at 128 px; benchmarks/results/losses.md) and holds at
+# the result: 0.97-1.05x gram's content distance at 512 px (docs/losses.md). The other losses'
+# start-of-run scales (scaled 0.32, w2 0.43, histogram 0.47, sliced 0.70) were 4x-16x too strong
+# at the result.
+STYLE_LOSS_SCALE: dict[str, float] = {"gram": 1.0, "covariance": 2.7, "scaled": 0.021, "w2": 0.030,
+                                      "histogram": 0.086, "sliced": 0.165}
 CONTENT_WEIGHT = 1.0  # the seed's alpha = 1
 STYLE_WEIGHT = 1e5  # sweep in docs/defaults.md (the seed's 2e2 is far too weak here)
 TV_WEIGHT = 0.0  # the paper uses no TV term; peers default to small smoothing
