@@ -98,7 +98,7 @@ def write(res: dict) -> None:
         over = f"{r['content'] / gram[r['pair']]['content']:.2f}x" if r["pair"] in gram else "-"  # gram not run yet
         lines.append(f"| {r['pair'].replace(':', ' x ')} | {r['loss']} | {r['scale']:.3g} | {r['content']:.3f} | "
                      f"{over} | {r['style']:.4f} | {r['seconds']:.0f} | {r['load']:.1f} |")
-    lines += ["", "| loss | scale giving gram's content distance, per pair | geometric mean | today's |",
+    lines += ["", "| loss | scale giving gram's content distance, per pair | geometric mean | scale when measured |",
               "|---|---|---|---|"]
     for loss, d in res["derived"].items():
         lines.append(f"| {loss} | {', '.join(f'{v:.3g}' for v in d['pairs'].values())} | **{d['scale']:.3g}** | "
